@@ -1,0 +1,98 @@
+"""`SpikingBertConfig`: every spiking hyperparameter of a (pruned) SpikingBERT in one HF config.
+
+It round-trips through ``save_pretrained``/``from_pretrained`` together with the weights, so a
+spatially and temporally pruned model (head/neuron masks, per-layer timesteps, learned
+thresholds) is a normal HF checkpoint folder.
+"""
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+def _check(ok: bool, name: str, allowed: str, got) -> None:
+    if not ok:
+        raise ValueError(f"SpikingBertConfig: `{name}` must be {allowed}; got {got!r}")
+
+
+class SpikingBertConfig(PretrainedConfig):
+    """Configuration of :class:`stpcore.model.SpikingBertForSequenceClassification`.
+
+    Architecture (as BERT): ``vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
+    intermediate_size, max_position_embeddings, type_vocab_size, layer_norm_eps, num_labels``.
+
+    Spiking hyperparameters:
+        timesteps: T_conv, the number of simulation steps of the complete-unrolling executor.
+        layer_timesteps: per-encoder-layer timesteps ``[t^1..t^L]`` after temporal pruning
+            (Eq. 10); ``None`` means every layer runs ``timesteps``. Non-uniform lists are run
+            by the Bernoulli sequential executor (Eq. 11).
+        threshold: V_th per encoder layer (a float is broadcast); the embedding population uses
+            layer 1's threshold. ``learnable_threshold`` makes them parameters (Sec. III-D).
+        leak: gamma of Eq. 1; 1.0 (integrate-and-fire) is the public SpikingBERT's value.
+        head_mask: ``[L][num_heads]`` 0/1 lists (None = all kept); neuron_mask: ``[L][intermediate]``.
+        binary_weights: encoder linear weights are 1-bit (sign x per-output-channel scale).
+        time_chunk: timesteps simulated together (T folded into the batch); memory is
+            O(time_chunk), results do not depend on it.
+    """
+
+    model_type = "spiking_bert"
+
+    def __init__(self, vocab_size=30522, hidden_size=384, num_hidden_layers=4,
+                 num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
+                 type_vocab_size=2, layer_norm_eps=1e-12, timesteps=85, layer_timesteps=None,
+                 threshold=1.0, leak=1.0, learnable_threshold=False, head_mask=None,
+                 neuron_mask=None, binary_weights=False, time_chunk=32, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.layer_norm_eps = layer_norm_eps
+        self.timesteps = timesteps
+        self.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
+        if isinstance(threshold, (int, float)):
+            threshold = [float(threshold)] * num_hidden_layers
+        self.threshold = [float(v) for v in threshold]
+        self.leak = leak
+        self.learnable_threshold = learnable_threshold
+        self.head_mask = head_mask
+        self.neuron_mask = neuron_mask
+        self.binary_weights = binary_weights
+        self.time_chunk = time_chunk
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first bad hyperparameter."""
+        L = self.num_hidden_layers
+        _check(isinstance(L, int) and L >= 1, "num_hidden_layers", "an int >= 1", L)
+        _check(self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads == 0,
+               "hidden_size", f"divisible by num_attention_heads={self.num_attention_heads}",
+               self.hidden_size)
+        _check(isinstance(self.timesteps, int) and self.timesteps >= 1, "timesteps",
+               "an int >= 1 (T_conv)", self.timesteps)
+        if self.layer_timesteps is not None:
+            _check(len(self.layer_timesteps) == L and min(self.layer_timesteps) >= 1,
+                   "layer_timesteps", f"None or {L} ints >= 1", self.layer_timesteps)
+        _check(len(self.threshold) == L and min(self.threshold) > 0, "threshold",
+               f"a float > 0 or {L} floats > 0", self.threshold)
+        _check(0 < self.leak <= 1, "leak", "in (0, 1]", self.leak)
+        _check(isinstance(self.time_chunk, int) and self.time_chunk >= 1, "time_chunk",
+               "an int >= 1", self.time_chunk)
+        for name, width in (("head_mask", self.num_attention_heads),
+                            ("neuron_mask", self.intermediate_size)):
+            mask = getattr(self, name)
+            if mask is not None:
+                ok = len(mask) == L and all(len(r) == width and set(r) <= {0, 1} for r in mask)
+                _check(ok, name, f"None or {L} rows of {width} values in {{0, 1}}",
+                       f"{len(mask)} rows")
+
+    @property
+    def per_layer_timesteps(self) -> list[int]:
+        """``[t^1..t^L]``: the configured list, or T_conv for every layer."""
+        return list(self.layer_timesteps or [self.timesteps] * self.num_hidden_layers)
+
+    @property
+    def uniform_timesteps(self) -> bool:
+        return len(set(self.per_layer_timesteps)) == 1

@@ -1,0 +1,208 @@
+"""GLUE data: loading, held-out slices, tokenisation and dynamically padded loaders.
+
+Splits are read from a local folder of Parquet files laid out as ``<glue_dir>/<task>/<split>.parquet``
+(Hugging Face ``glue`` columns) or from the HF hub (``nyu-mll/glue``). The local folder is
+``glue_dir`` if given, else ``STP_GLUE_DIR``, else ``<repo>/../shared/glue`` when it exists.
+
+Checkpoints and hyperparameters are chosen on a held-out slice of the *train* split
+(:func:`split_heldout`); the dev split is only used for the final report.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUB_DATASET = "nyu-mll/glue"
+SOURCES = ("auto", "local", "hub")
+MIN_MAX_LENGTH, MAX_MAX_LENGTH = 8, 512
+MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask", "labels")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Text columns (one, or two for sentence pairs), number of labels and dev split names."""
+
+    text_columns: tuple[str, ...]
+    num_labels: int
+    dev_splits: tuple[str, ...] = ("validation",)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", *self.dev_splits)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst2": TaskSpec(("sentence",), 2),
+    "mrpc": TaskSpec(("sentence1", "sentence2"), 2),
+    "qnli": TaskSpec(("question", "sentence"), 2),
+    "qqp": TaskSpec(("question1", "question2"), 2),
+    "mnli": TaskSpec(("premise", "hypothesis"), 3, ("validation_matched", "validation_mismatched")),
+}
+
+
+def task_spec(task: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task``; ``ValueError`` listing the allowed tasks otherwise."""
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not supported; allowed tasks: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local GLUE folder to read, or ``None`` (meaning: use the hub).
+
+    Order: ``glue_dir``, then ``STP_GLUE_DIR``, then ``<repo>/../shared/glue`` if it exists.
+    A folder named explicitly (argument or env) that does not exist raises ``FileNotFoundError``.
+    """
+    if glue_dir is not None:
+        origin, path = "glue_dir", Path(glue_dir)
+    elif os.environ.get("STP_GLUE_DIR"):
+        origin, path = "STP_GLUE_DIR", Path(os.environ["STP_GLUE_DIR"])
+    else:
+        default = REPO_ROOT.parent / "shared" / "glue"
+        return default if default.is_dir() else None
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"GLUE folder {str(path)!r} (from {origin}) does not exist; set STP_GLUE_DIR or pass "
+            f"glue_dir= to a folder laid out as <task>/<split>.parquet, or use source='hub'")
+    return path
+
+
+def load_split(task: str, split: str, glue_dir: str | os.PathLike | None = None,
+               source: str = "auto") -> datasets.Dataset:
+    """One split of a GLUE task, with the HF ``glue`` columns.
+
+    ``source``: ``"local"`` reads ``<glue_dir>/<task>/<split>.parquet``; ``"hub"`` downloads
+    ``nyu-mll/glue``; ``"auto"`` is local when a GLUE folder resolves, else hub (no fallback to
+    the hub for a file missing from a present folder).
+    """
+    spec = task_spec(task)
+    if split not in spec.splits:
+        raise ValueError(f"split={split!r} is not a split of task {task!r}; "
+                         f"allowed splits: {', '.join(spec.splits)}")
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not supported; allowed sources: {', '.join(SOURCES)}")
+    root = None if source == "hub" else resolve_glue_dir(glue_dir)
+    if source == "hub" or (source == "auto" and root is None):
+        return datasets.load_dataset(HUB_DATASET, task, split=split)
+    if root is None:
+        raise FileNotFoundError(
+            "source='local' but no GLUE folder was found: pass glue_dir=, set STP_GLUE_DIR, "
+            f"or place the data at {REPO_ROOT.parent / 'shared' / 'glue'}")
+    path = root / task / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{task}/{split} is not in the GLUE folder: missing file {str(path)!r}. Obtain it from "
+            f"the HF hub ({HUB_DATASET!r}, config {task!r}) with source='hub' on a machine with "
+            f"network, or put the Parquet file (HF glue columns) at that path")
+    return datasets.load_dataset("parquet", data_files=str(path), split="train")
+
+
+def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: int = 2000,
+                  seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split a *train* split into ``(train, heldout)``, deterministically for a given ``seed``.
+
+    The held-out slice has ``min(max_size, round(fraction * n))`` rows (at least 1), drawn at
+    random; both parts keep the original row order.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r} must be in (0, 1)")
+    if max_size < 1:
+        raise ValueError(f"max_size={max_size!r} must be >= 1")
+    n = len(dataset)
+    if n < 2:
+        raise ValueError(f"dataset has {n} rows; split_heldout needs at least 2")
+    size = min(max_size, max(1, round(fraction * n)), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return dataset.select(np.sort(perm[size:])), dataset.select(np.sort(perm[:size]))
+
+
+def _check_max_length(max_length: Any) -> None:
+    if (not isinstance(max_length, int) or isinstance(max_length, bool)
+            or not MIN_MAX_LENGTH <= max_length <= MAX_MAX_LENGTH):
+        raise ValueError(f"max_length={max_length!r} must be an int in "
+                         f"[{MIN_MAX_LENGTH}, {MAX_MAX_LENGTH}]")
+
+
+def tokenize(dataset: datasets.Dataset, task: str, tokenizer: Any,
+             max_length: int = 128) -> datasets.Dataset:
+    """Tokenise ``dataset`` (pairs as pairs, truncated to ``max_length``, not padded).
+
+    Returns a dataset with exactly the columns ``input_ids, token_type_ids, attention_mask, labels``.
+    """
+    spec = task_spec(task)
+    _check_max_length(max_length)
+    missing = [c for c in (*spec.text_columns, "label") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"dataset lacks column(s) {missing} needed for task {task!r}; "
+                         f"it has {dataset.column_names}")
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[c] for c in spec.text_columns]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length,
+                        return_token_type_ids=True, return_attention_mask=True)
+        return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
+                "attention_mask": enc["attention_mask"], "labels": batch["label"]}
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names,
+                       desc=f"tokenize {task}")
+
+
+def _pad_collate(pad_token_id: int):
+    """Collate rows into LongTensors padded to the longest row of the batch."""
+    pad_values = {"input_ids": pad_token_id, "token_type_ids": 0, "attention_mask": 0}
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        batch = {k: torch.tensor([list(r[k]) + [v] * (width - len(r[k])) for r in rows],
+                                 dtype=torch.long) for k, v in pad_values.items()}
+        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        return batch
+
+    return collate
+
+
+def make_loader(tokenized: datasets.Dataset, batch_size: int, shuffle: bool, seed: int = 0,
+                limit: int | None = None, pad_token_id: int = 0) -> DataLoader:
+    """A DataLoader of dicts of LongTensors ``input_ids, token_type_ids, attention_mask, labels``.
+
+    Batches are padded to their longest row (``pad_token_id`` in ``input_ids``, 0 elsewhere;
+    0 is BERT's ``[PAD]``). ``limit`` keeps the first ``limit`` rows, taken after a ``seed``-ed
+    shuffle when ``shuffle`` is true; with ``shuffle=False`` the order is kept.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit={limit!r} must be None or an int >= 1")
+    data = tokenized.shuffle(seed=seed) if shuffle else tokenized
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    data = data.select_columns(list(MODEL_COLUMNS))
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=_pad_collate(pad_token_id))
+
+
+def load_task(task: str, tokenizer: Any, max_length: int = 128,
+              glue_dir: str | os.PathLike | None = None, source: str = "auto",
+              heldout_fraction: float = 0.05, seed: int = 0) -> dict[str, datasets.Dataset]:
+    """Tokenised ``{"train", "heldout", "dev"}`` of ``task`` (mnli adds ``"dev_mismatched"``).
+
+    ``heldout`` is a slice of the train split (see :func:`split_heldout`); ``dev`` is the first
+    dev split (``validation_matched`` for mnli).
+    """
+    spec = task_spec(task)
+    _check_max_length(max_length)
+    train, heldout = split_heldout(load_split(task, "train", glue_dir, source),
+                                   fraction=heldout_fraction, seed=seed)
+    parts = {"train": train, "heldout": heldout}
+    for name, split in zip(("dev", "dev_mismatched"), spec.dev_splits):
+        parts[name] = load_split(task, split, glue_dir, source)
+    return {name: tokenize(ds, task, tokenizer, max_length) for name, ds in parts.items()}

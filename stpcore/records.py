@@ -1,0 +1,117 @@
+"""Results as data with provenance.
+
+Every number the book shows comes from a JSON record written by :func:`write_record`.
+A record holds the configuration, the metrics, and where/when/how it was made
+(git commit, device, wall time, seed). Records are written atomically: a reader never
+sees a half-written file.
+
+Layout: ``data/results/<profile>/<task>/<stage>.json`` (``STP_RESULTS_DIR`` overrides the root).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def results_root() -> Path:
+    """Root folder of the result records (``STP_RESULTS_DIR`` or ``<repo>/data/results``)."""
+    return Path(os.environ.get("STP_RESULTS_DIR", REPO_ROOT / "data" / "results"))
+
+
+def record_path(profile: str, task: str, stage: str, root: Path | None = None) -> Path:
+    return Path(root or results_root()) / profile / task / f"{stage}.json"
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit the code ran at, and whether the tree had uncommitted changes."""
+    def _git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"git_commit": _git("rev-parse", "HEAD") or None,
+                "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def describe_device(device: Any = None) -> str:
+    """A human-readable name of the device the run used (GPU model or CPU)."""
+    import torch
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def atomic_write_json(path: Path, payload: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1, sort_keys=True, default=_jsonable)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: dict,
+                 seed: int, wall_time_s: float, device: Any = None,
+                 root: Path | None = None) -> dict:
+    """Write one result record atomically and return it."""
+    import torch
+    record = {
+        "schema": SCHEMA_VERSION,
+        "profile": profile,
+        "task": task,
+        "stage": stage,
+        "config": config,
+        "metrics": metrics,
+        "provenance": {
+            **git_commit(),
+            "device": describe_device(device),
+            "torch": torch.__version__,
+            "seed": seed,
+            "wall_time_s": round(float(wall_time_s), 3),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    atomic_write_json(record_path(profile, task, stage, root), record)
+    return record
+
+
+def read_record(profile: str, task: str, stage: str, root: Path | None = None) -> dict | None:
+    """The record of one stage, or None when that stage has not been run."""
+    path = record_path(profile, task, stage, root)
+    if not path.exists():
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def list_records(profile: str | None = None, root: Path | None = None) -> list[dict]:
+    """All records under the root (optionally of one profile), sorted by path."""
+    base = Path(root or results_root())
+    base = base / profile if profile else base
+    return [json.loads(p.read_text()) for p in sorted(base.glob("**/*.json"))]
