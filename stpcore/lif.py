@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from .kernels import fused_lif_scan, fused_lif_supports
+
 
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
              state: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -28,19 +30,34 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
             None starts from rest.
 
     Returns:
-        ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``.
+        ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. Spikes have the
+        current's dtype; the state is kept in at least fp32 (bf16/fp16 currents accumulate in
+        fp32). On CUDA with triton, a scalar threshold runs the fused kernel
+        (:func:`stpcore.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
+        otherwise :func:`lif_scan_loop`.
     """
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
+    if current.is_cuda and fused_lif_supports(current, threshold):
+        return fused_lif_scan(current, threshold, leak, state)
+    return lif_scan_loop(current, threshold, leak, state)
+
+
+def lif_scan_loop(current: torch.Tensor, threshold, leak: float = 1.0,
+                  state: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """The reference Python loop of :func:`lif_scan` (same arguments and results), any device."""
+    if current.dim() < 1 or current.shape[0] < 1:
+        raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
+    acc = torch.promote_types(current.dtype, torch.float32)
     if state is None:
-        u = torch.zeros_like(current[0])
-        s = torch.zeros_like(current[0])
+        u = torch.zeros(current.shape[1:], dtype=acc, device=current.device)
+        s = torch.zeros_like(u)
     else:
         u, s = state
     spikes = torch.empty_like(current)
     for t in range(current.shape[0]):
         u = leak * u + current[t] - threshold * s
-        s = (u >= threshold).to(current.dtype)
+        s = (u >= threshold).to(acc)
         spikes[t] = s
     return spikes, (u, s)
 

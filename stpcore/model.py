@@ -179,6 +179,14 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             buf.copy_(value.to(buf.device))
             setattr(self.config, name, None if mask is None else value.int().tolist())
 
+    def set_binary_weights(self, binary: bool = True) -> None:
+        """Switch the encoder's linear layers to (or from) 1-bit weights."""
+        self.config.binary_weights = bool(binary)
+        for layer in self.layers:
+            for m in layer.modules():
+                if isinstance(m, QuantLinear):
+                    m.binary = bool(binary)
+
     def set_layer_timesteps(self, layer_timesteps=None) -> None:
         self.config.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
         self.config.validate()

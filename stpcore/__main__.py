@@ -1,0 +1,47 @@
+"""Command line: ``python -m stpcore run ...`` (stages) and ``python -m stpcore book ...``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["book"]:
+        from .book import main as book_main
+        return book_main(argv[1:])
+    from .pipeline import STAGES, run_stage
+    parser = argparse.ArgumentParser(prog="python -m stpcore",
+                                     description="Run pipeline stages (or `book` to build the book).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run stages for one task and profile")
+    run.add_argument("--task", required=True)
+    run.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    run.add_argument("--stages", default="teacher,spiking_fp,baseline",
+                     help=f"comma-separated, in order; 'all' = {','.join(STAGES)}")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--force", action="store_true", help="recompute even if a record exists")
+    run.add_argument("--teacher", help="teacher: all-minilm-l6-v2 (default), a hub id, a folder")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a profile field (repeatable), e.g. --set train_limit=20000")
+    sub.add_parser("book", help="execute the notebooks and build the book (see --help there)")
+    args = parser.parse_args(argv)
+    stages = list(STAGES) if args.stages == "all" else args.stages.split(",")
+    overrides = {"teacher": args.teacher} if args.teacher else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    for name in stages:
+        rec = run_stage(args.task, name, args.profile, args.seed, force=args.force, **overrides)
+        shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, (list, dict))}
+        print(f"{args.task} {name}: {json.dumps(shown)} "
+              f"({rec['provenance']['wall_time_s']:.0f} s, {rec['provenance']['device']})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Fused LIF scan (Eq. 1-3) as one Triton kernel: all steps of a population block in one launch.
+
+Each program owns ``BLOCK`` neurons, keeps their membrane ``u`` and last spike ``s`` in registers
+and walks the time axis: ``u = leak * u + I[t] - V * s; s = (u >= V)``. Currents are read once
+(fp32, bf16 or fp16; arithmetic in fp32), spikes are written once in the current's dtype (0/1
+are exact in every float format). The operations are those of
+:func:`stpcore.lif.lif_scan_loop`, in the same order, so in fp32 the spikes are bit-identical:
+
+* ``leak == 1``: the multiply is skipped (``LEAK_ONE``), leaving ``(u + I) - V*s``; ``V*s`` is
+  exact (s is 0 or 1), so even a fused multiply-add of the reset rounds like the loop.
+* ``leak != 1``: the compiler may contract ``leak * u + I`` into one FMA (one rounding instead
+  of two), so ``u`` may differ from the loop in the last ulp and a spike exactly at threshold
+  can flip. Not bit-identical; equal up to that rounding.
+
+Time may have stride 0 (a constant current expanded over steps, as the embedding population's):
+the pointer advances by ``stride_t`` each step. ``triton`` is optional: without it this module
+imports and :func:`fused_lif_available` is False. The kernel also runs under
+``TRITON_INTERPRET=1`` on CPU tensors.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:         # CPU-only installs have no triton
+    triton = None
+
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def fused_lif_available() -> bool:
+    """True when triton is importable (the fused kernel can be compiled or interpreted)."""
+    return triton is not None
+
+
+if triton is not None:
+    @triton.jit
+    def _lif_scan_kernel(cur_ptr, spk_ptr, u_ptr, s_ptr, vth_ptr, vth_val, leak, T, M, stride_t,
+                         VTH_FROM_PTR: tl.constexpr, LEAK_ONE: tl.constexpr,
+                         BLOCK: tl.constexpr):
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        live = offs < M
+        if VTH_FROM_PTR:
+            vth = tl.load(vth_ptr).to(tl.float32)
+        else:
+            vth = vth_val
+        u = tl.load(u_ptr + offs, mask=live, other=0.0)
+        s = tl.load(s_ptr + offs, mask=live, other=0.0)
+        cur = cur_ptr + offs
+        spk = spk_ptr + offs
+        for _ in range(T):
+            i = tl.load(cur, mask=live, other=0.0).to(tl.float32)
+            if LEAK_ONE:
+                u = u + i
+            else:
+                u = leak * u + i
+            u = u - tl.where(s != 0.0, vth, 0.0)
+            s = tl.where(u >= vth, 1.0, 0.0)
+            tl.store(spk, s.to(spk_ptr.dtype.element_ty), mask=live)
+            cur += stride_t
+            spk += M
+        tl.store(u_ptr + offs, u, mask=live)
+        tl.store(s_ptr + offs, s, mask=live)
+
+
+def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
+    """Whether :func:`fused_lif_scan` takes these arguments (else use the loop)."""
+    scalar = not isinstance(threshold, torch.Tensor) or (threshold.dim() == 0
+                                                         and threshold.device == current.device)
+    return (fused_lif_available() and current.dtype in _DTYPES and current.dim() >= 1
+            and current.shape[0] >= 1 and scalar)
+
+
+def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
+                   state: tuple[torch.Tensor, torch.Tensor] | None = None, block: int = 1024):
+    """Eq. 1-3 over the leading time axis in one kernel launch (see module doc).
+
+    Args:
+        current: ``[T, ...]`` fp32/bf16/fp16. Read in place when ``current[0]`` is contiguous
+            and the time stride is ``current[0].numel()`` or 0 (expanded), else copied.
+        threshold: a python float or a 0-dim tensor on the current's device (read by the
+            kernel: no host sync).
+        leak: gamma in (0, 1], a python float.
+        state: ``(u, s)`` each shaped ``current[0]``, or None to start at rest.
+
+    Returns:
+        ``(spikes, (u, s))``: spikes shaped and typed like ``current``; u and s fp32.
+    """
+    if not fused_lif_supports(current, threshold):
+        raise ValueError("fused_lif_scan: needs triton, a float current [T, ...] and a "
+                         "scalar threshold")
+    steps, shape, m = current.shape[0], current.shape[1:], current[0].numel()
+    cur = current
+    if not (current[0].is_contiguous() and (steps == 1 or current.stride(0) in (0, m))):
+        cur = current.contiguous()
+    stride_t = cur.stride(0) if steps > 1 else m
+    if state is None:
+        u = torch.zeros(shape, dtype=torch.float32, device=current.device)
+        s = torch.zeros_like(u)
+    else:       # copies: the kernel updates u, s in place
+        u = state[0].to(torch.float32, copy=True).contiguous()
+        s = state[1].to(torch.float32, copy=True).contiguous()
+    spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+    from_ptr = isinstance(threshold, torch.Tensor)
+    vth_t = threshold.reshape(1) if from_ptr else u     # u: an unused placeholder pointer
+    if m == 0:
+        return spikes, (u, s)
+    _lif_scan_kernel[(triton.cdiv(m, block),)](cur, spikes, u, s, vth_t, 0.0 if from_ptr else float(threshold),
+                           float(leak), steps, m, stride_t, VTH_FROM_PTR=from_ptr,
+                           LEAK_ONE=float(leak) == 1.0, BLOCK=block)
+    return spikes, (u, s)

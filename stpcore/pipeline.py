@@ -1,0 +1,195 @@
+"""The stage runner: teacher -> full-precision SpikingBERT -> 1-bit baseline -> pruning stages.
+
+Each stage is a function ``stage(run) -> (metrics, model_or_None)`` registered in ``STAGES``
+with the stages it needs. ``Run.record(stage)`` returns the stage's saved record or runs it; a
+stage that finds its record (and, when later stages need it, its checkpoint under
+``runs/<profile>/<task>/<stage>/``, or ``STP_RUNS_DIR``) is not redone. Every run writes a JSON
+record with provenance under ``data/results/<profile>/<task>/<stage>.json``.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import data as glue
+from .model import SpikingBertForSequenceClassification
+from .profiles import Profile, get_profile
+from .records import REPO_ROOT, read_record, write_record
+from .teacher import load_teacher, load_tokenizer, student_from_teacher, student_layer_map
+from .train import Distiller, evaluate, fit, label_loss, pick_device
+
+STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
+
+
+def stage(name: str, needs: tuple[str, ...] = ()):
+    """Register a stage function under ``name`` with the stages whose models it needs."""
+    def deco(fn):
+        STAGES[name] = (needs, fn)
+        return fn
+    return deco
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """One (task, profile, seed): data loaders, checkpoints, records."""
+
+    def __init__(self, task: str, profile: str = "smoke", seed: int = 0, **overrides):
+        self.task, self.seed = task, seed
+        self.profile: Profile = get_profile(profile, task, **overrides)
+        self.device = pick_device()
+        if self.profile.name == "smoke":
+            self.profile.progress = False if os.environ.get("CI") else self.profile.progress
+        self.sim_dtype = getattr(torch, self.profile.sim_dtype)
+        self.ckpt_root = Path(os.environ.get("STP_RUNS_DIR", REPO_ROOT / "runs")) / profile / task
+        self._data = None
+
+    # ---- data ------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return load_tokenizer(self.profile.teacher)
+
+    @property
+    def data(self) -> dict:
+        if self._data is None:
+            self._data = glue.load_task(self.task, self.tokenizer, self.profile.max_length,
+                                        heldout_fraction=self.profile.heldout_fraction,
+                                        seed=self.seed)
+        return self._data
+
+    def loader(self, split: str, batch_size: int | None = None, limit: int | None = None):
+        train = split == "train"
+        p = self.profile
+        size = batch_size or (p.train_batch_size if train else p.eval_batch_size)
+        lim = limit if limit is not None else (p.train_limit if train else p.eval_limit)
+        return glue.make_loader(self.data[split], size, shuffle=train, seed=self.seed, limit=lim)
+
+    def dev_metrics(self, model, **kw) -> dict:
+        """Dev accuracy (the reported number) and held-out accuracy (used for choices)."""
+        dev = evaluate(model, self.loader("dev"), self.device, self.sim_dtype, self.profile.max_length, **kw)
+        held = evaluate(model, self.loader("heldout"), self.device, self.sim_dtype, self.profile.max_length)
+        out = {"dev_accuracy": dev.pop("accuracy"), "heldout_accuracy": held["accuracy"],
+               "dev_examples": dev.pop("examples")}
+        out.update(dev)
+        return out
+
+    # ---- checkpoints and records -----------------------------------------------------------
+    def checkpoint(self, name: str) -> Path:
+        return self.ckpt_root / name
+
+    def model(self, name: str):
+        """The trained model of stage ``name`` (from its checkpoint, running the stage if needed)."""
+        path = self.checkpoint(name)
+        if not path.exists():
+            self.record(name, force=True)
+        if name == "teacher":
+            from transformers import BertForSequenceClassification
+            m = BertForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+        else:
+            m = SpikingBertForSequenceClassification.from_pretrained(path)
+            m.config.time_chunk = self.profile.time_chunk
+        return m.to(self.device)
+
+    def record(self, name: str, force: bool = False) -> dict:
+        if name not in STAGES:
+            raise ValueError(f"`stage` must be one of {sorted(STAGES)}; got {name!r}")
+        rec = read_record(self.profile.name, self.task, name)
+        if rec is not None and not force and rec["provenance"]["seed"] == self.seed:
+            return rec
+        needs, fn = STAGES[name]
+        for dep in needs:
+            if not self.checkpoint(dep).exists():
+                self.record(dep, force=True)
+        seed_everything(self.seed)
+        start = time.perf_counter()
+        metrics, model = fn(self)
+        if model is not None:
+            model.save_pretrained(self.checkpoint(name))
+        return write_record(self.profile.name, self.task, name, config=self.profile.to_dict(),
+                            metrics=metrics, seed=self.seed, wall_time_s=time.perf_counter() - start,
+                            device=self.device)
+
+
+def run_stage(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
+              force: bool = False, **overrides) -> dict:
+    """Run (or reuse) one stage and return its record."""
+    return Run(task, profile, seed, **overrides).record(stage_name, force=force)
+
+
+def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
+               recompute: bool = False) -> dict | None:
+    """The notebooks' entry point: the saved record; computed when ``profile == 'smoke'`` or
+    ``recompute``; None for a paper-profile stage nobody has run (shown as 'not run')."""
+    rec = read_record(profile, task, stage_name)
+    if rec is not None and not recompute:
+        return rec
+    if profile == "smoke" or recompute:
+        return run_stage(task, stage_name, profile, seed, force=recompute)
+    return None
+
+
+# ---- foundation stages ---------------------------------------------------------------------------
+@stage("teacher")
+def stage_teacher(run: Run):
+    p = run.profile
+    model = load_teacher(p.teacher, glue.TASKS[run.task].num_labels).to(run.device)
+    history = fit(model, run.loader("train"), epochs=p.teacher_epochs, lr=p.teacher_lr,
+                  loss_fn=label_loss, device=run.device, heldout_loader=run.loader("heldout"),
+                  progress=p.progress, desc="teacher")
+    return {**run.dev_metrics(model), "history": history}, model
+
+
+def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, second_epochs: int,
+                  second_lr: float):
+    """Intermediate-layer KD, then prediction-layer KD (``second='prediction'``) or labels."""
+    p = run.profile
+    layer_map = (student_layer_map(teacher.config.num_hidden_layers, p.student_layers)
+                 if not hasattr(teacher, "spiking_bert") else list(range(1, p.student_layers + 1)))
+    common = dict(device=run.device, heldout_loader=run.loader("heldout"), progress=p.progress,
+                  sim_dtype=run.sim_dtype, seq_len=p.max_length)
+    kd_loader = run.loader("train", batch_size=p.kd_batch_size)
+    ikd = Distiller(teacher, layer_map, student.config.hidden_size, "intermediate").to(run.device)
+    # IKD drives hidden ASRs, not accuracy: keep its last epoch rather than select on accuracy
+    hist = fit(student, kd_loader, epochs=ikd_epochs, lr=p.kd_lr, loss_fn=ikd,
+               extra_modules=(ikd.fit,), select_best=False, desc="ikd", **common)
+    if second == "prediction":
+        loss = Distiller(teacher, layer_map, student.config.hidden_size, "prediction")
+    else:
+        loss = label_loss
+    hist += fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
+                desc=second, **common)
+    return hist
+
+
+@stage("spiking_fp", needs=("teacher",))
+def stage_spiking_fp(run: Run):
+    p = run.profile
+    teacher = run.model("teacher")
+    student = student_from_teacher(teacher, p.student_layers, p.t_conv, p.initial_vth,
+                                   time_chunk=p.time_chunk).to(run.device)
+    history = distill_stage(run, student, teacher, p.fp_ikd_epochs, "prediction",
+                            p.fp_pred_epochs, p.pred_lr)
+    return {**run.dev_metrics(student), "history": history}, student
+
+
+@stage("baseline", needs=("spiking_fp",))
+def stage_baseline(run: Run):
+    """The 1-bit SpikingBERT: binarised encoder weights, IKD from the full-precision
+    SpikingBERT, then fine-tuning on the labels."""
+    p = run.profile
+    fp = run.model("spiking_fp")
+    student = run.model("spiking_fp")
+    student.spiking_bert.set_binary_weights(True)
+    history = distill_stage(run, student, fp, p.binary_ikd_epochs, "labels",
+                            p.binary_ft_epochs, p.pred_lr)
+    return {**run.dev_metrics(student), "history": history}, student

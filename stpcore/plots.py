@@ -1,0 +1,257 @@
+"""Figures 3-5 of the paper, drawn from result records.
+
+All functions build a :class:`matplotlib.figure.Figure` directly (Agg canvas, no pyplot
+state, no GUI backend), with fixed sizes, and return it. :func:`to_png` / :func:`to_svg` /
+:func:`save_figure` render without timestamps, so the same records give the same bytes.
+A missing record draws "not run" in its panel instead of a curve.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg canvas; pyplot's backend is untouched
+from matplotlib.figure import Figure
+
+from .paper import load_paper_results, task_label
+
+NOT_RUN = "not run"
+_RC = {"svg.hashsalt": "stpcore", "svg.fonttype": "path", "font.family": "DejaVu Sans"}
+WIDE = (10.0, 4.0)
+
+
+# ---------------------------------------------------------------------------- rendering
+def _new_figure(size=WIDE, ncols: int = 2) -> tuple[Figure, list]:
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=size, dpi=100)
+        FigureCanvasAgg(fig)
+        axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure, without timestamps or software-version metadata."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def to_svg(fig: Figure) -> bytes:
+    """SVG bytes of a figure, without a date and with fixed element ids."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf), deterministically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        path.write_bytes(to_png(fig))
+    elif suffix == ".svg":
+        path.write_bytes(to_svg(fig))
+    elif suffix == ".pdf":
+        with matplotlib.rc_context(_RC):
+            fig.savefig(path, format="pdf", metadata={"CreationDate": None, "ModDate": None,
+                                                      "Producer": None, "Creator": None})
+    else:
+        raise ValueError(f"unsupported figure format: {path.suffix!r}")
+    return path
+
+
+def display_figure(fig: Figure):
+    """An IPython PNG image of ``fig`` (what the notebooks display; deterministic bytes)."""
+    from IPython.display import Image
+    return Image(data=to_png(fig), format="png")
+
+
+# ---------------------------------------------------------------------------- record access
+def _history(obj: Any) -> list[dict] | None:
+    """Per-epoch history from a record, a metrics dict, or a history list (None if absent)."""
+    if obj is None:
+        return None
+    if isinstance(obj, list):
+        return obj
+    if "metrics" in obj:
+        obj = obj["metrics"]
+    hist = obj.get("history")
+    return list(hist) if hist else None
+
+
+def _metrics(record: Any) -> dict | None:
+    if record is None:
+        return None
+    return record.get("metrics", record)
+
+
+def _not_run(ax, text: str = NOT_RUN) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=14, color="0.4")
+
+
+def _by_task(records: Any) -> dict[str, dict | None]:
+    """``{task: record}`` from a mapping keyed by task or (task, stage), or a list of records."""
+    if records is None:
+        return {}
+    if isinstance(records, Mapping):
+        return {(k[0] if isinstance(k, tuple) else k): v for k, v in records.items()}
+    return {r["task"]: r for r in records if r is not None}
+
+
+# ---------------------------------------------------------------------------- Fig. 3
+def plot_activity_loss(with_record: Any, without_record: Any, title: str | None = None) -> Figure:
+    """Fig. 3. (a) mean ASR per encoder layer over epochs, solid with the activity loss
+    (L1, L2, ...), dashed without (L1', L2', ...); (b) Normalized #C over epochs.
+
+    Each argument is a record, a metrics dict or a history list whose entries hold
+    ``epoch``, ``layer_asr`` (one value per layer) and ``normalized_c``.
+    """
+    fig, (ax_a, ax_b) = _new_figure()
+    runs = [("with", _history(with_record), "-"), ("without", _history(without_record), "--")]
+    if all(h is None for _, h, _ in runs):
+        _not_run(ax_a)
+        _not_run(ax_b)
+    for name, hist, style in runs:
+        if hist is None:
+            continue
+        epochs = [h.get("epoch", i) for i, h in enumerate(hist)]
+        n_layers = max(len(h.get("layer_asr") or []) for h in hist)
+        for layer in range(n_layers):
+            asr = [h["layer_asr"][layer] if len(h.get("layer_asr") or []) > layer else float("nan")
+                   for h in hist]
+            label = f"L{layer + 1}" + ("" if name == "with" else "'")
+            ax_a.plot(epochs, asr, style, color=f"C{layer % 10}", label=label, marker="o", markersize=3)
+        ax_b.plot(epochs, [h.get("normalized_c", float("nan")) for h in hist], style,
+                  color="C0" if name == "with" else "C3", marker="o", markersize=3,
+                  label=f"{name} activity loss")
+    ax_a.set(xlabel="epoch", ylabel="mean ASR", title="(a) mean ASR per encoder layer")
+    ax_b.set(xlabel="epoch", ylabel="Normalized #C", title="(b) Normalized #C")
+    for ax in (ax_a, ax_b):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, ncol=2 if ax is ax_a else 1)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 4
+def plot_budget_sweep(record: Any, paper: Mapping | None = None, task: str = "sst2",
+                      accuracy_key: str = "dev_accuracy") -> Figure:
+    """Fig. 4a: accuracy after post-training spatial pruning vs the ACs budget (0.4-1.0).
+
+    ``record``: the ``budget_sweep`` record (``metrics.points``: ``budget``, accuracies).
+    ``paper``: :func:`stpcore.paper.load_paper_results` output; the paper publishes no curve,
+    so its Table II points are drawn (budget 0.6: post-training FIM + ASR; 1.0: baseline)
+    and its chosen budget as a dotted line.
+    """
+    paper = paper if paper is not None else load_paper_results()
+    fig, (ax,) = _new_figure((6.0, 4.0), 1)
+    m = _metrics(record)
+    points = sorted((m or {}).get("points") or [], key=lambda p: p["budget"])
+    if points:
+        ax.plot([p["budget"] for p in points], [p.get(accuracy_key, float("nan")) for p in points],
+                "-o", color="C0", label=f"ours ({accuracy_key})")
+    else:
+        _not_run(ax)
+    rows = {r["stage"]: r["values"][task]["accuracy"] for r in paper["table_ii"]["rows"]}
+    chosen = paper["ablations"]["fig_4a"]["chosen_ac_budget"]
+    ax.plot([chosen, 1.0], [rows["spatial_fisher_asr"], rows["baseline"]], "s", color="C3",
+            label="paper (Table II points)")
+    ax.axvline(chosen, linestyle=":", color="0.3", label=f"paper's choice ({chosen})")
+    lo, hi = paper["ablations"]["fig_4a"]["ac_budget_range"]
+    ax.set(xlim=(lo - 0.03, hi + 0.03), xlabel="ACs constraint (fraction of unpruned ACs)",
+           ylabel="accuracy (%)", title=f"(a) ACs constraint, {task_label(task)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_base_sweep(record: Any, task: str = "sst2", accuracy_key: str = "dev_accuracy",
+                    chosen_base: float | None = None) -> Figure:
+    """Fig. 4b: retained ACs (% of baseline) and accuracy vs the PCA base b (1.0-1.2).
+
+    ``record``: the ``base_sweep`` record (``metrics.points``: ``base``, ``acs_fraction``,
+    accuracies). The paper's chosen base (1.02) is the dotted line.
+    """
+    if chosen_base is None:
+        chosen_base = load_paper_results()["ablations"]["fig_4b"]["chosen_pca_base"]
+    fig, (ax,) = _new_figure((6.0, 4.0), 1)
+    m = _metrics(record)
+    points = sorted((m or {}).get("points") or [], key=lambda p: p["base"])
+    ax2 = ax.twinx()
+    if points:
+        bases = [p["base"] for p in points]
+        ax.plot(bases, [100.0 * p.get("acs_fraction", float("nan")) for p in points], "-o", color="C0",
+                label="ACs (%)")
+        ax2.plot(bases, [p.get(accuracy_key, float("nan")) for p in points], "-s", color="C1",
+                 label=f"accuracy ({accuracy_key})")
+    else:
+        _not_run(ax)
+    ax.axvline(chosen_base, linestyle=":", color="0.3", label=f"paper's choice ({chosen_base})")
+    ax.set(xlabel="PCA scaling factor b", ylabel="ACs (% of baseline)",
+           title=f"(b) PCA scaling factor, {task_label(task)}")
+    ax2.set_ylabel("accuracy (%)")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 5
+def plot_random_mask(two_stage_records: Any, random_records: Any, curve_task: str = "sst2",
+                     accuracy_key: str = "dev_accuracy", tasks: Iterable[str] | None = None) -> Figure:
+    """Fig. 5. Left: training accuracy per epoch on ``curve_task``, two-stage spatial pruning
+    (post-training masks, then retraining: the ``spatial_retrain`` records) vs retraining
+    from a random mask (``random_mask`` records). Right: accuracy per task, both methods.
+
+    Each argument: ``{task: record}``, ``{(task, stage): record}`` or a list of records.
+    """
+    two, rnd = _by_task(two_stage_records), _by_task(random_records)
+    fig, (ax_l, ax_r) = _new_figure()
+    drawn = False
+    for recs, name, color in ((two, "two-stage", "C0"), (rnd, "random mask", "C3")):
+        hist = _history(recs.get(curve_task))
+        if hist:
+            ax_l.plot([h.get("epoch", i) for i, h in enumerate(hist)],
+                      [h.get("train_accuracy", float("nan")) for h in hist], "-o", markersize=3,
+                      color=color, label=name)
+            drawn = True
+    if not drawn:
+        _not_run(ax_l)
+    else:
+        ax_l.legend(fontsize=8)
+    ax_l.set(xlabel="epoch", ylabel="training accuracy (%)", title=f"training, {task_label(curve_task)}")
+    ax_l.grid(alpha=0.3)
+
+    order = list(tasks) if tasks is not None else [t for t in load_paper_results()["tasks"]
+                                                   if t in two or t in rnd]
+    width = 0.38
+    for k, (recs, name, color) in enumerate(((two, "two-stage", "C0"), (rnd, "random mask", "C3"))):
+        vals = []
+        for t in order:
+            m = _metrics(recs.get(t))
+            vals.append(float(m[accuracy_key]) if m and m.get(accuracy_key) is not None else float("nan"))
+        xs = [i + (k - 0.5) * width for i in range(len(order))]
+        ax_r.bar(xs, [0.0 if v != v else v for v in vals], width, color=color, label=name)
+        for x, v in zip(xs, vals):
+            if v != v:
+                ax_r.text(x, 1.0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=8, color="0.3")
+    ax_r.set_xticks(range(len(order)))
+    ax_r.set_xticklabels([task_label(t) for t in order])
+    ax_r.set(ylabel="accuracy (%)", title="accuracy per task")
+    if order:
+        ax_r.legend(fontsize=8)
+    else:
+        _not_run(ax_r)
+    ax_r.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,86 @@
+"""LIF scan: the Python loop on CPU, and the fused Triton kernel against it (CUDA, or CPU under
+TRITON_INTERPRET=1 with triton installed; skipped otherwise)."""
+import os
+
+import pytest
+import torch
+
+import stpcore.model
+from stpcore.kernels import fused_lif_available, fused_lif_scan
+from stpcore.lif import lif_scan, lif_scan_loop
+
+CUDA = torch.cuda.is_available() and fused_lif_available()
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and fused_lif_available()
+
+
+def test_kernels_import_without_triton():
+    assert isinstance(fused_lif_available(), bool)
+
+
+def test_lif_scan_cpu_constant_current():
+    spikes, (u, s) = lif_scan(torch.full((10, 2), 0.3), 1.0)
+    assert spikes[:, 0].tolist() == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]
+    assert s.tolist() == [1.0, 1.0] and torch.allclose(u, torch.ones(2))   # 10 x 0.3 - 2 resets
+
+
+def test_lif_scan_cpu_state_continues_and_bf16_accumulates_in_fp32():
+    cur = torch.randn(12, 3, 5, generator=torch.Generator().manual_seed(0))
+    full, state = lif_scan(cur, torch.tensor(0.7), 0.9)
+    head, mid = lif_scan(cur[:5], torch.tensor(0.7), 0.9)
+    tail, end = lif_scan(cur[5:], torch.tensor(0.7), 0.9, mid)
+    assert torch.equal(torch.cat([head, tail]), full) and torch.equal(end[0], state[0])
+    low = cur.bfloat16()
+    spikes, (u, _) = lif_scan(low, 0.7)
+    ref, (u_ref, _) = lif_scan(low.float(), 0.7)
+    assert spikes.dtype == torch.bfloat16 and u.dtype == torch.float32
+    assert torch.equal(spikes.float(), ref) and torch.equal(u, u_ref)
+
+
+def _check_fused(device):
+    gen = torch.Generator(device=device).manual_seed(0)
+    cur = torch.randn(37, 4, 33, 7, generator=gen, device=device) * 0.6 + 0.2
+    for vth in (0.9, torch.tensor(0.9, device=device)):
+        ref, (u_ref, s_ref) = lif_scan_loop(cur, vth)
+        out, (u, s) = fused_lif_scan(cur, vth)
+        assert torch.equal(out, ref) and torch.equal(u, u_ref) and torch.equal(s, s_ref)
+    head, mid = fused_lif_scan(cur[:20], 0.9)               # continuing from a state
+    tail, _ = fused_lif_scan(cur[20:], 0.9, state=mid)
+    assert torch.equal(torch.cat([head, tail]), ref)
+    const = cur[0].expand(9, *cur.shape[1:])                # time stride 0
+    assert torch.equal(fused_lif_scan(const, 0.9)[0], lif_scan_loop(const, 0.9)[0])
+    low = cur.bfloat16()                                     # bf16 in, fp32 accumulation
+    out, (u, _) = fused_lif_scan(low, 0.9)
+    assert out.dtype == torch.bfloat16 and torch.equal(out.float(), lif_scan_loop(low.float(), 0.9)[0])
+    out, (u, _) = fused_lif_scan(cur, 0.9, leak=0.9)         # leak != 1: equal up to FMA rounding
+    ref, (u_ref, _) = lif_scan_loop(cur, 0.9, 0.9)
+    assert (out != ref).float().mean() < 1e-3 and torch.allclose(u, u_ref, atol=1e-5)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="needs triton and TRITON_INTERPRET=1")
+def test_fused_interpreted_on_cpu():
+    _check_fused("cpu")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
+def test_fused_cuda_matches_loop_bitwise():
+    _check_fused("cuda")
+    cur = torch.randn(5, 8, device="cuda")
+    assert torch.equal(lif_scan(cur, 0.5)[0], lif_scan_loop(cur, 0.5)[0])   # dispatch
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
+def test_simulate_cuda_fused_equals_loop(monkeypatch):
+    from stpcore.config import SpikingBertConfig
+    torch.manual_seed(0)
+    cfg = SpikingBertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=128, timesteps=20,
+                            time_chunk=6, threshold=0.05)
+    bert = stpcore.model.SpikingBertModel(cfg).cuda().eval()
+    ids = torch.randint(1, 50, (2, 12), device="cuda")
+    mask = torch.ones_like(ids)
+    fused = bert.simulate(ids, mask)
+    monkeypatch.setattr(stpcore.model, "lif_scan", lif_scan_loop)
+    loop = bert.simulate(ids, mask)
+    assert all(torch.equal(fused.rates[l][p], loop.rates[l][p])
+               for l in range(2) for p in fused.rates[l])
+    assert torch.equal(fused.embedding_rate, loop.embedding_rate)
