@@ -88,9 +88,9 @@ def execute_notebooks(profile: str = "smoke", tasks: list[str] | None = None, on
         params["recompute"] = bool(recompute)
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = []
-    old_env = dict(os.environ)
+    old_env, kernel_env = dict(os.environ), _env()
     os.environ.clear()
-    os.environ.update(_env())   # kernels inherit this process's environment
+    os.environ.update(kernel_env)   # kernels inherit this process's environment
     try:
         for name in names:
             start = time.monotonic()

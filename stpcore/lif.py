@@ -13,6 +13,8 @@ with time folded into the batch, then this elementwise scan.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .kernels import fused_lif_scan, fused_lif_supports
@@ -32,13 +34,13 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     Returns:
         ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. Spikes have the
         current's dtype; the state is kept in at least fp32 (bf16/fp16 currents accumulate in
-        fp32). On CUDA with triton, a scalar threshold runs the fused kernel
+        fp32). On CUDA with triton and ``STP_FUSED_LIF=1``, a scalar threshold runs the fused kernel
         (:func:`stpcore.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
         otherwise :func:`lif_scan_loop`.
     """
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
-    if current.is_cuda and fused_lif_supports(current, threshold):
+    if current.is_cuda and os.environ.get("STP_FUSED_LIF") == "1" and fused_lif_supports(current, threshold):
         return fused_lif_scan(current, threshold, leak, state)
     return lif_scan_loop(current, threshold, leak, state)
 

@@ -193,3 +193,6 @@ def stage_baseline(run: Run):
     history = distill_stage(run, student, fp, p.binary_ikd_epochs, "labels",
                             p.binary_ft_epochs, p.pred_lr)
     return {**run.dev_metrics(student), "history": history}, student
+
+
+from . import experiments  # noqa: E402,F401  (registers the pruning stages)

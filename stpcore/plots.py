@@ -244,7 +244,8 @@ def plot_random_mask(two_stage_records: Any, random_records: Any, curve_task: st
         ax_r.bar(xs, [0.0 if v != v else v for v in vals], width, color=color, label=name)
         for x, v in zip(xs, vals):
             if v != v:
-                ax_r.text(x, 1.0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=8, color="0.3")
+                ax_r.text(x, 0.03, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=8, color="0.3",
+                          transform=ax_r.get_xaxis_transform())
     ax_r.set_xticks(range(len(order)))
     ax_r.set_xticklabels([task_label(t) for t in order])
     ax_r.set(ylabel="accuracy (%)", title="accuracy per task")

@@ -52,6 +52,9 @@ class Profile:
     kd_lr: float = 5e-5
     pred_lr: float = 3e-5
     retrain_epochs: int = 1
+    retrain_limit: int | None = None        # examples per retraining epoch (None = train_limit)
+    trace_samples: int = 256                # held-out examples whose traces feed the PCA
+    fisher_batch_size: int = 16
     retrain_lr: float = 2e-5
     penalty_epochs: int = 1                 # first retraining epochs with the AC penalty on
     pca_every: int = 200                    # steps between PCA reallocations while retraining
@@ -79,12 +82,12 @@ PROFILES = {
     "smoke": dict(student_layers=2, max_length=64, train_limit=256, eval_limit=128,
                   teacher_epochs=1, teacher_lr=1e-4, fp_ikd_epochs=1, fp_pred_epochs=1,
                   binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=2, penalty_epochs=1,
-                  pca_every=4, fisher_samples=64, kd_batch_size=32, train_batch_size=32,
+                  pca_every=4, fisher_samples=64, trace_samples=32, fisher_batch_size=8, kd_batch_size=32, train_batch_size=32,
                   eval_batch_size=64, budget_sweep=(0.4, 0.6, 1.0), base_sweep=(1.0, 1.02, 1.2),
                   extra={"t_conv": 8}),
     # One GPU, Table I values; epochs sized to the project's GPU budget (see the deviations page).
     "paper": dict(train_limit=None, teacher_epochs=2, fp_ikd_epochs=1, fp_pred_epochs=1,
-                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1,
+                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1, retrain_limit=16000,
                   sim_dtype="bfloat16", time_chunk=64),
 }
 

@@ -32,13 +32,19 @@ def record_path(profile: str, task: str, stage: str, root: Path | None = None) -
 
 
 def git_commit() -> dict[str, Any]:
-    """The commit the code ran at, and whether the tree had uncommitted changes."""
+    """The commit the code ran at, and whether the tree had uncommitted changes.
+
+    A copy of the tree without ``.git`` (a GPU box) takes ``STP_GIT_COMMIT`` set by its launcher."""
+    if os.environ.get("STP_GIT_COMMIT"):
+        return {"git_commit": os.environ["STP_GIT_COMMIT"], "git_dirty": None}
+
     def _git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
     try:
-        return {"git_commit": _git("rev-parse", "HEAD") or None,
-                "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+        sha = _git("rev-parse", "HEAD")
+        return {"git_commit": sha or None,
+                "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha else None}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
 

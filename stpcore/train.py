@@ -173,7 +173,7 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
             opt.step()
             sched.step()
             step += 1
-            loss_sum += float(loss) * len(batch["labels"])
+            loss_sum += float(loss.detach()) * len(batch["labels"])
             correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
             seen += len(batch["labels"])
             if on_step is not None:

@@ -1,0 +1,243 @@
+"""Simulation benchmarks of stpcore against the timestep-major reference loop (bench/README.md).
+
+    python bench/bench_sim.py --device cpu --size small
+    python bench/bench_sim.py --device cuda --size paper
+
+Weights are random (``reference_loop.random_model``) on the real model class
+(:class:`stpcore.model.SpikingBertForSequenceClassification`): timings do not depend on trained
+weights, and ASRs are only compared between implementations. Writes
+``data/bench/sim_<size>_<device>.json`` and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_loop import ReferenceLoop, compare_rates, random_model  # noqa: E402
+
+from stpcore.acs import acs_fraction  # noqa: E402
+from stpcore.records import REPO_ROOT, atomic_write_json, describe_device, git_commit  # noqa: E402
+
+SIZES = {   # widths: (hidden, intermediate); mem_steps: T of the memory comparison
+    "small": dict(batch=2, seq=16, timesteps=8, widths=((64, 256), (32, 128)), layers=4,
+                  heads=4, vocab=1000, mem_steps=(3, 14), reps=5, peak_n=512),
+    "paper": dict(batch=32, seq=128, timesteps=85, widths=((768, 3072), (384, 1536)), layers=4,
+                  heads=12, vocab=30522, mem_steps=(13, 140), reps=3, peak_n=8192),
+}
+KEEP = 0.6      # share of heads / neurons / timesteps kept by the pruned runs
+
+
+class Timer:
+    """Median seconds of ``fn`` after warm-up: CUDA events on GPU, wall clock on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn, reps: int, warmup: int = 1) -> float:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(reps):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
+
+def device_peaks(device, timer, n: int) -> dict:
+    """Measured peaks of this device: an n^3 matmul (bf16 and fp32) and a device copy."""
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        out[f"matmul_{name}_tflops"] = 2 * n ** 3 / timer(lambda: a @ b, 5) / 1e12
+    src = torch.empty(256 * 2 ** 20 if device.type == "cuda" else 16 * 2 ** 20, dtype=torch.uint8,
+                      device=device)
+    dst = torch.empty_like(src)
+    out["copy_gbps"] = 2 * src.numel() / timer(lambda: dst.copy_(src), 5) / 1e9  # read + write
+    return out
+
+
+def sim_work(s: dict, hidden: int, inter: int, steps: int) -> tuple[float, float]:
+    """(matmul FLOPs, modelled bytes) of one simulation. FLOPs: per step and layer, Q/K/V/
+    attention-output (4 N D^2), intermediate and output (2 N D F), scores and context (2 N^2 D),
+    x2 for multiply-add. Bytes, a lower bound: each population's fp32 current written and
+    read once and its fp32 spikes written and read once (16 B per neuron-step)."""
+    tokens = s["batch"] * s["seq"]
+    per_step = 2 * tokens * (4 * hidden ** 2 + 2 * hidden * inter + 2 * s["seq"] * hidden)
+    neurons = tokens * (5 * hidden + inter)
+    return per_step * s["layers"] * steps, 16.0 * neurons * s["layers"] * steps
+
+
+def bench_simulation(model, batch, timer, s, peaks, hidden, inter) -> dict:
+    """(a) throughput of simulate (fp32, bf16) vs the reference loop, ASR agreement; (d)."""
+    bert, steps, reps = model.spiking_bert, model.config.timesteps, s["reps"]
+    ref_loop, res = ReferenceLoop(model), {}
+    ref = ref_loop.simulate(**batch)                    # also the reference's warm-up
+    res["reference_s"] = timer(lambda: ref_loop.simulate(**batch), reps, warmup=0)
+    flops, nbytes = sim_work(s, hidden, inter, steps)
+    res["matmul_tflop_per_sim"] = flops / 1e12
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        sim = bert.simulate(**batch, dtype=dtype)
+        sec = timer(lambda: bert.simulate(**batch, dtype=dtype), reps)
+        res[name] = {"seconds": sec, "example_steps_per_s": s["batch"] * steps / sec,
+                     "speedup_vs_reference": res["reference_s"] / sec,
+                     **compare_rates(sim, ref), "tflops": flops / sec / 1e12,
+                     "frac_matmul_peak": flops / sec / 1e12 / peaks[f"matmul_{name}_tflops"],
+                     "model_gbps": nbytes / sec / 1e9,
+                     "frac_copy_peak": nbytes / sec / 1e9 / peaks["copy_gbps"]}
+    res["reference_example_steps_per_s"] = s["batch"] * steps / res["reference_s"]
+    return res
+
+
+def bench_training(model, batch, labels, timer, s, device) -> dict:
+    """(b) training step (simulate + implicit backward) vs forward alone; peak memory vs T."""
+    def forward():
+        with torch.no_grad():
+            model(**batch)
+
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        model(**batch, labels=labels).loss.backward()
+
+    res = {"forward_s": timer(forward, s["reps"]), "train_step_s": timer(train_step, s["reps"])}
+    res["train_over_forward"] = res["train_step_s"] / res["forward_s"]
+    if device.type == "cuda":
+        cfg, saved = model.config, (model.config.timesteps, model.config.time_chunk)
+        for chunk in (saved[1], min(s["mem_steps"])):   # default chunk, and chunk <= both T
+            peaks = []
+            for steps in s["mem_steps"]:
+                cfg.timesteps, cfg.time_chunk = steps, chunk
+                model.zero_grad(set_to_none=True)
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                train_step()
+                torch.cuda.synchronize()
+                peaks.append(torch.cuda.max_memory_allocated() / 2 ** 30)
+            res[f"peak_gib_chunk{chunk}"] = dict(zip(map(str, s["mem_steps"]), peaks))
+            res[f"mem_ratio_chunk{chunk}"] = peaks[1] / peaks[0]
+        cfg.timesteps, cfg.time_chunk = saved
+    return res
+
+
+def bench_pruning(model, batch, timer, s) -> dict:
+    """(c) temporal (sequential executor, pruned t^l) and spatial (masks) vs dense uniform T."""
+    bert, cfg = model.spiking_bert, model.config
+    L, H, F, D, T = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size, \
+        cfg.hidden_size, cfg.timesteps
+    ones_h, ones_n = torch.ones(L, H), torch.ones(L, F)
+    frac = lambda h, n, t: float(acs_fraction(h, n, t, s["seq"], D, H, T))
+    gen = torch.Generator().manual_seed(0)
+    keep = lambda width: torch.stack([(torch.randperm(width, generator=gen) < round(KEEP * width))
+                                      .float() for _ in range(L)])
+    layer_steps = [max(1, round(T * f)) for f in torch.linspace(1.0, 2 * KEEP - 1.0, L).tolist()]
+    head_mask, neuron_mask = keep(H), keep(F)
+    res = {"layer_timesteps": layer_steps}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        run = lambda: bert.simulate(**batch, dtype=dtype)
+        dense = timer(run, s["reps"])
+        bert.set_layer_timesteps(layer_steps)
+        temporal = timer(run, s["reps"])
+        bert.set_layer_timesteps(None)
+        bert.set_masks(head_mask, neuron_mask)
+        spatial = timer(run, s["reps"])
+        bert.set_masks(None, None)
+        for kind, sec, f in (("temporal", temporal, frac(ones_h, ones_n, layer_steps)),
+                             ("spatial", spatial, frac(head_mask, neuron_mask, [T] * L))):
+            res[f"{kind}_{name}"] = {"dense_s": dense, "pruned_s": sec, "acs_fraction": f,
+                                     "speedup": dense / sec, "predicted_speedup": 1 / f,
+                                     "efficiency": dense / sec * f}
+    return res
+
+
+def make_batch(s, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, s["vocab"], (s["batch"], s["seq"]), generator=gen)
+    mask = torch.ones_like(ids)
+    labels = torch.randint(0, 2, (s["batch"],), generator=gen)
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    return {k: v.to(device) for k, v in batch.items()}, labels.to(device)
+
+
+def summary_rows(record) -> list[tuple[str, str, str]]:
+    rows = []
+    for width, r in record["widths"].items():
+        a = r["simulation"]
+        rows.append((f"[{width}] reference loop ex-steps/s", f"{a['reference_example_steps_per_s']:.1f}", ""))
+        for d in ("fp32", "bf16"):
+            x = a[d]
+            rows.append((f"[{width}] {d} ex-steps/s (x ref)",
+                         f"{x['example_steps_per_s']:.1f} ({x['speedup_vs_reference']:.2f}x)", ">= 10x"))
+            rows.append((f"[{width}] {d} max|dASR| / frac differ",
+                         f"{x['max_abs_asr_diff']:.3g} / {x['frac_rates_differing']:.2e}",
+                         "0 / 0" if d == "fp32" else "report"))
+            rows.append((f"[{width}] {d} TFLOP/s (peak frac), GB/s (copy frac)",
+                         f"{x['tflops']:.2f} ({x['frac_matmul_peak']:.2f}), "
+                         f"{x['model_gbps']:.1f} ({x['frac_copy_peak']:.2f})", ""))
+        if "training" in r:
+            b = r["training"]
+            rows.append((f"[{width}] train step / forward", f"{b['train_over_forward']:.2f}", "<= 1.15"))
+            for key in (k for k in b if k.startswith("mem_ratio")):
+                rows.append((f"[{width}] peak mem T{'/T'.join(map(str, SIZES[record['size']]['mem_steps'][::-1]))} "
+                             f"({key[10:]})", f"{b[key]:.2f}", "<= 1.10"))
+            for key, p in r["pruning"].items():
+                if isinstance(p, dict):
+                    rows.append((f"[{width}] {key} speed-up (AC-predicted)",
+                                 f"{p['speedup']:.2f}x ({p['predicted_speedup']:.2f}x) eff {p['efficiency']:.2f}",
+                                 "eff >= 0.75"))
+    return rows
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    args = ap.parse_args(argv)
+    device, s = torch.device(args.device), SIZES[args.size]
+    torch.set_float32_matmul_precision("highest")     # no TF32: fp32 is fp32
+    timer, t_start = Timer(device), time.perf_counter()
+    peaks = device_peaks(device, timer, s["peak_n"])
+    batch, labels = make_batch(s, device)
+    record = {"name": f"sim_{args.size}", "size": args.size, "setup": {
+        k: v for k, v in s.items() if k != "reps"}, "peaks": peaks, "widths": {},
+        "weights": "random (reference_loop.random_model); timing only"}
+    for i, (hidden, inter) in enumerate(s["widths"]):
+        model = random_model(seed=i, vocab_size=s["vocab"], hidden_size=hidden,
+                             intermediate_size=inter, num_hidden_layers=s["layers"],
+                             num_attention_heads=s["heads"], timesteps=s["timesteps"],
+                             max_position_embeddings=max(512, s["seq"])).to(device)
+        record["setup"]["time_chunk"] = model.config.time_chunk
+        r = {"simulation": bench_simulation(model, batch, timer, s, peaks, hidden, inter)}
+        if i == 0:
+            r["training"] = bench_training(model, batch, labels, timer, s, device)
+            r["pruning"] = bench_pruning(model, batch, timer, s)
+        record["widths"][f"{hidden}/{inter}"] = r
+        del model
+    record["provenance"] = {**git_commit(), "device": describe_device(device),
+                            "torch": torch.__version__, "wall_time_s": time.perf_counter() - t_start,
+                            "fp32_matmul_precision": torch.get_float32_matmul_precision()}
+    path = REPO_ROOT / "data" / "bench" / f"{record['name']}_{device.type}.json"
+    atomic_write_json(path, record)
+    rows = summary_rows(record)
+    w = max(len(r[0]) for r in rows)
+    for name, value, target in rows:
+        print(f"{name:<{w}}  {value:<40} {target}")
+    print(f"wrote {path.relative_to(REPO_ROOT)} in {record['provenance']['wall_time_s']:.1f} s")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The paper's pruning experiments as pipeline stages (Tables II-V, Figs. 3-5).
+
+Post-training spatial pruning shares one Fisher pass per task (cached beside the checkpoints).
+Retraining stages run ``retrain_epochs`` over ``retrain_limit`` training examples.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .pipeline import Run, stage
+from .retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
+from .spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
+                      score_units, search_mask, unit_costs)
+from .temporal import allocate_timesteps, count_components, running_rate
+
+
+def fisher_info(run: Run, model) -> dict:
+    """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples."""
+    path = run.checkpoint("fisher.pt")
+    if path.exists():
+        return torch.load(path)
+    p = run.profile
+    start = time.perf_counter()
+    loader = run.loader("train", batch_size=p.fisher_batch_size, limit=p.fisher_samples)
+    hg, ng, hr, nr = collect_mask_grads(model, loader, run.device, p.fisher_samples, run.sim_dtype)
+    info = {"head_grads": hg, "neuron_grads": ng, "head_rate": hr, "neuron_rate": nr,
+            "seconds": time.perf_counter() - start}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(info, path)
+    return info
+
+
+def prune_spatial(run: Run, model, info: dict, scoring: str, budget: float) -> dict:
+    """Score, search under the AC budget, rearrange; install the masks. Returns timings."""
+    start = time.perf_counter()
+    cfg, bert = model.config, model.spiking_bert
+    ones_h, ones_n = torch.ones_like(bert.head_mask).cpu(), torch.ones_like(bert.neuron_mask).cpu()
+    hc, nc = unit_costs(ones_h, ones_n, cfg.per_layer_timesteps, run.profile.max_length,
+                        cfg.hidden_size, cfg.num_attention_heads)
+    hf, nf = compute_fisher_info(info["head_grads"], info["neuron_grads"])
+    hs, ns = score_units(hf, nf, info["head_rate"], info["neuron_rate"], scoring)
+    h, n = search_mask(hs, ns, hc, nc, budget)
+    # rearrangement on gradients weighted so that their diagonal Fisher equals the chosen score
+    hw = info["head_rate"].sqrt() if scoring in ("fisher_asr_attn", "fisher_asr") else 1.0
+    nw = info["neuron_rate"].sqrt() if scoring in ("fisher_asr_neuron", "fisher_asr") else 1.0
+    h = rearrange_mask(h, info["head_grads"] * hw)
+    n = rearrange_mask(n, info["neuron_grads"] * nw)
+    bert.set_masks(h, n)
+    return {"search_seconds": time.perf_counter() - start, "kept_heads": h.sum(1).int().tolist(),
+            "kept_neurons": n.sum(1).int().tolist()}
+
+
+def retrain_config(run: Run, **kw) -> RetrainConfig:
+    p = run.profile
+    base = dict(epochs=p.retrain_epochs, lr=p.retrain_lr, penalty_lambda=p.ac_penalty_lambda,
+                penalty_epochs=p.penalty_epochs, pca_variance=p.pca_variance, pca_base=p.pca_base,
+                t_conv=p.t_conv, seq_len=p.max_length)
+    return RetrainConfig(**{**base, **kw})
+
+
+def run_retrain(run: Run, model, **kw) -> dict:
+    p = run.profile
+    cfg = retrain_config(run, **kw)
+    limit = p.retrain_limit or p.train_limit
+    out = retrain(model, run.loader("train", limit=limit), cfg, run.device,
+                  heldout_loader=run.loader("heldout"), trace_loader=trace_loader(run),
+                  progress=p.progress, sim_dtype=run.sim_dtype)
+    return {**run.dev_metrics(model), **out}
+
+
+def trace_loader(run: Run):
+    return run.loader("heldout", limit=run.profile.trace_samples)
+
+
+def post_temporal(run: Run, model, base: float | None = None) -> dict:
+    p = run.profile
+    comps, steps = reallocate_timesteps(model, trace_loader(run), run.device, p.pca_variance,
+                                        base or p.pca_base, p.t_conv, run.sim_dtype)
+    return {"components": comps}
+
+
+def scaled(steps: list[int], scale: float) -> list[int]:
+    """Table III/V's adaptive-threshold setting: the timestep list scaled down."""
+    return [max(1, round(t * scale)) for t in steps]
+
+
+# ---- Table II: post-training spatial pruning, four scorings --------------------------------------
+def _spatial_stage(scoring: str):
+    def fn(run: Run):
+        model = run.model("baseline")
+        info = fisher_info(run, model)
+        timing = prune_spatial(run, model, info, scoring, run.profile.ac_budget)
+        timing["fisher_seconds"] = info["seconds"]
+        timing["pruning_seconds"] = info["seconds"] + timing["search_seconds"]
+        return {**run.dev_metrics(model), **timing}, model
+    fn.__doc__ = f"Post-training spatial pruning scored by {scoring} (Table II)."
+    return fn
+
+
+for _scoring in SCORINGS:
+    stage(f"spatial_{_scoring}", needs=("baseline",))(_spatial_stage(_scoring))
+
+
+@stage("spatial_retrain", needs=("spatial_fisher_asr",))
+def stage_spatial_retrain(run: Run):
+    model = run.model("spatial_fisher_asr")
+    return run_retrain(run, model, learn_masks=True), model
+
+
+@stage("temporal_pca", needs=("baseline",))
+def stage_temporal_pca(run: Run):
+    model = run.model("baseline")
+    extra = post_temporal(run, model)
+    return {**run.dev_metrics(model), **extra}, model
+
+
+@stage("temporal_retrain", needs=("temporal_pca",))
+def stage_temporal_retrain(run: Run):
+    model = run.model("temporal_pca")
+    return run_retrain(run, model, pca_every=run.profile.pca_every), model
+
+
+@stage("two_stage", needs=("spatial_retrain",))
+def stage_two_stage(run: Run):
+    """Spatial (post-training + retraining), then temporal (PCA + retraining with the activity loss)."""
+    model = run.model("spatial_retrain")
+    extra = post_temporal(run, model)
+    post = run.dev_metrics(model)
+    out = run_retrain(run, model, learn_masks=True, pca_every=run.profile.pca_every,
+                      activity_eta=run.profile.activity_eta)
+    return {**out, **extra, "post_temporal_dev_accuracy": post["dev_accuracy"]}, model
+
+
+@stage("joint_retrain", needs=("spatial_fisher_asr", "temporal_pca"))
+def stage_joint_retrain(run: Run):
+    """Table IV: spatial masks and PCA timesteps applied at once, one retraining."""
+    model = run.model("spatial_fisher_asr")
+    model.spiking_bert.set_layer_timesteps(run.record("temporal_pca")["metrics"]["layer_timesteps"])
+    return run_retrain(run, model, learn_masks=True, pca_every=run.profile.pca_every), model
+
+
+@stage("adaptive_threshold", needs=("two_stage",))
+def stage_adaptive_threshold(run: Run):
+    """Table III/V: the pruned timestep list scaled down, learnable per-layer thresholds."""
+    model = run.model("two_stage")
+    model.spiking_bert.set_layer_timesteps(scaled(model.config.per_layer_timesteps,
+                                                  run.profile.adaptive_scale))
+    return run_retrain(run, model, learnable_threshold=True), model
+
+
+@stage("baseline_adaptive", needs=("baseline",))
+def stage_baseline_adaptive(run: Run):
+    """Table V: the unpruned baseline with T_conv scaled down and learnable thresholds."""
+    model = run.model("baseline")
+    model.spiking_bert.set_layer_timesteps(scaled(model.config.per_layer_timesteps,
+                                                  run.profile.adaptive_scale))
+    return run_retrain(run, model, learnable_threshold=True), None
+
+
+# ---- Figures ------------------------------------------------------------------------------------
+@stage("activity_ablation", needs=("baseline",))
+def stage_activity_ablation(run: Run):
+    """Fig. 3: retraining with and without the activity loss, per-epoch ASR and #C."""
+    out = {}
+    for name, eta in (("with", run.profile.activity_eta), ("without", 0.0)):
+        model = run.model("baseline")
+        start = run.dev_metrics(model)
+        res = run_retrain(run, model, activity_eta=eta, epochs=max(2, run.profile.retrain_epochs))
+        first = {"epoch": 0, "layer_asr": start["layer_asr"], "normalized_c": start["normalized_c"],
+                 "heldout_accuracy": start["heldout_accuracy"]}
+        out[name] = {"eta": eta, "history": [first] + res["history"],
+                     "dev_accuracy": res["dev_accuracy"], "normalized_c": res["normalized_c"]}
+    return out, None
+
+
+@stage("budget_sweep", needs=("baseline",))
+def stage_budget_sweep(run: Run):
+    """Fig. 4a: post-training spatial pruning (Fisher x ASR) at AC budgets 0.4-1.0."""
+    points = []
+    for budget in run.profile.budget_sweep:
+        model = run.model("baseline")
+        prune_spatial(run, model, fisher_info(run, model), "fisher_asr", budget)
+        m = run.dev_metrics(model)
+        points.append({"budget": budget, **{k: m[k] for k in ("dev_accuracy", "heldout_accuracy",
+                                                               "acs_fraction", "normalized_c")}})
+    return {"points": points}, None
+
+
+@stage("base_sweep", needs=("baseline",))
+def stage_base_sweep(run: Run):
+    """Fig. 4b: post-training temporal pruning at PCA bases 1.0-1.2 (1.0 = no pruning)."""
+    p = run.profile
+    model = run.model("baseline")
+    traces = measure_traces(model, trace_loader(run), run.device, run.sim_dtype)
+    comps = [count_components(running_rate(t), p.pca_variance) for t in traces]
+    points = []
+    for base in p.base_sweep:
+        steps = allocate_timesteps(comps, base, p.t_conv) if base > 1 else None
+        model.spiking_bert.set_layer_timesteps(steps)
+        m = run.dev_metrics(model)
+        points.append({"base": base, "layer_timesteps": model.config.per_layer_timesteps,
+                       **{k: m[k] for k in ("dev_accuracy", "heldout_accuracy", "acs_fraction",
+                                            "normalized_c", "mean_latency")}})
+    return {"components": comps, "points": points}, None
+
+
+@stage("random_mask", needs=("baseline",))
+def stage_random_mask(run: Run):
+    """Fig. 5: retraining from a random mask at the same AC budget (no post-training step)."""
+    model = run.model("baseline")
+    bert, cfg = model.spiking_bert, model.config
+    gen = torch.Generator().manual_seed(run.seed)
+    hc, nc = unit_costs(bert.head_mask.cpu(), bert.neuron_mask.cpu(), cfg.per_layer_timesteps,
+                        run.profile.max_length, cfg.hidden_size, cfg.num_attention_heads)
+    h, n = search_mask(torch.rand(hc.shape, generator=gen), torch.rand(nc.shape, generator=gen),
+                       hc, nc, run.profile.ac_budget)
+    bert.set_masks(h, n)
+    post = run.dev_metrics(model)
+    out = run_retrain(run, model, learn_masks=True)
+    return {**out, "post_mask_dev_accuracy": post["dev_accuracy"]}, None

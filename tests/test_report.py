@@ -1,0 +1,136 @@
+"""Table builders, figures and the paper's numbers (synthetic records built here; no pipeline)."""
+import pytest
+
+from stpcore import plots, report
+from stpcore.paper import PAPER_TASKS, load_paper_results
+
+
+def _rec(task, stage, **metrics):
+    return {"schema": 1, "profile": "test", "task": task, "stage": stage, "config": {},
+            "metrics": metrics, "provenance": {"git_commit": "abc", "git_dirty": False, "device": "cpu",
+                                               "torch": "x", "seed": 0, "wall_time_s": 1.0,
+                                               "finished": "2025-01-01T00:00:00+00:00"}}
+
+
+def _hist(n=3, layers=4, scale=1.0):
+    return [{"epoch": e, "train_loss": 1.0 / (e + 1), "train_accuracy": 60 + 5 * e * scale,
+             "heldout_accuracy": 55 + e, "layer_asr": [scale * (0.3 + 0.01 * l - 0.02 * e) for l in range(layers)],
+             "normalized_c": scale * (0.25 - 0.01 * e)} for e in range(n)]
+
+
+def test_paper_json_has_every_table_ii_row_for_five_tasks():
+    p = load_paper_results()
+    assert "Spatio-Temporal Pruning for Compressed Spiking Large Language Models" in p["source"]
+    assert tuple(p["tasks"]) == PAPER_TASKS == ("mnli", "qqp", "qnli", "sst2", "mrpc")
+    stages = [r["stage"] for r in p["table_ii"]["rows"]]
+    assert stages == list(report.TABLE_STAGES["table_ii"])
+    for r in p["table_ii"]["rows"]:
+        for t in PAPER_TASKS:
+            assert set(r["values"][t]) == {"accuracy", "acs_percent"}
+    assert p["table_ii"]["rows"][-1]["values"]["sst2"] == {"accuracy": 87.27, "acs_percent": 41.53}
+    assert p["table_iii"]["values"]["qqp"]["adaptive_threshold"]["latency"] == 15.2
+    for t in PAPER_TASKS:
+        assert set(p["table_iii"]["values"][t]) == {"baseline", "two_stage", "adaptive_threshold"}
+    assert set(p["table_i"]["values"]) == set(report.TABLE_I_KEYS)
+
+
+def test_table_ii_not_run_and_differences():
+    recs = {("sst2", "two_stage"): _rec("sst2", "two_stage", dev_accuracy=88.27, acs_fraction=0.4),
+            ("sst2", "baseline"): None}
+    df = report.table_ii(recs)
+    assert len(df) == 9 * 5
+    row = df.loc[("SST-2", "Two-Stage Pruning")]
+    assert row["Acc (%) paper"] == 87.27 and row["Acc (%) ours"] == 88.27
+    assert row["Acc diff"] == pytest.approx(1.0)
+    assert row["ACs (%) ours"] == pytest.approx(40.0) and row["ACs diff"] == pytest.approx(40.0 - 41.53)
+    base = df.loc[("SST-2", "Baseline")]
+    assert base["Acc (%) ours"] == report.NOT_RUN and base["Acc diff"] == report.NOT_RUN
+    assert df.loc[("MNLI", "Baseline")]["Acc (%) ours"] == report.NOT_RUN   # never requested
+    assert df.loc[("MNLI", "Baseline")]["Acc (%) paper"] == 75.54
+
+
+def test_table_iii_iv_v():
+    recs = [_rec("mrpc", "two_stage", dev_accuracy=70.0, normalized_c=0.05, mean_latency=50.0),
+            _rec("sst2", "joint_retrain", dev_accuracy=85.0),
+            _rec("sst2", "adaptive_threshold", dev_accuracy=86.0, mean_latency=14.04)]
+    t3 = report.table_iii(recs)
+    row = t3.loc[("MRPC", "Pruned Model")]
+    assert row["Accuracy diff"] == pytest.approx(70.0 - 76.12)
+    assert row["Normalized #C diff"] == pytest.approx(0.007)
+    assert row["Latency diff"] == pytest.approx(-4.0)
+    assert t3.loc[("MRPC", "Baseline model")]["Latency ours"] == report.NOT_RUN
+    t4 = report.table_iv(recs)
+    assert t4.loc["Pruning + Joint Retraining"]["Accuracy diff"] == pytest.approx(-0.55)
+    assert t4.loc["Sequential (Ours)"]["Accuracy ours"] == report.NOT_RUN
+    t5 = report.table_v(recs)
+    row = t5.loc[("Pruned", "Adaptive")]
+    assert row["Timesteps diff"] == pytest.approx(1.0) and row["Accuracy diff"] == pytest.approx(-0.58)
+    assert t5.loc[("Baseline", "Adaptive")]["Accuracy (%) ours"] == report.NOT_RUN
+
+
+def test_missing_metric_and_fmt_missing():
+    df = report.table_ii({("qqp", "baseline"): _rec("qqp", "baseline", dev_accuracy=80.0)})
+    assert df.loc[("QQP", "Baseline")]["ACs (%) ours"] == report.NO_METRIC
+    assert report.fmt_missing(None) == report.NOT_RUN
+    assert report.fmt_missing(float("nan")) == report.NOT_RUN
+    assert report.fmt_missing(1.23456) == 1.23
+
+
+def test_table_i():
+    cfg = {k: v["sst2"] for k, v in load_paper_results()["table_i"]["values"].items()}
+    cfg["t_conv"] = 8
+    df = report.table_i({"sst2": cfg}, tasks=("sst2", "mrpc"))
+    assert df.loc["T_{conv}", ("SST-2", "paper")] == "85"
+    assert df.loc["T_{conv}", ("SST-2", "diff")] == "-77"
+    assert df.loc["Computational Cost Penalty λ", ("SST-2", "diff")] == "0"
+    assert df.loc["T_{conv}", ("MRPC", "ours")] == report.NOT_RUN
+
+
+def test_collect_records_uses_getter():
+    calls = []
+
+    def getter(task, stage, profile, seed, recompute):
+        calls.append((task, stage, profile, seed, recompute))
+        return None if stage == "baseline" else _rec(task, stage, dev_accuracy=1.0)
+
+    recs = report.collect_for("table_v", ["sst2", "mrpc"], profile="paper", getter=getter)
+    assert set(recs) == {("sst2", s) for s in report.TABLE_STAGES["table_v"]}
+    assert recs[("sst2", "baseline")] is None
+    assert all(c[2] == "paper" for c in calls)
+    assert "Not run: sst2/baseline" in report.run_status(recs)
+
+
+def _figures():
+    sweep_b = _rec("sst2", "budget_sweep", points=[{"budget": b, "dev_accuracy": 80 + 5 * b,
+                                                     "heldout_accuracy": 79.0} for b in (0.4, 0.6, 1.0)])
+    sweep_p = _rec("sst2", "base_sweep", points=[{"base": b, "acs_fraction": 1.1 - b / 2, "dev_accuracy": 85.0,
+                                                   "heldout_accuracy": 84.0} for b in (1.0, 1.02, 1.2)])
+    two = {"sst2": _rec("sst2", "spatial_retrain", dev_accuracy=86.0, history=_hist()),
+           "mrpc": _rec("mrpc", "spatial_retrain", dev_accuracy=75.0, history=_hist())}
+    rnd = {"sst2": _rec("sst2", "random_mask", dev_accuracy=80.0, history=_hist(scale=0.5)), "mrpc": None}
+    return [
+        lambda: plots.plot_activity_loss({"history": _hist(scale=0.7)}, {"history": _hist()}),
+        lambda: plots.plot_activity_loss(None, None),
+        lambda: plots.plot_budget_sweep(sweep_b, load_paper_results()),
+        lambda: plots.plot_budget_sweep(None, load_paper_results()),
+        lambda: plots.plot_base_sweep(sweep_p),
+        lambda: plots.plot_random_mask(two, rnd),
+        lambda: plots.plot_random_mask({}, {}, tasks=["sst2"]),
+    ]
+
+
+@pytest.mark.parametrize("make", _figures())
+def test_figures_are_deterministic(make):
+    from matplotlib.figure import Figure
+    fig1, fig2 = make(), make()
+    assert isinstance(fig1, Figure)
+    assert plots.to_png(fig1) == plots.to_png(fig2)
+    assert plots.to_svg(fig1) == plots.to_svg(fig2)
+    assert b"Date" not in plots.to_svg(fig1)
+
+
+def test_save_figure(tmp_path):
+    fig = _figures()[0]()
+    a = plots.save_figure(fig, tmp_path / "a.svg").read_bytes()
+    b = plots.save_figure(fig, tmp_path / "b.svg").read_bytes()
+    assert a == b and a.startswith(b"<?xml")
