@@ -11,6 +11,7 @@ weights, and ASRs are only compared between implementations. Writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -205,13 +206,15 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--tag", default="", help="suffix of the record name, e.g. _fused")
     args = ap.parse_args(argv)
     device, s = torch.device(args.device), SIZES[args.size]
     torch.set_float32_matmul_precision("highest")     # no TF32: fp32 is fp32
     timer, t_start = Timer(device), time.perf_counter()
     peaks = device_peaks(device, timer, s["peak_n"])
     batch, labels = make_batch(s, device)
-    record = {"name": f"sim_{args.size}", "size": args.size, "setup": {
+    record = {"name": f"sim_{args.size}{args.tag}", "size": args.size,
+              "fused_lif": os.environ.get("STP_FUSED_LIF") == "1", "setup": {
         k: v for k, v in s.items() if k != "reps"}, "peaks": peaks, "widths": {},
         "weights": "random (reference_loop.random_model); timing only"}
     for i, (hidden, inter) in enumerate(s["widths"]):

@@ -36,9 +36,10 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 
 #: Modules documented on the API page, in this order.
 API_MODULES = ("stpcore.config", "stpcore.lif", "stpcore.model", "stpcore.quant", "stpcore.data",
-               "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.executor",
-               "stpcore.retrain", "stpcore.pipeline", "stpcore.records", "stpcore.report",
-               "stpcore.plots")
+               "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.experiments",
+               "stpcore.retrain", "stpcore.train", "stpcore.teacher", "stpcore.profiles",
+               "stpcore.pipeline", "stpcore.records", "stpcore.report", "stpcore.plots",
+               "stpcore.kernels")
 
 
 class BookError(RuntimeError):

@@ -96,22 +96,24 @@ class SpikingEncoderLayer(nn.Module):
 
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, head_mask, neuron_mask, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``."""
-        lin = lambda x, n: nn.functional.linear(x.to(dt), *w[n]).float()
+        lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
+        s_dt = s_in.to(dt)
         out = {}
 
         def fire(name, current, mask=None):
             s, state[name] = lif_scan(current, vth, leak, state.get(name))
-            out[name] = s if mask is None else s * mask
+            out[name] = s if mask is None else s * mask.to(s.dtype)
             return out[name]
 
-        fire("key", lin(s_in, "key"))
-        fire("value", lin(s_in, "value"))
-        ctx, _ = self.attend(lin(s_in, "query").to(dt), out["key"].to(dt), out["value"].to(dt),
-                             ext_mask)
-        fire("attention", ctx.float(), head_mask.repeat_interleave(self.head_size))
-        fire("attention_output", self.ln_attention(lin(out["attention"], "attention_output") + s_in))
-        fire("intermediate", lin(out["attention_output"], "intermediate"), neuron_mask)
-        fire("output", self.ln_output(lin(out["intermediate"], "output") + out["attention_output"]))
+        fire("key", lin(s_dt, "key"))
+        fire("value", lin(s_dt, "value"))
+        ctx, _ = self.attend(lin(s_dt, "query"), out["key"], out["value"], ext_mask)
+        fire("attention", ctx, head_mask.repeat_interleave(self.head_size))
+        fire("attention_output",
+             self.ln_attention(lin(out["attention"], "attention_output").float() + s_in.float()))
+        fire("intermediate", lin(out["attention_output"].to(dt), "intermediate"), neuron_mask)
+        fire("output", self.ln_output(lin(out["intermediate"], "output").float()
+                                      + out["attention_output"].float()))
         return out
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):
@@ -244,14 +246,14 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
 
         def accumulate(l, out):
             for p in POPULATIONS:
-                sums[l][p] = sums[l][p] + out[p].sum(0)
+                sums[l][p] = sums[l][p] + out[p].sum(0, dtype=torch.float32)
             if record_traces:
-                traces[l].append((out["output"] * valid).sum(dim=(1, 2)))
+                traces[l].append((out["output"].float() * valid).sum(dim=(1, 2)))
 
         if executor == "unrolled":
             for t0 in range(0, steps[0], chunk):
                 s = emb_block(min(chunk, steps[0] - t0))
-                emb_sum = emb_sum + s.sum(0)
+                emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
                 for l in range(L):
                     out = run(l, s)
                     accumulate(l, out)
@@ -263,7 +265,7 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                     t = min(chunk, steps[l] - t0)
                     if l == 0:
                         s = emb_block(t)
-                        emb_sum = emb_sum + s.sum(0)
+                        emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
                     else:
                         s = torch.bernoulli(prev.expand(t, *prev.shape), generator=generator)
                     accumulate(l, run(l, s))

@@ -25,6 +25,7 @@ from .teacher import load_teacher, load_tokenizer, student_from_teacher, student
 from .train import Distiller, evaluate, fit, label_loss, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
+_DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
 def stage(name: str, needs: tuple[str, ...] = ()):
@@ -52,7 +53,6 @@ class Run:
             self.profile.progress = False if os.environ.get("CI") else self.profile.progress
         self.sim_dtype = getattr(torch, self.profile.sim_dtype)
         self.ckpt_root = Path(os.environ.get("STP_RUNS_DIR", REPO_ROOT / "runs")) / profile / task
-        self._data = None
 
     # ---- data ------------------------------------------------------------------------------
     @property
@@ -61,11 +61,12 @@ class Run:
 
     @property
     def data(self) -> dict:
-        if self._data is None:
-            self._data = glue.load_task(self.task, self.tokenizer, self.profile.max_length,
-                                        heldout_fraction=self.profile.heldout_fraction,
-                                        seed=self.seed)
-        return self._data
+        p = self.profile
+        key = (self.task, p.teacher, p.max_length, p.heldout_fraction, self.seed)
+        if key not in _DATA_CACHE:
+            _DATA_CACHE[key] = glue.load_task(self.task, self.tokenizer, p.max_length,
+                                              heldout_fraction=p.heldout_fraction, seed=self.seed)
+        return _DATA_CACHE[key]
 
     def loader(self, split: str, batch_size: int | None = None, limit: int | None = None):
         train = split == "train"
@@ -160,14 +161,16 @@ def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, seco
     kd_loader = run.loader("train", batch_size=p.kd_batch_size)
     ikd = Distiller(teacher, layer_map, student.config.hidden_size, "intermediate").to(run.device)
     # IKD drives hidden ASRs, not accuracy: keep its last epoch rather than select on accuracy
-    hist = fit(student, kd_loader, epochs=ikd_epochs, lr=p.kd_lr, loss_fn=ikd,
-               extra_modules=(ikd.fit,), select_best=False, desc="ikd", **common)
+    hist = [{"phase": "intermediate_kd", **row} for row in
+            fit(student, kd_loader, epochs=ikd_epochs, lr=p.kd_lr, loss_fn=ikd,
+                extra_modules=(ikd.fit,), select_best=False, desc="ikd", **common)]
     if second == "prediction":
         loss = Distiller(teacher, layer_map, student.config.hidden_size, "prediction")
     else:
         loss = label_loss
-    hist += fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
-                desc=second, **common)
+    hist += [{"phase": second, **row} for row in
+             fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
+                 desc=second, **common)]
     return hist
 
 

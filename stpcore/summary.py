@@ -1,0 +1,49 @@
+"""The starting point (Sec. IV-B): teacher, full-precision and 1-bit SpikingBERT beside the paper.
+
+Used by the book's "Starting point" notebook and by ``scripts/update_readme.py``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from .paper import load_paper_results
+from .report import NO_METRIC, NOT_RUN, difference, fmt_missing, get_metric
+
+FOUNDATION_STAGES = ("teacher", "spiking_fp", "baseline")
+STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
+                "spiking_fp": "SpikingBERT, full precision (ours)",
+                "baseline": "SpikingBERT, 1-bit (ours; the paper's baseline)"}
+
+
+def paper_reference(task: str, stage: str) -> float | None:
+    """The paper's number to compare a foundation stage with (None where it has none)."""
+    paper = load_paper_results()
+    if stage == "baseline":
+        row = next(r for r in paper["table_ii"]["rows"] if r["stage"] == "baseline")
+        return row["values"].get(task, {}).get("accuracy")
+    if stage == "spiking_fp" and task == "sst2":
+        return paper["external"]["spikingbert_fp_sst2"]["accuracy"]
+    return None
+
+
+def foundation_table(records: Mapping[tuple[str, str], dict | None],
+                     tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
+    """Dev accuracy (%) of each foundation stage, the paper's reference, the difference,
+    Normalized #C and where/how long it ran. ``records``: ``{(task, stage): record or None}``."""
+    rows = []
+    for task in tasks:
+        for stage in FOUNDATION_STAGES:
+            rec = records.get((task, stage))
+            ours, ref = get_metric(rec, "dev_accuracy"), paper_reference(task, stage)
+            prov = (rec or {}).get("provenance", {})
+            rows.append({"task": task, "model": STAGE_LABELS[stage],
+                         "dev acc (ours)": fmt_missing(ours),
+                         "paper / reference": fmt_missing(ref, missing=NO_METRIC),
+                         "diff": difference(ours, ref),
+                         "Normalized #C": fmt_missing(get_metric(rec, "normalized_c"), 3, NO_METRIC)
+                         if stage != "teacher" else NO_METRIC,
+                         "device": prov.get("device", NOT_RUN),
+                         "wall time (s)": fmt_missing(prov.get("wall_time_s"), 0)})
+    return pd.DataFrame(rows)
