@@ -101,6 +101,7 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
             "seed": seed,
             "wall_time_s": round(float(wall_time_s), 3),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **({"note": os.environ["STP_RUN_NOTE"]} if os.environ.get("STP_RUN_NOTE") else {}),
         },
     }
     atomic_write_json(record_path(profile, task, stage, root), record)

@@ -314,6 +314,33 @@ def test_bernoulli_input_spike_rate_matches_probability(shape):
     assert not torch.equal(s[0], s[1])
 
 
+def test_sequential_inputs_are_bernoulli_at_previous_layer_asr(monkeypatch):
+    """Eq. 11: layer 2 is driven by Bernoulli spikes whose per-neuron probability is layer 1's
+    output ASR (record its input spikes and compare their empirical rate)."""
+    T = 600
+    model, batch = make_tiny_model(timesteps=T, time_chunk=64), make_batch()
+    layer = model.spiking_bert.layers[1]
+    seen = []
+    real = layer.simulate_block
+
+    def spy(s_in, *args):
+        seen.append(s_in.clone())
+        return real(s_in, *args)
+
+    monkeypatch.setattr(layer, "simulate_block", spy)
+    sim = simulate(model, batch, executor="sequential", generator=torch.Generator().manual_seed(0))
+    s_in = torch.cat(seen)
+    assert s_in.shape == (T, 3, 7, 16) and set(s_in.unique().tolist()) <= {0.0, 1.0}
+    p = sim.rates[0]["output"]
+    sigma = (p * (1 - p) / T).sqrt()
+    assert torch.all((s_in.mean(0) - p).abs() <= 4.5 * sigma + 1e-6)
+    # on average |error| ~ 0.8 sigma for an unbiased estimate; a biased probability fails this
+    assert (s_in.mean(0) - p).abs().mean() < 1.2 * sigma.mean()
+    # deterministic neurons (rate 0 or 1) get deterministic inputs
+    assert torch.equal(s_in[:, p == 1], torch.ones_like(s_in[:, p == 1]))
+    assert torch.all(s_in[:, p == 0] == 0)
+
+
 def _layer2_gap(T, seeds=(0, 1, 2)):
     model, batch = make_tiny_model(timesteps=T, time_chunk=50), make_batch()
     unrolled = simulate(model, batch, executor="unrolled")

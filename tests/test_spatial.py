@@ -125,6 +125,14 @@ def test_rearrange_mask_finds_a_strictly_better_mask():
     assert float(pruned_fisher_loss(grads, mask)) == pytest.approx(18.0)
 
 
+def test_rearrange_mask_keeps_a_better_original():
+    # greedy picks the smallest |g| first (0.1) and then -3: loss 0.5 * 2.9^2 = 4.205, while the
+    # given mask prunes {3, -3}, whose gradients cancel exactly: it must be kept
+    grads = torch.tensor([[[0.1, 3.0, -3.0, 5.0]]], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    assert torch.equal(rearrange_mask(mask, grads), mask)
+
+
 def test_pruned_fisher_loss_closed_form():
     grads = torch.tensor([[[1.0, 2.0], [3.0, -1.0]],
                           [[0.5, 0.5], [1.0, 1.0]]])          # [S=2, L=2, units=2]

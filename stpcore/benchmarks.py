@@ -1,0 +1,198 @@
+"""Simulation benchmark records (``bench/bench_sim.py``) as tables and a roofline figure.
+
+A record is ``data/bench/<name>.json`` (schema: ``bench/README.md``). :func:`bench_table` lists
+what the bench prints, each number beside the target of the speed-up issue and a "met?" cell
+(``yes``/``no``/``n-a``) computed from the numbers. Cells follow :mod:`stpcore.report`: a number
+the record lacks shows ``"n/a"`` and its "met?" ``n-a``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .plots import _RC, _new_figure
+from .records import REPO_ROOT
+from .report import NO_METRIC
+
+#: Records the page expects: the CPU smoke run and the two GPU runs (plain, fused LIF kernel).
+EXPECTED = ("sim_small_cpu", "sim_paper_cuda", "sim_paper_fused_cuda")
+MET, NOT_MET, NA = "yes", "no", "n-a"
+T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0.75, 180.0
+DTYPES = ("fp32", "bf16")
+COLUMNS = ["width", "dtype", "metric", "value", "unit", "target", "met?"]
+
+
+def bench_dir(root: str | Path | None = None) -> Path:
+    """The folder of the records: ``<root>/data/bench`` if it exists, else ``root`` itself
+    (``None``: the repository's ``data/bench``)."""
+    root = Path(root) if root is not None else REPO_ROOT
+    return root / "data" / "bench" if (root / "data" / "bench").is_dir() else root
+
+
+def load_bench_records(root: str | Path | None = None) -> dict[str, dict]:
+    """``{name: record}`` of every ``*.json`` in :func:`bench_dir` (``name``: the file stem,
+    e.g. ``sim_small_cpu``), sorted by name; an absent folder gives ``{}``."""
+    folder = bench_dir(root)
+    return {} if not folder.is_dir() else {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def missing_records(records: dict) -> list[str]:
+    """The names of :data:`EXPECTED` that ``records`` lacks."""
+    return [n for n in EXPECTED if n not in records]
+
+
+def _num(value: Any) -> Any:
+    """A value cell: 4 significant digits, or ``"n/a"`` when absent."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NO_METRIC
+    return float(f"{float(value):.4g}")
+
+
+def _widths(record: dict) -> list[tuple[str, dict]]:
+    """``(width "D/F", results)`` in the bench's order (``setup.widths``), then any others."""
+    got, order = record.get("widths", {}), [f"{d}/{f}" for d, f in record.get("setup", {}).get("widths", [])]
+    return [(w, got[w]) for w in order if w in got] + [(w, r) for w, r in got.items() if w not in order]
+
+
+def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.DataFrame:
+    """The bench's numbers for one record, with targets and a "met?" column.
+
+    Rows: measured device peaks; per width the reference loop's throughput (example-timesteps/s);
+    per width and dtype (fp32, bf16) throughput, speed-up vs the reference (target >= 10x, aim
+    25x), ASR agreement with the reference (fp32 on CPU: exactly 0; otherwise reported), achieved
+    TFLOP/s and modelled GB/s and their fractions of the measured peaks; for the first width the
+    training step / forward ratio (<= 1.15), peak memory at the two T of ``setup.mem_steps`` and
+    their ratio for each ``time_chunk`` (<= 1.10; CUDA only), and the temporal and spatial pruned
+    speed-ups beside their AC-predicted ratios and the efficiency = measured / predicted
+    (>= 0.75). Last, the wall time of post-training spatial pruning per task (< 3 min):
+    ``bench_sim.py`` does not measure it, so it is ``spatial_pruning_s`` if given, else "n/a".
+    """
+    rows: list[list] = []
+
+    def add(width, dtype, metric, value, unit="", target="", ok=None):
+        v = _num(value)
+        met = NA if ok is None or not isinstance(v, float) else (MET if ok(v) else NOT_MET)
+        rows.append([width, dtype, metric, v, unit, target, met])
+
+    peaks = record.get("peaks", {})
+    for d in DTYPES:
+        add("", d, "measured matmul peak", peaks.get(f"matmul_{d}_tflops"), "TFLOP/s")
+    add("", "", "measured copy bandwidth (read + write)", peaks.get("copy_gbps"), "GB/s")
+    mem_steps = list(record.get("setup", {}).get("mem_steps", ("T_lo", "T_hi")))
+    asr_exact = str(record.get("provenance", {}).get("device", "")).lower().startswith("cpu")
+    for width, r in _widths(record):
+        sim = r.get("simulation", {})
+        add(width, "fp32", "reference loop throughput", sim.get("reference_example_steps_per_s"),
+            "ex-steps/s")
+        for d in DTYPES:
+            x = sim.get(d, {})
+            add(width, d, "simulate throughput", x.get("example_steps_per_s"), "ex-steps/s")
+            add(width, d, "speed-up vs reference loop", x.get("speedup_vs_reference"), "x",
+                f">= {T_FORWARD:g}x (aim {T_AIM:g}x)", lambda v: v >= T_FORWARD)
+            exact = d == "fp32" and asr_exact
+            for key, name in (("max_abs_asr_diff", "max |ASR - reference ASR|"),
+                              ("frac_rates_differing", "fraction of ASRs differing from reference")):
+                add(width, d, name, x.get(key), "", "0 (fp32 on CPU)" if exact else "reported",
+                    (lambda v: v == 0.0) if exact else None)
+            add(width, d, "achieved TFLOP/s", x.get("tflops"), "TFLOP/s")
+            add(width, d, "fraction of measured matmul peak", x.get("frac_matmul_peak"))
+            add(width, d, "modelled GB/s", x.get("model_gbps"), "GB/s")
+            add(width, d, "fraction of measured copy bandwidth", x.get("frac_copy_peak"))
+        if "training" in r:
+            b = r["training"]
+            add(width, "fp32", "training step / forward", b.get("train_over_forward"), "x",
+                f"<= {T_TRAIN:g}x", lambda v: v <= T_TRAIN)
+            chunks = sorted(int(k[len("mem_ratio_chunk"):]) for k in b if k.startswith("mem_ratio_chunk"))
+            for c in chunks or [record.get("setup", {}).get("time_chunk", "?")]:
+                gib = b.get(f"peak_gib_chunk{c}", {})
+                for t in mem_steps:
+                    add(width, "fp32", f"peak memory T={t} (time_chunk {c})", gib.get(str(t)), "GiB")
+                add(width, "fp32", f"peak memory ratio T={mem_steps[-1]} / T={mem_steps[0]} "
+                    f"(time_chunk {c})", b.get(f"mem_ratio_chunk{c}"), "x",
+                    f"<= {T_MEM:.2f} (flat in T; CUDA only)", lambda v: v <= T_MEM)
+        pruning = r.get("pruning") or {}
+        for kind, d in [(k, d) for k in ("temporal", "spatial") for d in DTYPES if f"{k}_{d}" in pruning]:
+            p = pruning[f"{kind}_{d}"]
+            executor = "sequential executor" if kind == "temporal" else "masks"
+            add(width, d, f"{kind} pruned speed-up ({executor})", p.get("speedup"), "x")
+            add(width, d, f"{kind} AC-predicted speed-up", p.get("predicted_speedup"), "x")
+            add(width, d, f"{kind} efficiency (measured / predicted)", p.get("efficiency"), "",
+                f">= {T_EFF:g}", lambda v: v >= T_EFF)
+    add("", "", "spatial pruning wall time per task" + (" (not measured by bench_sim.py)" if spatial_pruning_s
+                                                        is None else ""),
+        spatial_pruning_s, "s", f"< {T_SPATIAL_S / 60:g} min", lambda v: v < T_SPATIAL_S)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _intensity(x: dict, width: str, setup: dict) -> float | None:
+    """FLOP/byte of one configuration (see :func:`plot_roofline`); None if underivable."""
+    if x.get("tflops") and x.get("model_gbps"):
+        return 1e3 * x["tflops"] / x["model_gbps"]          # (FLOP/s) / (B/s): time cancels
+    try:
+        hidden, inter = (int(v) for v in width.split("/"))
+        tokens, seq = setup["batch"] * setup["seq"], setup["seq"]
+        flops = 2 * tokens * (4 * hidden ** 2 + 2 * hidden * inter + 2 * seq * hidden)
+        return flops / (16.0 * tokens * (5 * hidden + inter))  # per step and layer; L, T cancel
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def plot_roofline(record: dict, title: str | None = None) -> Figure:
+    """Roofline of one record: achieved TFLOP/s vs arithmetic intensity (FLOP/byte), log-log.
+
+    Roofs: the measured n^3 matmul peak of each dtype (flat) and the measured device copy
+    bandwidth (slanted, ``bandwidth x intensity``). One labelled point per (dtype, width).
+
+    The records hold no byte counts, so the intensity is derived. ``tflops`` and ``model_gbps``
+    of a configuration are the FLOPs and the modelled bytes of the same simulation divided by
+    the same time, so ``intensity = 1e3 * tflops / model_gbps`` FLOP/byte. Without them it is
+    recomputed from ``setup`` and the width ``D/F`` with the bench's model (``sim_work``):
+    ``2 B N (4 D^2 + 2 D F + 2 N D)`` FLOPs over ``16 B N (5 D + F)`` bytes per step and layer.
+    The byte model is a lower bound, so the intensity is an upper bound. If neither works for
+    some point, the figure plots achieved TFLOP/s against achieved GB/s instead (flat roof: the
+    matmul peak, vertical roof: the copy bandwidth) and its title says so.
+    """
+    setup, peaks, bw = record.get("setup", {}), record.get("peaks", {}), record.get("peaks", {}).get("copy_gbps")
+    tops = {d: peaks.get(f"matmul_{d}_tflops") for d in DTYPES if peaks.get(f"matmul_{d}_tflops")}
+    pts = [(d, w, k, _intensity(x, w, setup), x["tflops"], x.get("model_gbps"))
+           for w, r in _widths(record) for k, d in enumerate(DTYPES)
+           if (x := r.get("simulation", {}).get(d)) and x.get("tflops")]
+    roofline = all(p[3] for p in pts)
+    pts = [(d, w, k, p3 if roofline else gb, tf) for d, w, k, p3, tf, gb in pts if (p3 if roofline else gb)]
+    xs = [p[3] for p in pts] + (([t * 1e3 / bw for t in tops.values()] if roofline else [bw]) if bw else [])
+    ys = [p[4] for p in pts] + list(tops.values())
+    lo, hi = (min(xs) / 10, max(xs) * 10) if xs else (0.1, 10.0)
+    with matplotlib.rc_context(_RC):
+        fig, (ax,) = _new_figure((7.0, 4.8), 1)
+        for k, (d, peak) in enumerate(tops.items()):
+            style = dict(color=f"C{k}", linestyle="--" if d == "fp32" else "-", lw=1.2, label=f"{d} matmul peak")
+            ax.plot([max(lo, peak * 1e3 / bw) if (roofline and bw) else lo, hi], [peak, peak], **style)
+        if bw and roofline:
+            top = max(tops.values(), default=max(ys, default=1.0))
+            ax.plot([lo, min(hi, top * 1e3 / bw)], [bw * lo / 1e3, min(bw * hi / 1e3, top)],
+                    color="0.3", lw=1.2, label="copy bandwidth")
+        elif bw:
+            ax.axvline(bw, color="0.3", lw=1.2, label="copy bandwidth")
+        for d, width, k, xv, tf in pts:
+            ax.plot([xv], [tf], "o^"[k], color=f"C{k}", markersize=7)
+            ax.annotate(f"{d} {width}", (xv, tf), xytext=(6, 5 - 12 * k), textcoords="offset points", fontsize=8)
+        ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylabel="achieved TFLOP/s",
+               ylim=(min(ys) / 10, max(ys) * 3) if ys else (1e-3, 1.0),
+               xlabel="arithmetic intensity (FLOP/byte, modelled bytes)" if roofline
+               else "achieved GB/s (modelled bytes)")
+        device = record.get("provenance", {}).get("device", "?")
+        ax.set_title(f"{title or record.get('name', '')} on {device}: " + (
+            "roofline" if roofline else "no byte counts: TFLOP/s vs GB/s against both roofs"), fontsize=10)
+        if not pts:
+            ax.text(0.5, 0.5, "no configuration with TFLOP/s and bytes", ha="center", va="center", transform=ax.transAxes,
+                    color="0.4")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,126 @@
+"""Benchmark-record tables and the roofline figure (synthetic records built here; no bench run)."""
+import copy
+import json
+
+import pytest
+
+from stpcore import benchmarks, plots
+
+
+def _sim(speedup, asr_diff=0.0, tflops=0.5, gbps=2.0):
+    return {"seconds": 1.0, "example_steps_per_s": 100.0 * speedup, "speedup_vs_reference": speedup,
+            "max_abs_asr_diff": asr_diff, "frac_rates_differing": asr_diff / 2, "tflops": tflops,
+            "frac_matmul_peak": tflops / 10.0, "model_gbps": gbps, "frac_copy_peak": gbps / 100.0}
+
+
+def _prune(speedup, predicted):
+    return {"dense_s": 1.0, "pruned_s": 1.0 / speedup, "acs_fraction": 1.0 / predicted, "speedup": speedup,
+            "predicted_speedup": predicted, "efficiency": speedup / predicted}
+
+
+def _record(good: bool, device="NVIDIA H100 80GB HBM3"):
+    """A bench record whose every target is met (``good``) or missed."""
+    s = 1.0 if good else 0.0   # switch between a passing and a failing value
+    first = {"simulation": {"reference_example_steps_per_s": 100.0, "reference_s": 1.0,
+                            "matmul_tflop_per_sim": 1.0,
+                            "fp32": _sim(12.0 if good else 2.0, 0.0 if good else 0.01),
+                            "bf16": _sim(30.0 if good else 9.9, 0.02, tflops=5.0, gbps=20.0)},
+             "training": {"forward_s": 1.0, "train_step_s": 1.1 + 0.2 * (1 - s),
+                          "train_over_forward": 1.1 + 0.2 * (1 - s),
+                          "peak_gib_chunk32": {"13": 10.0, "140": 10.5 + (1 - s)},
+                          "mem_ratio_chunk32": 1.05 + 0.1 * (1 - s),
+                          "peak_gib_chunk13": {"13": 10.0, "140": 10.2 + (1 - s)},
+                          "mem_ratio_chunk13": 1.02 + 0.1 * (1 - s)},
+             "pruning": {"layer_timesteps": [85, 68, 51, 34],
+                         **{f"{k}_{d}": _prune(1.5 if good else 1.0, 1.6) for k in ("temporal", "spatial")
+                            for d in ("fp32", "bf16")}}}
+    second = {"simulation": {"reference_example_steps_per_s": 200.0, "reference_s": 0.5,
+                             "fp32": _sim(10.0 if good else 9.0), "bf16": _sim(25.0 if good else 3.0)}}
+    return {"name": "sim_paper", "size": "paper", "fused_lif": False,
+            "setup": {"batch": 32, "seq": 128, "timesteps": 85, "layers": 4, "heads": 12, "time_chunk": 32,
+                      "mem_steps": [13, 140], "widths": [[768, 3072], [384, 1536]]},
+            "peaks": {"matmul_fp32_tflops": 50.0, "matmul_bf16_tflops": 700.0, "copy_gbps": 3000.0},
+            "widths": {"384/1536": second, "768/3072": first},
+            "provenance": {"device": device, "torch": "x", "git_commit": "abc", "wall_time_s": 1.0}}
+
+
+def _met(table, metric_prefix):
+    return list(table.loc[table["metric"].str.startswith(metric_prefix), "met?"])
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_bench_table_targets_met_and_missed(good):
+    want = "yes" if good else "no"
+    t = benchmarks.bench_table(_record(good), spatial_pruning_s=120.0 if good else 200.0)
+    assert list(t.columns) == benchmarks.COLUMNS
+    assert list(dict.fromkeys(t.loc[t["width"] != "", "width"])) == ["768/3072", "384/1536"]   # bench order
+    assert _met(t, "speed-up vs reference") == [want] * 4
+    assert _met(t, "training step / forward") == [want]
+    assert _met(t, "peak memory ratio") == [want] * 2
+    assert _met(t, "temporal efficiency") == [want] * 2 and _met(t, "spatial efficiency") == [want] * 2
+    assert _met(t, "spatial pruning wall time") == [want]
+    # on CUDA the ASR difference is only reported; throughput and peaks have no target
+    assert set(_met(t, "max |ASR")) == {"n-a"} and set(_met(t, "simulate throughput")) == {"n-a"}
+    row = t[t["metric"] == "peak memory T=140 (time_chunk 13)"].iloc[0]
+    assert row["value"] == (10.2 if good else 11.2) and row["unit"] == "GiB"
+    pred = t[(t["metric"] == "temporal AC-predicted speed-up") & (t["dtype"] == "bf16")].iloc[0]
+    assert pred["value"] == 1.6
+
+
+def test_bench_table_boundaries_cpu_and_missing_numbers():
+    rec = _record(True, device="cpu (x86_64, 2 cores)")
+    first = rec["widths"]["768/3072"]
+    first["simulation"]["fp32"]["speedup_vs_reference"] = 10.0           # exactly the target: met
+    first["training"] = {"forward_s": 1.0, "train_step_s": 1.15, "train_over_forward": 1.15}  # no memory (CPU)
+    t = benchmarks.bench_table(rec)
+    assert _met(t, "speed-up vs reference")[0] == "yes"
+    assert _met(t, "training step / forward") == ["yes"]
+    mem = t[t["metric"].str.startswith("peak memory")]
+    assert len(mem) == 3 and set(mem["value"]) == {"n/a"} and set(mem["met?"]) == {"n-a"}
+    assert _met(t, "spatial pruning wall time") == ["n-a"]
+    # fp32 on CPU must agree exactly with the reference
+    assert set(_met(t, "max |ASR")[::2]) == {"yes"}
+    rec["widths"]["384/1536"]["simulation"]["fp32"]["max_abs_asr_diff"] = 1e-3
+    assert benchmarks.bench_table(rec).pipe(_met, "max |ASR")[2] == "no"
+
+
+def test_plot_roofline_is_deterministic_and_labels_every_configuration():
+    rec = _record(True)
+    a, b = plots.to_png(benchmarks.plot_roofline(rec)), plots.to_png(benchmarks.plot_roofline(copy.deepcopy(rec)))
+    assert a == b and a[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = benchmarks.plot_roofline(rec)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and "roofline" in ax.get_title()
+    labels = {t.get_text() for t in ax.texts}
+    assert labels == {f"{d} {w}" for d in ("fp32", "bf16") for w in ("768/3072", "384/1536")}
+    assert plots.to_svg(fig) == plots.to_svg(benchmarks.plot_roofline(rec))
+
+
+def test_roofline_intensity_derivations_and_fallback():
+    rec = _record(True)
+    x = rec["widths"]["768/3072"]["simulation"]["fp32"]
+    assert benchmarks._intensity(x, "768/3072", rec["setup"]) == pytest.approx(1e3 * 0.5 / 2.0)
+    # without model_gbps: the bench's FLOP and byte models from the setup and width
+    d, f, n = 768, 3072, 128
+    want = 2 * (4 * d * d + 2 * d * f + 2 * n * d) / (16.0 * (5 * d + f))
+    assert benchmarks._intensity({"tflops": 1.0}, "768/3072", rec["setup"]) == pytest.approx(want)
+    for w in rec["widths"].values():
+        for dt in ("fp32", "bf16"):
+            del w["simulation"][dt]["model_gbps"]
+    del rec["setup"]["batch"]
+    ax = benchmarks.plot_roofline(rec).axes[0]
+    assert "no byte counts" in ax.get_title() and "GB/s" in ax.get_xlabel()
+
+
+def test_load_bench_records_from_tmp_dir(tmp_path):
+    assert benchmarks.load_bench_records(tmp_path / "absent") == {}
+    folder = tmp_path / "data" / "bench"
+    folder.mkdir(parents=True)
+    rec = _record(True)
+    (folder / "sim_paper_cuda.json").write_text(json.dumps(rec))
+    (folder / "sim_small_cpu.json").write_text(json.dumps({**rec, "name": "sim_small"}))
+    (folder / "notes.txt").write_text("not a record")
+    for root in (tmp_path, folder):       # the repository root or the records folder itself
+        got = benchmarks.load_bench_records(root)
+        assert list(got) == ["sim_paper_cuda", "sim_small_cpu"] and got["sim_paper_cuda"] == rec
+        assert benchmarks.missing_records(got) == ["sim_paper_fused_cuda"]
