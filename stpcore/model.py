@@ -90,7 +90,8 @@ class SpikingEncoderLayer(nn.Module):
         shape = q_in.shape
         split = lambda x: x.reshape(*shape[:-1], self.num_heads, self.head_size).transpose(-2, -3)
         scores = split(q_in) @ split(k).transpose(-1, -2) / math.sqrt(self.head_size)
-        probs = torch.softmax(scores.float() + ext_mask, dim=-1).to(v.dtype)
+        acc = torch.promote_types(scores.dtype, torch.float32)
+        probs = torch.softmax(scores.to(acc) + ext_mask, dim=-1).to(v.dtype)
         ctx = (probs @ split(v)).transpose(-2, -3).reshape(shape)
         return ctx, probs
 
@@ -147,6 +148,12 @@ class SpikingBertPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+    def save_pretrained(self, *args, **kwargs):
+        """Save, with the (possibly learned) thresholds written into ``config.threshold``."""
+        bert = getattr(self, self.base_model_prefix, self)
+        self.config.threshold = [float(v) for v in bert.thresholds.detach().cpu()]
+        return super().save_pretrained(*args, **kwargs)
 
 
 class SpikingBertModel(SpikingBertPreTrainedModel):
@@ -295,9 +302,6 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             attentions.append(probs)
         return hidden, attentions
 
-    def save_pretrained(self, *args, **kwargs):
-        self.config.threshold = [float(v) for v in self.thresholds.detach().cpu()]
-        return super().save_pretrained(*args, **kwargs)
 
 
 class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):

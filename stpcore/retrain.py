@@ -125,5 +125,8 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
                   heldout_loader=heldout_loader, extra_modules=(logits,) if logits is not None else (),
                   progress=progress, on_step=on_step, sim_dtype=sim_dtype, seq_len=cfg.seq_len,
                   select_best=False, desc="retrain")
+    if logits is not None:                        # the masks after the last optimiser step
+        bert.head_mask.copy_(logits.hard()[0])
+        bert.neuron_mask.copy_(logits.hard()[1])
     bert.set_masks(bert.head_mask.cpu(), bert.neuron_mask.cpu())       # sync the config lists
     return {"history": history, "timestep_log": state["timesteps"]}

@@ -282,9 +282,6 @@ def test_simulated_rates_do_not_require_grad(tiny_model, tiny_batch):
     assert not any(r[p].requires_grad for r in sim.rates for p in POPULATIONS)
 
 
-@pytest.mark.xfail(strict=True, reason="SpikingEncoderLayer.attend casts the scores to float32 "
-                   "(scores.float()) before the softmax, so a float64 model gets float32-precision "
-                   "attention probabilities")
 def test_float64_model_keeps_float64_attention_precision(double_model, tiny_batch):
     bert = double_model.spiking_bert
     layer = bert.layers[0]
@@ -418,9 +415,6 @@ def test_save_load_round_trip_of_a_pruned_model(tmp_path, tiny_batch):
     assert torch.equal(*outs)
 
 
-@pytest.mark.xfail(strict=True, reason="save_pretrained syncs config.threshold from the learned "
-                   "thresholds only in SpikingBertModel; SpikingBertForSequenceClassification (the "
-                   "model every stage saves) writes the stale initial thresholds to config.json")
 def test_saved_config_records_learned_thresholds(tmp_path):
     model = make_tiny_model(learnable_threshold=True)
     with torch.no_grad():

@@ -109,9 +109,6 @@ def test_without_penalty_masks_stay(monkeypatch):
     assert cap.logits.head.grad is not None          # the soft masks were in the graph
 
 
-@pytest.mark.xfail(strict=True, reason="retrain copies logits.hard() into the model before each "
-                   "forward, so the masks installed at the end are those of the logits *before* "
-                   "the last optimizer step (the final update is lost)")
 def test_installed_masks_match_final_logits(monkeypatch):
     model, cap, _ = _penalty_run(monkeypatch)
     hard_h, hard_n = cap.logits.hard()
