@@ -7,7 +7,7 @@ set -uo pipefail
 tasks=$1; stages=$2; shift 2
 [ -d /tmp/site/datasets ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
   --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD STP_GLUE_DIR=$PWD/.glue STP_TEACHER_DIR=$PWD/.teacher/minilm
+export PYTHONPATH=/tmp/site:$PWD STP_GLUE_DIR=$PWD/.glue STP_TEACHER_DIR=${STP_TEACHER_DIR:-$PWD/.teacher/minilm}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TQDM_MININTERVAL=20 PYTHONUNBUFFERED=1
 mkdir -p runs
 for task in ${tasks//,/ }; do

@@ -39,7 +39,7 @@ API_MODULES = ("stpcore.config", "stpcore.lif", "stpcore.model", "stpcore.quant"
                "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.experiments",
                "stpcore.retrain", "stpcore.train", "stpcore.teacher", "stpcore.profiles",
                "stpcore.pipeline", "stpcore.records", "stpcore.report", "stpcore.plots",
-               "stpcore.kernels")
+               "stpcore.kernels", "stpcore.summary", "stpcore.paper", "stpcore.benchmarks")
 
 
 class BookError(RuntimeError):

@@ -79,10 +79,10 @@ class Profile:
 
 PROFILES = {
     # CPU, a few hundred examples, 2 layers, small T: the whole pipeline in minutes.
-    "smoke": dict(student_layers=2, max_length=64, train_limit=256, eval_limit=128,
+    "smoke": dict(student_layers=2, max_length=48, train_limit=192, eval_limit=64,
                   teacher_epochs=1, teacher_lr=1e-4, fp_ikd_epochs=1, fp_pred_epochs=1,
-                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=2, penalty_epochs=1,
-                  pca_every=4, fisher_samples=64, trace_samples=32, fisher_batch_size=8, kd_batch_size=32, train_batch_size=32,
+                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1, penalty_epochs=1,
+                  pca_every=3, fisher_samples=32, trace_samples=32, fisher_batch_size=8, kd_batch_size=32, train_batch_size=32,
                   eval_batch_size=64, budget_sweep=(0.4, 0.6, 1.0), base_sweep=(1.0, 1.02, 1.2),
                   extra={"t_conv": 8}),
     # One GPU, Table I values; epochs sized to the project's GPU budget (see the deviations page).

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import acs
 from .model import SpikingBertForSequenceClassification
