@@ -141,22 +141,25 @@ def stage_joint_retrain(run: Run):
     return run_retrain(run, model, learn_masks=True, pca_every=run.profile.pca_every), model
 
 
-@stage("adaptive_threshold", needs=("two_stage",))
-def stage_adaptive_threshold(run: Run):
-    """Table III/V: the pruned timestep list scaled down, learnable per-layer thresholds."""
-    model = run.model("two_stage")
+def retrain_adaptive(run: Run, source: str):
+    """Table III/V's adaptive threshold: the timestep list of ``source``'s model scaled down
+    by ``adaptive_scale``, then retraining with learnable per-layer thresholds."""
+    model = run.model(source)
     model.spiking_bert.set_layer_timesteps(scaled(model.config.per_layer_timesteps,
                                                   run.profile.adaptive_scale))
     return run_retrain(run, model, learnable_threshold=True), model
 
 
+@stage("adaptive_threshold", needs=("two_stage",))
+def stage_adaptive_threshold(run: Run):
+    """Table III/V: the two-stage pruned model with the adaptive threshold."""
+    return retrain_adaptive(run, "two_stage")
+
+
 @stage("baseline_adaptive", needs=("baseline",))
 def stage_baseline_adaptive(run: Run):
-    """Table V: the unpruned baseline with T_conv scaled down and learnable thresholds."""
-    model = run.model("baseline")
-    model.spiking_bert.set_layer_timesteps(scaled(model.config.per_layer_timesteps,
-                                                  run.profile.adaptive_scale))
-    return run_retrain(run, model, learnable_threshold=True), None
+    """Table V: the unpruned baseline with the adaptive threshold."""
+    return retrain_adaptive(run, "baseline")[0], None
 
 
 # ---- Figures ------------------------------------------------------------------------------------

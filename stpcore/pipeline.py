@@ -8,6 +8,7 @@ record with provenance under ``data/results/<profile>/<task>/<stage>.json``.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -101,14 +102,25 @@ class Run:
             m.config.time_chunk = self.profile.time_chunk
         return m.to(self.device)
 
+    def reusable(self, rec: dict | None) -> bool:
+        """A record is reused only if it was made with this seed and this exact configuration
+        (another teacher, or a changed profile value, reruns the stage)."""
+        if rec is None or rec["provenance"]["seed"] != self.seed:
+            return False
+        strip = lambda cfg: {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "progress"}
+        return strip(rec["config"]) == strip(self.profile.to_dict())
+
     def record(self, name: str, force: bool = False) -> dict:
+        """The record of stage ``name``: reused when :meth:`reusable`, else computed (with the
+        stages it needs) and written."""
         if name not in STAGES:
             raise ValueError(f"`stage` must be one of {sorted(STAGES)}; got {name!r}")
         rec = read_record(self.profile.name, self.task, name)
-        if rec is not None and not force and rec["provenance"]["seed"] == self.seed:
+        if not force and self.reusable(rec):
             return rec
         needs, fn = STAGES[name]
         for dep in needs:
+            self.record(dep)
             if not self.checkpoint(dep).exists():
                 self.record(dep, force=True)
         seed_everything(self.seed)

@@ -1,0 +1,78 @@
+"""The stage runner: reuse by configuration, dependencies, records with provenance."""
+import json
+
+import pytest
+
+from stpcore import pipeline
+from stpcore.records import read_record
+
+
+@pytest.fixture
+def counting_stages(tmp_path, monkeypatch):
+    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
+    calls = []
+
+    def parent(run):
+        calls.append("parent")
+        (run.checkpoint("_parent")).mkdir(parents=True, exist_ok=True)
+        return {"value": 1.0}, None
+
+    def child(run):
+        calls.append("child")
+        return {"value": 2.0, "parent_seen": run.checkpoint("_parent").exists()}, None
+
+    monkeypatch.setitem(pipeline.STAGES, "_parent", ((), parent))
+    monkeypatch.setitem(pipeline.STAGES, "_child", (("_parent",), child))
+    return calls, tmp_path
+
+
+def test_stage_runs_once_then_reuses_its_record(counting_stages):
+    calls, root = counting_stages
+    rec = pipeline.run_stage("sst2", "_child", "smoke", seed=3)
+    assert calls == ["parent", "child"] and rec["metrics"]["parent_seen"] is True
+    assert rec["provenance"]["seed"] == 3 and rec["provenance"]["wall_time_s"] >= 0
+    assert "device" in rec["provenance"] and "git_commit" in rec["provenance"]
+    pipeline.run_stage("sst2", "_child", "smoke", seed=3)
+    assert calls == ["parent", "child"]                       # reused
+    pipeline.run_stage("sst2", "_child", "smoke", seed=3, force=True)
+    assert calls == ["parent", "child", "child"]              # forced
+    leftovers = [p for p in (root / "results").rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []                                    # atomic writes leave nothing behind
+
+
+def test_changed_configuration_or_seed_reruns(counting_stages):
+    calls, _ = counting_stages
+    pipeline.run_stage("sst2", "_parent", "smoke")
+    pipeline.run_stage("sst2", "_parent", "smoke", teacher="bert-base-uncased")
+    pipeline.run_stage("sst2", "_parent", "smoke", seed=1)
+    assert calls == ["parent"] * 3
+    assert read_record("smoke", "sst2", "_parent")["config"]["teacher"] == "all-minilm-l6-v2"
+
+
+def test_get_record_never_computes_the_paper_profile(counting_stages):
+    calls, _ = counting_stages
+    assert pipeline.get_record("sst2", "_parent", profile="paper") is None
+    assert calls == []
+    assert pipeline.get_record("sst2", "_parent", profile="smoke")["metrics"]["value"] == 1.0
+
+
+def test_bad_stage_task_profile_and_override_raise(counting_stages):
+    with pytest.raises(ValueError, match="`stage`"):
+        pipeline.run_stage("sst2", "no_such_stage")
+    with pytest.raises(ValueError, match="`task`"):
+        pipeline.run_stage("cola", "_parent")
+    with pytest.raises(ValueError, match="`profile`"):
+        pipeline.run_stage("sst2", "_parent", profile="huge")
+    with pytest.raises(ValueError, match="override"):
+        pipeline.run_stage("sst2", "_parent", learning_rate_typo=1)
+
+
+def test_every_paper_stage_is_registered():
+    expected = {"teacher", "spiking_fp", "baseline", "spatial_fisher", "spatial_fisher_asr_neuron",
+                "spatial_fisher_asr_attn", "spatial_fisher_asr", "spatial_retrain", "temporal_pca",
+                "temporal_retrain", "two_stage", "joint_retrain", "adaptive_threshold",
+                "baseline_adaptive", "activity_ablation", "budget_sweep", "base_sweep", "random_mask"}
+    assert expected <= set(pipeline.STAGES)
+    for name, (needs, _) in pipeline.STAGES.items():
+        assert set(needs) <= set(pipeline.STAGES), name
