@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg canvas; pyplot's backend is untouched
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .paper import load_paper_results, task_label
 
@@ -129,6 +130,8 @@ def plot_activity_loss(with_record: Any, without_record: Any, title: str | None 
         ax_b.plot(epochs, [h.get("normalized_c", float("nan")) for h in hist], style,
                   color="C0" if name == "with" else "C3", marker="o", markersize=3,
                   label=f"{name} activity loss")
+    for ax in (ax_a, ax_b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_a.set(xlabel="epoch", ylabel="mean ASR", title="(a) mean ASR per encoder layer")
     ax_b.set(xlabel="epoch", ylabel="Normalized #C", title="(b) Normalized #C")
     for ax in (ax_a, ax_b):
@@ -229,6 +232,7 @@ def plot_random_mask(two_stage_records: Any, random_records: Any, curve_task: st
         _not_run(ax_l)
     else:
         ax_l.legend(fontsize=8)
+    ax_l.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_l.set(xlabel="epoch", ylabel="training accuracy (%)", title=f"training, {task_label(curve_task)}")
     ax_l.grid(alpha=0.3)
 

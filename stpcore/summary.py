@@ -46,4 +46,38 @@ def foundation_table(records: Mapping[tuple[str, str], dict | None],
                          if stage != "teacher" else NO_METRIC,
                          "device": prov.get("device", NOT_RUN),
                          "wall time (s)": fmt_missing(prov.get("wall_time_s"), 0)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["task", "model"])
+
+
+def headline_table(records: Mapping[tuple[str, str], dict | None],
+                   tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
+    """The paper's headline claim, tested: two-stage pruning against the 1-bit baseline.
+
+    Per task, ours and the paper's: the accuracy change (points), the ACs kept (% of the
+    unpruned model, Eq. 15-21) and the mean latency kept (% of T_conv). Built from the
+    ``baseline`` and ``two_stage`` records; "not run" where either is missing."""
+    from .report import paper_value
+    rows = []
+    for task in tasks:
+        base, pruned = records.get((task, "baseline")), records.get((task, "two_stage"))
+        ours_acc = (None if base is None or pruned is None else
+                    get_metric(pruned, "dev_accuracy") - get_metric(base, "dev_accuracy"))
+        p_base = paper_value("table_iii", task, "baseline", "accuracy")
+        p_pruned = paper_value("table_iii", task, "two_stage", "accuracy")
+        p_lat = paper_value("table_iii", task, "two_stage", "latency")
+        p_t = paper_value("table_iii", task, "baseline", "latency")
+        lat = get_metric(pruned, "mean_latency")
+        t_conv = get_metric(base, "mean_latency")
+        rows.append({
+            "task": task,
+            "accuracy change, ours (pt)": fmt_missing(ours_acc),
+            "accuracy change, paper (pt)": fmt_missing(None if p_base is None else p_pruned - p_base,
+                                                       missing=NO_METRIC),
+            "ACs kept, ours (%)": fmt_missing(get_metric(pruned, "acs_fraction", 100.0), 1),
+            "ACs kept, paper (%)": fmt_missing(paper_value("table_ii", task, "two_stage", "acs_percent"),
+                                               1, NO_METRIC),
+            "latency kept, ours (%)": fmt_missing(None if lat is None or t_conv is None
+                                                  else 100.0 * lat / t_conv, 1),
+            "latency kept, paper (%)": fmt_missing(None if p_lat is None else 100.0 * p_lat / p_t,
+                                                   1, NO_METRIC)})
+    return pd.DataFrame(rows).set_index("task")
