@@ -214,7 +214,7 @@ def main(argv=None) -> dict:
     peaks = device_peaks(device, timer, s["peak_n"])
     batch, labels = make_batch(s, device)
     record = {"name": f"sim_{args.size}{args.tag}", "size": args.size,
-              "fused_lif": os.environ.get("STP_FUSED_LIF") == "1", "setup": {
+              "fused_lif": os.environ.get("STP_FUSED_LIF", "auto"), "setup": {
         k: v for k, v in s.items() if k != "reps"}, "peaks": peaks, "widths": {},
         "weights": "random (reference_loop.random_model); timing only"}
     for i, (hidden, inter) in enumerate(s["widths"]):

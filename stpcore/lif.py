@@ -14,10 +14,37 @@ with time folded into the batch, then this elementwise scan.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
 from .kernels import fused_lif_scan, fused_lif_supports
+
+_FUSED_CHECKED: dict[str, bool] = {}      # device -> the fused kernel passed its self-check
+
+
+def use_fused_lif(device: torch.device) -> bool:
+    """Whether CUDA tensors on ``device`` take the fused kernel. ``STP_FUSED_LIF``: ``0`` never,
+    ``1`` always, unset/``auto``: once per device, after the kernel reproduces the loop's spikes
+    bit for bit on a random block (otherwise warn and keep the loop)."""
+    mode = os.environ.get("STP_FUSED_LIF", "auto")
+    if mode not in ("0", "1", "auto"):
+        raise ValueError(f"STP_FUSED_LIF must be 0, 1 or auto; got {mode!r}")
+    if mode != "auto":
+        return mode == "1"
+    key = str(device)
+    if key not in _FUSED_CHECKED:
+        try:
+            gen = torch.Generator(device=device).manual_seed(0)
+            cur = torch.rand(17, 4099, device=device, generator=gen) * 1.5 - 0.25
+            vth = torch.tensor(0.9, device=device)
+            _FUSED_CHECKED[key] = torch.equal(lif_scan_loop(cur, vth)[0], fused_lif_scan(cur, vth)[0])
+            if not _FUSED_CHECKED[key]:
+                warnings.warn("fused LIF kernel disagrees with the loop; using the loop")
+        except Exception as err:                    # no triton, a compile error, ...
+            warnings.warn(f"fused LIF kernel unavailable ({err}); using the loop")
+            _FUSED_CHECKED[key] = False
+    return _FUSED_CHECKED[key]
 
 
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
@@ -34,13 +61,13 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     Returns:
         ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. Spikes have the
         current's dtype; the state is kept in at least fp32 (bf16/fp16 currents accumulate in
-        fp32). On CUDA with triton and ``STP_FUSED_LIF=1``, a scalar threshold runs the fused kernel
+        fp32). On CUDA, with a scalar threshold and :func:`use_fused_lif`, the fused kernel runs
         (:func:`stpcore.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
         otherwise :func:`lif_scan_loop`.
     """
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
-    if current.is_cuda and os.environ.get("STP_FUSED_LIF") == "1" and fused_lif_supports(current, threshold):
+    if current.is_cuda and fused_lif_supports(current, threshold) and use_fused_lif(current.device):
         return fused_lif_scan(current, threshold, leak, state)
     return lif_scan_loop(current, threshold, leak, state)
 

@@ -133,3 +133,12 @@ def test_low_precision_current_keeps_fp32_state():
     spikes, (u, s) = lif_scan(cur, 1.0)
     assert spikes.dtype == torch.bfloat16 and u.dtype == torch.float32
     assert (spikes[:, 0] == 1).nonzero().flatten().add(1).tolist() == [3, 6, 8, 11]
+
+
+def test_fused_lif_switch_rejects_unknown_values(monkeypatch):
+    from stpcore.lif import use_fused_lif
+    monkeypatch.setenv("STP_FUSED_LIF", "yes")
+    with pytest.raises(ValueError, match="STP_FUSED_LIF"):
+        use_fused_lif(torch.device("cpu"))
+    monkeypatch.setenv("STP_FUSED_LIF", "0")
+    assert use_fused_lif(torch.device("cpu")) is False
