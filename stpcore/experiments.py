@@ -55,7 +55,8 @@ def prune_spatial(run: Run, model, info: dict, scoring: str, budget: float) -> d
 def retrain_config(run: Run, **kw) -> RetrainConfig:
     p = run.profile
     base = dict(epochs=p.retrain_epochs, lr=p.retrain_lr, penalty_lambda=p.ac_penalty_lambda,
-                penalty_epochs=p.penalty_epochs, pca_variance=p.pca_variance, pca_base=p.pca_base,
+                penalty_fraction=p.penalty_fraction, mask_lr=p.mask_lr,
+                pca_variance=p.pca_variance, pca_base=p.pca_base,
                 t_conv=p.t_conv, seq_len=p.max_length)
     return RetrainConfig(**{**base, **kw})
 

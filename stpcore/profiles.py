@@ -56,7 +56,8 @@ class Profile:
     trace_samples: int = 256                # held-out examples whose traces feed the PCA
     fisher_batch_size: int = 16
     retrain_lr: float = 2e-5
-    penalty_epochs: int = 1                 # first retraining epochs with the AC penalty on
+    penalty_fraction: float = 0.5           # share of retraining steps with the AC penalty on
+    mask_lr: float = 1e-2                   # learning rate of the mask logits
     pca_every: int = 200                    # steps between PCA reallocations while retraining
     fisher_samples: int = 2048
     ac_penalty_lambda: float = 5e-12
@@ -81,7 +82,7 @@ PROFILES = {
     # CPU, a few hundred examples, 2 layers, small T: the whole pipeline in minutes.
     "smoke": dict(student_layers=2, max_length=48, train_limit=192, eval_limit=64,
                   teacher_epochs=1, teacher_lr=1e-4, fp_ikd_epochs=1, fp_pred_epochs=1,
-                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1, penalty_epochs=1,
+                  binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1,
                   pca_every=3, fisher_samples=32, trace_samples=32, fisher_batch_size=8, kd_batch_size=32, train_batch_size=32,
                   eval_batch_size=64, budget_sweep=(0.4, 0.6, 1.0), base_sweep=(1.0, 1.02, 1.2),
                   extra={"t_conv": 8}),

@@ -6,7 +6,9 @@
   from the post-training masks), the simulation uses the hard mask ``z > 0``, the gradient pass
   uses ``sigmoid(z)`` (its forward value is the simulated rate, its gradient that of the soft mask).
 * The AC penalty ``lambda * M`` (Eq. 15-21 on the soft masks) is on for the first
-  ``penalty_epochs`` epochs only (staged optimisation), then the plain loss recovers accuracy.
+  ``penalty_fraction`` of the steps only (staged optimisation), then the plain loss recovers
+  accuracy. The mask logits train at their own rate ``mask_lr``: at the weights' rate (AdamW
+  moves a parameter by about lr per step) a logit at +-2 could not cross 0 in one epoch.
 * Every ``pca_every`` steps the per-layer timesteps are re-allocated by PCA (Eq. 10).
 * The activity loss (Eq. 13, p = 2) is the L2 norm of each encoder layer's output ASR per
   example (valid tokens), summed over layers and averaged over the batch.
@@ -30,7 +32,8 @@ class RetrainConfig:
     lr: float = 2e-5
     learn_masks: bool = False
     penalty_lambda: float = 0.0
-    penalty_epochs: int = 1
+    penalty_fraction: float = 0.5
+    mask_lr: float = 1e-2
     activity_eta: float = 0.0
     learnable_threshold: bool = False
     pca_every: int | None = None          # None: timesteps stay fixed
@@ -92,7 +95,7 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
     bert.thresholds.requires_grad_(cfg.learnable_threshold)
     bert.config.learnable_threshold = cfg.learnable_threshold
     logits = MaskLogits(bert.head_mask, bert.neuron_mask, cfg.mask_init).to(device) if cfg.learn_masks else None
-    penalty_steps = cfg.penalty_epochs * len(train_loader)
+    penalty_steps = round(cfg.penalty_fraction * cfg.epochs * len(train_loader))
     geometry = dict(seq_len=cfg.seq_len, hidden_size=bert.config.hidden_size,
                     num_heads=bert.config.num_attention_heads)
     state = {"step": 0, "timesteps": []}
@@ -123,6 +126,7 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
 
     history = fit(model, train_loader, epochs=cfg.epochs, lr=cfg.lr, loss_fn=loss_fn, device=device,
                   heldout_loader=heldout_loader, extra_modules=(logits,) if logits is not None else (),
+                  extra_lr=cfg.mask_lr if logits is not None else None,
                   progress=progress, on_step=on_step, sim_dtype=sim_dtype, seq_len=cfg.seq_len,
                   select_best=False, desc="retrain")
     if logits is not None:                        # the masks after the last optimiser step

@@ -147,13 +147,19 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
         heldout_loader=None, extra_modules: tuple = (), progress: bool = True,
         on_step: Callable | None = None, on_epoch: Callable | None = None,
         sim_dtype=torch.float32, seq_len: int = 128, select_best: bool = True,
-        weight_decay: float = 0.01, desc: str = "train") -> list[dict]:
+        weight_decay: float = 0.01, extra_lr: float | None = None,
+        desc: str = "train") -> list[dict]:
     """Train ``model`` with ``loss_fn(model, batch) -> (loss, output)``; keep the weights of the
-    epoch with the best held-out accuracy. Returns the per-epoch history."""
+    epoch with the best held-out accuracy. ``extra_modules`` (a KD projection, mask logits)
+    train too, at ``extra_lr`` if given (without weight decay). Returns the per-epoch history."""
     if epochs < 1 or lr <= 0:
         raise ValueError(f"`epochs` must be >= 1 and `lr` > 0; got {epochs}, {lr}")
-    params = [p for m in (model, *extra_modules) for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    trainable = lambda mods: [p for m in mods for p in m.parameters() if p.requires_grad]
+    params = trainable((model, *extra_modules))
+    groups = ([{"params": trainable((model,))},
+               {"params": trainable(extra_modules), "lr": extra_lr, "weight_decay": 0.0}]
+              if extra_lr is not None else [{"params": params}])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     total = epochs * len(train_loader)
     warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(

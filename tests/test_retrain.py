@@ -77,7 +77,7 @@ def _penalty_run(monkeypatch, batches=2, **kw):
     model = make_tiny_model()
     cap = _Capture(monkeypatch)
     cfg = RetrainConfig(epochs=1, lr=1.5, learn_masks=True, penalty_lambda=1.0,
-                        penalty_epochs=1, mask_init=2.0, seq_len=7, **kw)
+                        penalty_fraction=1.0, mask_lr=1.5, mask_init=2.0, seq_len=7, **kw)
     out = retrain(model, loader(batches), cfg, "cpu", progress=False)
     return model, cap, out
 
