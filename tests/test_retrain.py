@@ -154,3 +154,23 @@ def test_measure_traces_restores_non_uniform_timesteps():
     assert [t.shape for t in traces] == [torch.Size([12, 16])] * 2       # measured at T_conv
     assert model.config.layer_timesteps == [12, 4]
     assert all(t.min() >= 0 for t in traces) and all(t.sum() > 0 for t in traces)
+
+
+def test_mask_logits_train_at_their_own_rate_while_weights_barely_move():
+    """With a tiny weight lr the masks must still respond to the penalty (mask_lr), and the
+    penalty is off after `penalty_fraction` of the steps."""
+    model = make_tiny_model()
+    weights_before = model.spiking_bert.layers[0].key.weight.detach().clone()
+    cfg = RetrainConfig(epochs=1, lr=1e-9, learn_masks=True, penalty_lambda=1.0,
+                        penalty_fraction=1.0, mask_lr=1.5, mask_init=2.0, seq_len=7)
+    retrain(model, loader(3), cfg, "cpu", progress=False)
+    assert torch.allclose(model.spiking_bert.layers[0].key.weight, weights_before, atol=1e-6)
+    assert model.spiking_bert.head_mask.sum() < 8            # masks moved at mask_lr
+
+
+def test_penalty_fraction_zero_leaves_masks(monkeypatch):
+    model = make_tiny_model()
+    cfg = RetrainConfig(epochs=1, lr=1e-9, learn_masks=True, penalty_lambda=1.0,
+                        penalty_fraction=0.0, mask_lr=1e-4, mask_init=2.0, seq_len=7)
+    retrain(model, loader(3), cfg, "cpu", progress=False)
+    assert torch.equal(model.spiking_bert.head_mask, torch.ones(2, 4))
