@@ -1,10 +1,11 @@
 """The stage runner: teacher -> full-precision SpikingBERT -> 1-bit baseline -> pruning stages.
 
 Each stage is a function ``stage(run) -> (metrics, model_or_None)`` registered in ``STAGES``
-with the stages it needs. ``Run.record(stage)`` returns the stage's saved record or runs it; a
-stage that finds its record (and, when later stages need it, its checkpoint under
-``runs/<profile>/<task>/<stage>/``, or ``STP_RUNS_DIR``) is not redone. Every run writes a JSON
-record with provenance under ``data/results/<profile>/<task>/<stage>.json``.
+with the stages it needs. ``Run.record(stage)`` returns the stage's saved record or runs it: a
+record made with the same configuration and seed is reused (and, when a later stage needs the
+model, so is its checkpoint under ``runs/<profile>/<task>/<stage>/``, or ``STP_RUNS_DIR``);
+anything else is recomputed. Every run writes a JSON record with provenance, atomically, under
+``data/results/<profile>/<task>/<stage>.json``.
 """
 from __future__ import annotations
 
