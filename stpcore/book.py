@@ -141,7 +141,9 @@ def write_api_page(book_dir: Path = BOOK_DIR, modules=API_MODULES) -> dict[str, 
     ok, missing = importable_modules(modules)
     lines = []
     for m in ok:
-        lines += [f"## `{m}`", "", "```{automodule} " + m, ":members:", ":show-inheritance:", "```", ""]
+        # eval-rst: autodoc emits reStructuredText, which MyST would otherwise show as text
+        lines += [f"## `{m}`", "", "```{eval-rst}", f".. automodule:: {m}", "   :members:",
+                  "   :show-inheritance:", "```", ""]
     if missing:
         lines += ["## Not yet documented", "",
                   "These modules did not import when the book was built:", ""]

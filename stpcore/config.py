@@ -17,21 +17,24 @@ def _check(ok: bool, name: str, allowed: str, got) -> None:
 class SpikingBertConfig(PretrainedConfig):
     """Configuration of :class:`stpcore.model.SpikingBertForSequenceClassification`.
 
-    Architecture (as BERT): ``vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
-    intermediate_size, max_position_embeddings, type_vocab_size, layer_norm_eps, num_labels``.
+    Architecture (as BERT): ``vocab_size``, ``hidden_size``, ``num_hidden_layers``,
+    ``num_attention_heads``, ``intermediate_size``, ``max_position_embeddings``,
+    ``type_vocab_size``, ``layer_norm_eps``, ``num_labels``.
 
     Spiking hyperparameters:
-        timesteps: T_conv, the number of simulation steps of the complete-unrolling executor.
-        layer_timesteps: per-encoder-layer timesteps ``[t^1..t^L]`` after temporal pruning
-            (Eq. 10); ``None`` means every layer runs ``timesteps``. Non-uniform lists are run
-            by the Bernoulli sequential executor (Eq. 11).
-        threshold: V_th per encoder layer (a float is broadcast); the embedding population uses
-            layer 1's threshold. ``learnable_threshold`` makes them parameters (Sec. III-D).
-        leak: gamma of Eq. 1; 1.0 (integrate-and-fire) is the public SpikingBERT's value.
-        head_mask: ``[L][num_heads]`` 0/1 lists (None = all kept); neuron_mask: ``[L][intermediate]``.
-        binary_weights: encoder linear weights are 1-bit (sign x per-output-channel scale).
-        time_chunk: timesteps simulated together (T folded into the batch); memory is
-            O(time_chunk), results do not depend on it.
+
+    - ``timesteps``: T_conv, the number of simulation steps of the complete-unrolling executor.
+    - ``layer_timesteps``: per-encoder-layer timesteps ``[t^1..t^L]`` after temporal pruning
+      (Eq. 10); None means every layer runs ``timesteps``. Non-uniform lists are run by the
+      Bernoulli sequential executor (Eq. 11).
+    - ``threshold``: V_th per encoder layer (a float is broadcast); the embedding population
+      uses layer 1's threshold. ``learnable_threshold`` makes them parameters (Sec. III-D).
+    - ``leak``: gamma of Eq. 1; 1.0 (integrate-and-fire) is the public SpikingBERT's value.
+    - ``head_mask``: ``[L][num_heads]`` 0/1 lists (None = all kept); ``neuron_mask``:
+      ``[L][intermediate_size]``.
+    - ``binary_weights``: encoder linear weights are 1-bit (sign x per-output-channel scale).
+    - ``time_chunk``: timesteps simulated together (time folded into the batch); memory is
+      O(time_chunk), results do not depend on it.
     """
 
     model_type = "spiking_bert"

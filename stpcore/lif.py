@@ -100,8 +100,8 @@ def equilibrium_rate(current: torch.Tensor, threshold) -> torch.Tensor:
     """The equilibrium map of the ASR: ``a = clamp(I / V_th, 0, 1)``.
 
     For an integrate-and-fire neuron (gamma = 1) driven by a current whose time average is
-    ``I``, the rate converges to this value as T grows (error at most V_th / (T |...|) per
-    neuron; see the tutorial). It is the map ``f`` whose fixed point Eq. 4 differentiates.
+    ``I``, the rate converges to this value as T grows (for a constant current the error is below 1/T;
+    see the tutorial). It is the map ``f`` whose fixed point Eq. 4 differentiates.
     For gamma < 1 it is the same approximation the public SpikingBERT uses.
     """
     return torch.clamp(current / threshold, 0.0, 1.0)
