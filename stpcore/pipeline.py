@@ -142,14 +142,12 @@ def run_stage(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
 
 def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
                recompute: bool = False) -> dict | None:
-    """The notebooks' entry point: the saved record; computed when ``profile == 'smoke'`` or
-    ``recompute``; None for a paper-profile stage nobody has run (shown as 'not run')."""
-    rec = read_record(profile, task, stage_name)
-    if rec is not None and not recompute:
-        return rec
+    """The notebooks' entry point. Smoke profile (or ``recompute``): the stage's record, run or
+    rerun under the reuse rule of :meth:`Run.record`. Paper profile: the recorded GPU run as it
+    is, or None for a stage nobody has run (shown as 'not run'); never computed on the fly."""
     if profile == "smoke" or recompute:
         return run_stage(task, stage_name, profile, seed, force=recompute)
-    return None
+    return read_record(profile, task, stage_name)
 
 
 # ---- foundation stages ---------------------------------------------------------------------------
