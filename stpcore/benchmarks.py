@@ -196,3 +196,20 @@ def plot_roofline(record: dict, title: str | None = None) -> Figure:
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
     return fig
+
+
+def pruning_time_table(profile: str = "paper", tasks=("sst2", "mrpc"),
+                       stage: str = "spatial_fisher_asr") -> pd.DataFrame:
+    """Post-training spatial pruning time per task (Fisher pass + search + rearrangement), read
+    from the pipeline's records (``metrics.pruning_seconds``), against the < 3 min target."""
+    from .records import read_record
+    rows = []
+    for task in tasks:
+        rec = read_record(profile, task, stage)
+        sec = None if rec is None else rec["metrics"].get("pruning_seconds")
+        rows.append({"task": task, "device": "not run" if rec is None else rec["provenance"]["device"],
+                     "Fisher (s)": _num(None if rec is None else rec["metrics"].get("fisher_seconds")),
+                     "search + rearrangement (s)": _num(None if rec is None else rec["metrics"].get("search_seconds")),
+                     "total (s)": _num(sec), "target": f"< {T_SPATIAL_S / 60:g} min",
+                     "met?": "n-a" if sec is None else ("yes" if sec < T_SPATIAL_S else "no")})
+    return pd.DataFrame(rows).set_index("task")

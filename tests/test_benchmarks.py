@@ -124,3 +124,14 @@ def test_load_bench_records_from_tmp_dir(tmp_path):
         got = benchmarks.load_bench_records(root)
         assert list(got) == ["sim_paper_cuda", "sim_small_cpu"] and got["sim_paper_cuda"] == rec
         assert benchmarks.missing_records(got) == ["sim_paper_fused_cuda"]
+
+
+def test_pruning_time_table_reads_records_and_judges_the_target(tmp_path, monkeypatch):
+    from stpcore.records import write_record
+    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path))
+    for task, sec in (("sst2", 28.0), ("mrpc", 200.0)):
+        write_record("paper", task, "spatial_fisher_asr", config={}, seed=0, wall_time_s=1.0,
+                     metrics={"pruning_seconds": sec, "fisher_seconds": sec - 1, "search_seconds": 1.0})
+    table = benchmarks.pruning_time_table("paper", tasks=("sst2", "mrpc", "qnli"))
+    assert table.loc["sst2", "met?"] == "yes" and table.loc["mrpc", "met?"] == "no"
+    assert table.loc["qnli", "met?"] == "n-a" and table.loc["qnli", "device"] == "not run"
