@@ -81,3 +81,41 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
             "latency kept, paper (%)": fmt_missing(None if p_lat is None else 100.0 * p_lat / p_t,
                                                    1, NO_METRIC)})
     return pd.DataFrame(rows).set_index("task")
+
+
+def energy_table(records: Mapping[tuple[str, str], dict | None],
+                 stages: Iterable[str] = ("baseline", "two_stage", "adaptive_threshold"),
+                 tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
+    """An *estimate* of the synaptic energy per example: Normalized #C (Eq. 14) times the
+    unpruned model's ACs at full activity (Eq. 15-21, N = max_length) gives the spike-driven
+    ACs, priced at 0.9 pJ per AC (:func:`stpcore.acs.estimate_energy`, 45 nm figures). Not a
+    measurement: no hardware ran these models."""
+    from .acs import estimate_energy
+    rows = []
+    for task in tasks:
+        for stage in stages:
+            rec = records.get((task, stage))
+            nc = get_metric(rec, "normalized_c")
+            if rec is None or not isinstance(nc, float):
+                rows.append({"task": task, "stage": stage, "Normalized #C": NOT_RUN,
+                             "ACs per example (est.)": NOT_RUN, "energy per example (mJ, est.)": NOT_RUN})
+                continue
+            acs = nc * unpruned_acs(rec["config"])
+            rows.append({"task": task, "stage": stage, "Normalized #C": round(nc, 3),
+                         "ACs per example (est.)": f"{acs:.3g}",
+                         "energy per example (mJ, est.)": round(estimate_energy(acs) * 1e3, 2)})
+    return pd.DataFrame(rows).set_index(["task", "stage"])
+
+
+def unpruned_acs(profile_config: dict) -> float:
+    """M(1, 1, T_conv) (Eq. 15-21, N = max_length) of the student a profile builds; its width
+    follows the teacher, whose config is read from the teacher's folder or hub id."""
+    from transformers import AutoConfig
+
+    from .acs import count_acs
+    from .teacher import resolve_teacher
+    tc = AutoConfig.from_pretrained(resolve_teacher(profile_config["teacher"]))
+    layers, steps = profile_config["student_layers"], profile_config["t_conv"]
+    return float(count_acs([[1.0] * tc.num_attention_heads] * layers,
+                           [[1.0] * tc.intermediate_size] * layers, [steps] * layers,
+                           profile_config["max_length"], tc.hidden_size, tc.num_attention_heads))

@@ -76,3 +76,19 @@ def test_every_paper_stage_is_registered():
     assert expected <= set(pipeline.STAGES)
     for name, (needs, _) in pipeline.STAGES.items():
         assert set(needs) <= set(pipeline.STAGES), name
+
+
+def test_energy_table_scales_with_normalized_c():
+    from stpcore.summary import energy_table, unpruned_acs
+    from stpcore.profiles import get_profile
+    cfg = get_profile("paper", "sst2").to_dict()
+    rec = lambda nc: {"config": cfg, "profile": "paper", "metrics": {"normalized_c": nc}}
+    table = energy_table({("sst2", "baseline"): rec(0.2), ("sst2", "two_stage"): rec(0.1)},
+                         tasks=("sst2",))
+    e = table["energy per example (mJ, est.)"]
+    assert abs(e[("sst2", "baseline")] - 2 * e[("sst2", "two_stage")]) < 0.02
+    assert table.loc[("sst2", "adaptive_threshold"), "Normalized #C"] == "not run"
+    # 4 layers x (12 heads x per-head + 1536 neurons x per-neuron), N = 128, D = 384, H = 32, T = 85
+    n, d, h, t = 128, 384, 32, 85
+    expected = 4 * (12 * (4 * n * d * h + 2 * n * n * h) + 1536 * 2 * n * d) * t
+    assert unpruned_acs(cfg) == expected
