@@ -19,7 +19,9 @@ block = (f"{START}{marker_line}\nDev accuracy on the GLUE dev split; checkpoints
          f"held-out slice of train. The paper's 1-bit baselines and the public full-precision "
          f"SpikingBERT are shown beside ours.\n\n{table}\n\n"
          f"The headline claim, two-stage pruning against the 1-bit baseline, ours beside the "
-         f"paper's (the book's *What we found* page):\n\n{headline}\n\n{END}")
+         f"paper's (the book's *What we found* page):\n\n{headline}\n\n"
+         f"What each recorded run is, and why MRPC's spiking models have not learned yet (they "
+         f"predict the majority class), is on the book's *Deviations* page.\n\n{END}")
 README.write_text(head + block + after)
 print(table)
 print(headline)
