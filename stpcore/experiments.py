@@ -17,11 +17,13 @@ from .temporal import allocate_timesteps, count_components, running_rate
 
 
 def fisher_info(run: Run, model) -> dict:
-    """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples."""
-    path = run.checkpoint("fisher.pt")
+    """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples,
+    cached per baseline run (a recomputed baseline gets a new cache file)."""
+    p = run.profile
+    made = run.record("baseline")["provenance"]["finished"].replace(":", "")
+    path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}.pt")
     if path.exists():
         return torch.load(path)
-    p = run.profile
     start = time.perf_counter()
     loader = run.loader("train", batch_size=p.fisher_batch_size, limit=p.fisher_samples)
     hg, ng, hr, nr = collect_mask_grads(model, loader, run.device, p.fisher_samples, run.sim_dtype)
@@ -75,10 +77,11 @@ def trace_loader(run: Run):
     return run.loader("heldout", limit=run.profile.trace_samples)
 
 
-def post_temporal(run: Run, model, base: float | None = None) -> dict:
+def post_temporal(run: Run, model) -> dict:
+    """Post-training temporal pruning (Eq. 10) at the profile's base; installs the timesteps."""
     p = run.profile
-    comps, steps = reallocate_timesteps(model, trace_loader(run), run.device, p.pca_variance,
-                                        base or p.pca_base, p.t_conv, run.sim_dtype)
+    comps, _ = reallocate_timesteps(model, trace_loader(run), run.device, p.pca_variance,
+                                    p.pca_base, p.t_conv, run.sim_dtype)
     return {"components": comps}
 
 
@@ -167,10 +170,10 @@ def stage_baseline_adaptive(run: Run):
 @stage("activity_ablation", needs=("baseline",))
 def stage_activity_ablation(run: Run):
     """Fig. 3: retraining with and without the activity loss, per-epoch ASR and #C."""
-    out = {}
+    out, start = {}, None
     for name, eta in (("with", run.profile.activity_eta), ("without", 0.0)):
         model = run.model("baseline")
-        start = run.dev_metrics(model)
+        start = start or run.dev_metrics(model)          # the same baseline both times
         res = run_retrain(run, model, activity_eta=eta, epochs=max(2, run.profile.retrain_epochs))
         first = {"epoch": 0, "layer_asr": start["layer_asr"], "normalized_c": start["normalized_c"],
                  "heldout_accuracy": start["heldout_accuracy"]}
@@ -182,10 +185,11 @@ def stage_activity_ablation(run: Run):
 @stage("budget_sweep", needs=("baseline",))
 def stage_budget_sweep(run: Run):
     """Fig. 4a: post-training spatial pruning (Fisher x ASR) at AC budgets 0.4-1.0."""
+    model = run.model("baseline")
+    info = fisher_info(run, model)
     points = []
     for budget in run.profile.budget_sweep:
-        model = run.model("baseline")
-        prune_spatial(run, model, fisher_info(run, model), "fisher_asr", budget)
+        prune_spatial(run, model, info, "fisher_asr", budget)    # replaces the previous masks
         m = run.dev_metrics(model)
         points.append({"budget": budget, **{k: m[k] for k in ("dev_accuracy", "heldout_accuracy",
                                                                "acs_fraction", "normalized_c")}})

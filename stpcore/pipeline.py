@@ -24,7 +24,7 @@ from .model import SpikingBertForSequenceClassification
 from .profiles import Profile, get_profile
 from .records import REPO_ROOT, read_record, write_record
 from .teacher import load_teacher, load_tokenizer, student_from_teacher, student_layer_map
-from .train import Distiller, evaluate, fit, label_loss, pick_device
+from .train import Distiller, evaluate, fit, is_spiking, label_loss, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
@@ -77,9 +77,9 @@ class Run:
         lim = limit if limit is not None else (p.train_limit if train else p.eval_limit)
         return glue.make_loader(self.data[split], size, shuffle=train, seed=self.seed, limit=lim)
 
-    def dev_metrics(self, model, **kw) -> dict:
+    def dev_metrics(self, model) -> dict:
         """Dev accuracy (the reported number) and held-out accuracy (used for choices)."""
-        dev = evaluate(model, self.loader("dev"), self.device, self.sim_dtype, self.profile.max_length, **kw)
+        dev = evaluate(model, self.loader("dev"), self.device, self.sim_dtype, self.profile.max_length)
         held = evaluate(model, self.loader("heldout"), self.device, self.sim_dtype, self.profile.max_length)
         out = {"dev_accuracy": dev.pop("accuracy"), "heldout_accuracy": held["accuracy"],
                "dev_examples": dev.pop("examples")}
@@ -166,7 +166,7 @@ def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, seco
     """Intermediate-layer KD, then prediction-layer KD (``second='prediction'``) or labels."""
     p = run.profile
     layer_map = (student_layer_map(teacher.config.num_hidden_layers, p.student_layers)
-                 if not hasattr(teacher, "spiking_bert") else list(range(1, p.student_layers + 1)))
+                 if not is_spiking(teacher) else list(range(1, p.student_layers + 1)))
     common = dict(device=run.device, heldout_loader=run.loader("heldout"), progress=p.progress,
                   sim_dtype=run.sim_dtype, seq_len=p.max_length)
     kd_loader = run.loader("train", batch_size=p.kd_batch_size)
