@@ -21,12 +21,13 @@ import torch
 
 from . import data as glue
 from .model import SpikingBertForSequenceClassification
-from .profiles import Profile, get_profile
+from .profiles import PRUNING_KEYS, Profile, get_profile
 from .records import REPO_ROOT, read_record, write_record
 from .teacher import load_teacher, load_tokenizer, student_from_teacher, student_layer_map
 from .train import Distiller, evaluate, fit, is_spiking, label_loss, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
+FOUNDATION = ("teacher", "spiking_fp", "baseline")     # stages that ignore the pruning knobs
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
@@ -103,13 +104,17 @@ class Run:
             m.config.time_chunk = self.profile.time_chunk
         return m.to(self.device)
 
-    def reusable(self, rec: dict | None) -> bool:
-        """A record is reused only if it was made with this seed and this exact configuration
-        (another teacher, or a changed profile value, reruns the stage)."""
+    def reusable(self, rec: dict | None, name: str) -> bool:
+        """A record is reused only if it was made with this seed and the same configuration:
+        every current profile value for a pruning stage, all but the pruning knobs
+        (``profiles.PRUNING_KEYS``) for a foundation stage. Another teacher or a changed
+        epoch count reruns the stage; a changed mask learning rate does not retrain the teacher."""
         if rec is None or rec["provenance"]["seed"] != self.seed:
             return False
-        strip = lambda cfg: {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "progress"}
-        return strip(rec["config"]) == strip(self.profile.to_dict())
+        skip = {"progress"} | (PRUNING_KEYS if name in FOUNDATION else set())
+        now = json.loads(json.dumps(self.profile.to_dict()))     # tuples -> lists, as recorded
+        keys = set(now) - skip              # a knob the code no longer has cannot matter
+        return all(rec["config"].get(k, None) == now[k] for k in keys)
 
     def record(self, name: str, force: bool = False) -> dict:
         """The record of stage ``name``: reused when :meth:`reusable`, else computed (with the
@@ -117,7 +122,7 @@ class Run:
         if name not in STAGES:
             raise ValueError(f"`stage` must be one of {sorted(STAGES)}; got {name!r}")
         rec = read_record(self.profile.name, self.task, name)
-        if not force and self.reusable(rec):
+        if not force and self.reusable(rec, name):
             return rec
         needs, fn = STAGES[name]
         for dep in needs:

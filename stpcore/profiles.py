@@ -26,6 +26,12 @@ TABLE_I = {
                  eval_batch_size=128, paper_learning_rate=1e-8, activity_eta=0.0005),
 }
 SHARED = dict(pca_variance=0.99999, ac_budget=0.6, pca_base=1.02)
+# Knobs that only the pruning stages read: changing one never invalidates a foundation record.
+PRUNING_KEYS = frozenset({
+    "retrain_epochs", "retrain_limit", "trace_samples", "fisher_batch_size", "retrain_lr",
+    "penalty_fraction", "mask_lr", "pca_every", "fisher_samples", "ac_penalty_lambda",
+    "activity_eta", "pca_variance", "pca_base", "ac_budget", "adaptive_scale",
+    "paper_learning_rate", "budget_sweep", "base_sweep"})
 
 
 @dataclass

@@ -50,6 +50,16 @@ def test_changed_configuration_or_seed_reruns(counting_stages):
     assert read_record("smoke", "sst2", "_parent")["config"]["teacher"] == "all-minilm-l6-v2"
 
 
+def test_pruning_knobs_rerun_pruning_stages_but_not_the_foundation(counting_stages, monkeypatch):
+    calls, _ = counting_stages
+    monkeypatch.setattr(pipeline, "FOUNDATION", ("_parent",))
+    pipeline.run_stage("sst2", "_child", "smoke")
+    pipeline.run_stage("sst2", "_child", "smoke", mask_lr=0.5)      # a pruning knob
+    assert calls == ["parent", "child", "child"]                 # the foundation is reused
+    pipeline.run_stage("sst2", "_child", "smoke", mask_lr=0.5, teacher_epochs=3)
+    assert calls == ["parent", "child", "child", "parent", "child"]
+
+
 def test_get_record_never_computes_the_paper_profile(counting_stages):
     calls, _ = counting_stages
     assert pipeline.get_record("sst2", "_parent", profile="paper") is None
