@@ -9,7 +9,9 @@ the average spiking rate (ASR) of the last layer's [CLS] token.
 Simulation (:meth:`SpikingBertModel.simulate`, no autograd): a population's spikes at step t
 depend only on earlier populations at the same step and on its own membrane, so every population
 is simulated over a block of ``time_chunk`` steps at once: one matrix product with time folded
-into the batch, then the LIF scan (:func:`stpcore.lif.lif_scan`). This is exact.
+into the batch, then the LIF scan (:func:`stpcore.lif.lif_scan`). This is exact. Pruned heads
+and neurons are not computed: their rows and columns are dropped from the weights
+(:meth:`SpikingEncoderLayer.weights`) and their rates are zero.
 
 Training (:meth:`SpikingBertModel.equilibrium`): the ASRs a* are a fixed point of the map
 ``f_theta`` that sends each population's input rates to ``clamp(I / V_th, 0, 1)``. Eq. 4 gives
@@ -60,6 +62,18 @@ class SpikingOutput:
     simulation: Simulation | None = None
 
 
+def _kept(mask: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the kept units of a 0/1 mask row, or None when all are kept."""
+    return None if bool((mask != 0).all()) else mask.nonzero().flatten()
+
+
+def _expand(rate: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
+    """Scatter compact rates ``[..., len(index)]`` into zeros ``[..., width]``."""
+    full = rate.new_zeros(*rate.shape[:-1], width)
+    full[..., index] = rate
+    return full
+
+
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Forward value ``value`` (the simulated rate), gradient of ``f`` (the equilibrium map)."""
     return value + (f - f.detach())
@@ -78,41 +92,65 @@ class SpikingEncoderLayer(nn.Module):
         self.ln_attention = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.ln_output = nn.LayerNorm(D, eps=config.layer_norm_eps)
 
-    def weights(self, dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def weights(self, dtype, heads=None, neurons=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Effective weights and biases in ``dtype``. With kept ``heads`` / ``neurons`` (index
+        tensors; None = all) the pruned units' rows and columns are dropped: Query rows and
+        attention-output columns of pruned heads, intermediate rows and output columns of pruned
+        neurons (Key and Value stay whole: their rates feed the mask gradients)."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
-        return {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
-                for n in names}
+        w = {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
+             for n in names}
+        if heads is not None:
+            cols = self.head_columns(heads)
+            w["query"] = (w["query"][0][cols], w["query"][1][cols])
+            w["attention_output"] = (w["attention_output"][0][:, cols], w["attention_output"][1])
+        if neurons is not None:
+            w["intermediate"] = (w["intermediate"][0][neurons], w["intermediate"][1][neurons])
+            w["output"] = (w["output"][0][:, neurons], w["output"][1])
+        return w
+
+    def head_columns(self, heads: torch.Tensor) -> torch.Tensor:
+        """The hidden-state columns ``[len(heads) * head_size]`` of the given heads."""
+        offsets = torch.arange(self.head_size, device=heads.device)
+        return (heads[:, None] * self.head_size + offsets).flatten()
 
     def attend(self, q_in, k, v, ext_mask):
         """Scaled dot-product attention of real-valued queries over key/value rates or spikes.
 
         Shapes ``[..., N, D]``; returns the context ``[..., N, D]`` and probabilities."""
         shape = q_in.shape
-        split = lambda x: x.reshape(*shape[:-1], self.num_heads, self.head_size).transpose(-2, -3)
+        heads = shape[-1] // self.head_size              # fewer than num_heads when compacted
+        split = lambda x: x.reshape(*shape[:-1], heads, self.head_size).transpose(-2, -3)
         scores = split(q_in) @ split(k).transpose(-1, -2) / math.sqrt(self.head_size)
         acc = torch.promote_types(scores.dtype, torch.float32)
         probs = torch.softmax(scores.to(acc) + ext_mask, dim=-1).to(v.dtype)
         ctx = (probs @ split(v)).transpose(-2, -3).reshape(shape)
         return ctx, probs
 
-    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, head_mask, neuron_mask, dt):
-        """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``."""
+    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
+        """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
+
+        ``w`` comes from :meth:`weights`; ``heads`` are the kept heads (None = all), matching
+        ``w``. With pruned units, "attention" and "intermediate" are compact (kept units only)."""
         lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
         s_dt = s_in.to(dt)
         out = {}
 
-        def fire(name, current, mask=None):
-            s, state[name] = lif_scan(current, vth, leak, state.get(name))
-            out[name] = s if mask is None else s * mask.to(s.dtype)
+        def fire(name, current):
+            out[name], state[name] = lif_scan(current, vth, leak, state.get(name))
             return out[name]
 
         fire("key", lin(s_dt, "key"))
         fire("value", lin(s_dt, "value"))
-        ctx, _ = self.attend(lin(s_dt, "query"), out["key"], out["value"], ext_mask)
-        fire("attention", ctx, head_mask.repeat_interleave(self.head_size))
+        k, v = out["key"], out["value"]
+        if heads is not None:
+            cols = self.head_columns(heads)
+            k, v = k[..., cols], v[..., cols]
+        ctx, _ = self.attend(lin(s_dt, "query"), k, v, ext_mask)
+        fire("attention", ctx)
         fire("attention_output",
              self.ln_attention(lin(out["attention"], "attention_output").float() + s_in.float()))
-        fire("intermediate", lin(out["attention_output"].to(dt), "intermediate"), neuron_mask)
+        fire("intermediate", lin(out["attention_output"].to(dt), "intermediate"))
         fire("output", self.ln_output(lin(out["intermediate"], "output").float()
                                       + out["attention_output"].float()))
         return out
@@ -237,15 +275,15 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         ext = self.extended_mask(attention_mask)
         valid = attention_mask.float()[..., None]                       # [B, N, 1]
         vth = self.vth().detach().float()
-        weights = [layer.weights(dtype) for layer in self.layers]
         L, chunk = len(self.layers), cfg.time_chunk
+        kept = [(_kept(self.head_mask[l]), _kept(self.neuron_mask[l])) for l in range(L)]
+        weights = [layer.weights(dtype, *kept[l]) for l, layer in enumerate(self.layers)]
         sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
         traces = [[] for _ in range(L)] if record_traces else None
         emb_sum, emb_state = 0.0, {}
         states = [{} for _ in range(L)]
         run = lambda l, s_in: self.layers[l].simulate_block(
-            s_in, weights[l], ext, states[l], vth[l], cfg.leak, self.head_mask[l],
-            self.neuron_mask[l], dtype)
+            s_in, weights[l], ext, states[l], vth[l], cfg.leak, kept[l][0], dtype)
 
         def emb_block(t):
             s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak, emb_state.get("s"))
@@ -278,6 +316,13 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                     accumulate(l, run(l, s))
                 prev = sums[l]["output"] / steps[l]
         rates = [{p: sums[l][p] / steps[l] for p in POPULATIONS} for l in range(L)]
+        for l, (heads, neurons) in enumerate(kept):        # pruned units: silent, full width
+            if heads is not None:
+                cols = self.layers[l].head_columns(heads)
+                rates[l]["attention"] = _expand(rates[l]["attention"], cols, cfg.hidden_size)
+            if neurons is not None:
+                rates[l]["intermediate"] = _expand(rates[l]["intermediate"], neurons,
+                                                   cfg.intermediate_size)
         emb_rate = emb_sum / steps[0]
         n_tok = valid.sum()
         mean = lambda r: float((r * valid).sum() / (n_tok * r.shape[-1]))

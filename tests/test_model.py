@@ -99,10 +99,8 @@ def _zero_input_block(layer, steps=6):
     D = layer.query.in_features
     s_in = torch.zeros(steps, 2, 3, D)
     ext = torch.zeros(2, 1, 1, 3)
-    out = layer.simulate_block(s_in, layer.weights(torch.float32), ext, {}, torch.tensor(0.5),
-                               1.0, torch.ones(layer.num_heads), torch.ones(
-                                   layer.intermediate.out_features), torch.float32)
-    return out
+    return layer.simulate_block(s_in, layer.weights(torch.float32), ext, {}, torch.tensor(0.5),
+                                1.0, None, torch.float32)
 
 
 def test_zero_input_spikes_give_bias_only_currents(tiny_model):
@@ -478,3 +476,16 @@ def test_set_masks_rejects_wrong_shapes_and_values(tiny_model):
     with pytest.raises(ValueError, match="`head_mask`"):
         bert.set_masks(torch.full((2, 4), 0.5), None)
     assert torch.equal(bert.head_mask, torch.ones(2, 4))       # nothing was installed
+
+
+def test_a_layer_with_every_unit_pruned_runs_on_its_residual(tiny_model, tiny_batch):
+    head_mask, neuron_mask = torch.ones(2, 4), torch.ones(2, 32)
+    head_mask[0], neuron_mask[0] = 0, 0                 # layer 1: no heads, no neurons
+    tiny_model.spiking_bert.set_masks(head_mask, neuron_mask)
+    for executor in ("unrolled", "sequential"):
+        sim = tiny_model.spiking_bert.simulate(tiny_batch["input_ids"], tiny_batch["attention_mask"],
+                                               executor=executor)
+        assert sim.rates[0]["attention"].shape[-1] == 16 and sim.rates[0]["attention"].sum() == 0
+        assert sim.rates[0]["intermediate"].shape[-1] == 32
+        assert sim.rates[0]["intermediate"].sum() == 0
+        assert sim.rates[0]["output"].sum() > 0         # LayerNorm(bias + residual) still fires
