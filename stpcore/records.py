@@ -2,7 +2,7 @@
 
 Every number the book shows comes from a JSON record written by :func:`write_record`.
 A record holds the configuration, the metrics, and where/when/how it was made
-(git commit, device, wall time, seed). Records are written atomically: a reader never
+(git commit, a digest of the library source, device, wall time, seed). Records are written atomically: a reader never
 sees a half-written file.
 
 Layout: ``data/results/<profile>/<task>/<stage>.json`` (``STP_RESULTS_DIR`` overrides the root).
@@ -10,6 +10,7 @@ Layout: ``data/results/<profile>/<task>/<stage>.json`` (``STP_RESULTS_DIR`` over
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,21 @@ def git_commit() -> dict[str, Any]:
                 "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha else None}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
+
+
+def source_digest(package: Path = Path(__file__).resolve().parent) -> str:
+    """sha256 over the names and contents of the library's ``*.py`` files, in name order.
+
+    Recorded as ``provenance.source_sha256``: it names the code a process imported even where
+    there is no ``.git`` or the tree changed after launch. Recompute it on a checkout of any
+    commit to find the one a record came from."""
+    digest = hashlib.sha256()
+    for f in sorted(package.glob("*.py")):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+SOURCE_SHA256 = source_digest()     # at import time: the code this process runs
 
 
 def describe_device(device: Any = None) -> str:
@@ -96,6 +112,7 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
         "metrics": metrics,
         "provenance": {
             **git_commit(),
+            "source_sha256": SOURCE_SHA256,
             "device": describe_device(device),
             "torch": torch.__version__,
             "seed": seed,

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from stpcore import pipeline
+from stpcore import records
 from stpcore.records import read_record
 
 
@@ -33,6 +34,7 @@ def test_stage_runs_once_then_reuses_its_record(counting_stages):
     assert calls == ["parent", "child"] and rec["metrics"]["parent_seen"] is True
     assert rec["provenance"]["seed"] == 3 and rec["provenance"]["wall_time_s"] >= 0
     assert "device" in rec["provenance"] and "git_commit" in rec["provenance"]
+    assert rec["provenance"]["source_sha256"] == records.source_digest()
     pipeline.run_stage("sst2", "_child", "smoke", seed=3)
     assert calls == ["parent", "child"]                       # reused
     pipeline.run_stage("sst2", "_child", "smoke", seed=3, force=True)
@@ -102,3 +104,13 @@ def test_energy_table_scales_with_normalized_c():
     n, d, h, t = 128, 384, 32, 85
     expected = 4 * (12 * (4 * n * d * h + 2 * n * n * h) + 1536 * 2 * n * d) * t
     assert unpruned_acs(cfg) == expected
+
+
+def test_source_digest_names_the_code(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    first = records.source_digest(pkg)
+    assert records.source_digest(pkg) == first
+    (pkg / "a.py").write_text("x = 2\n")
+    assert records.source_digest(pkg) != first
