@@ -1,0 +1,63 @@
+"""Bring result records back from a GPU box into data/results, with checked provenance.
+
+Usage: python scripts/import_results.py RESULTS_ROOT [--since ISO_TIME]
+RESULTS_ROOT is the box's STP_RESULTS_DIR copy (holding <profile>/<task>/<stage>.json). Records
+finished before --since are skipped (older copies that travelled with the tree). Each record's
+``provenance.source_sha256`` is matched against the library source of the last 50 commits: the
+matching commit replaces a launcher-supplied ``git_commit`` that disagrees, and the record's note
+says so. A record whose source matches no commit is imported with a note saying that.
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from stpcore.records import atomic_write_json, source_digest  # noqa: E402
+
+
+def commit_digests(n: int = 50) -> dict[str, str]:
+    """source_sha256 -> the newest commit (of the last ``n``) whose stpcore/*.py has it."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
+                                    check=True).stdout
+    out = {}
+    for sha in git("rev-list", f"-{n}", "HEAD").split():
+        tmp = ROOT / "runs" / "_digest"
+        subprocess.run(f"rm -rf {tmp} && mkdir -p {tmp} && git archive {sha} stpcore | tar -x -C {tmp}",
+                       shell=True, cwd=ROOT, check=True)
+        out.setdefault(source_digest(tmp / "stpcore"), sha)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--since", default="")
+    args = ap.parse_args()
+    known = commit_digests()
+    for path in sorted(args.root.glob("*/*/*.json")):
+        rec = json.loads(path.read_text())
+        prov = rec["provenance"]
+        if prov["finished"] < args.since:
+            continue
+        digest = prov.get("source_sha256")
+        match = known.get(digest)
+        notes = [prov["note"]] if prov.get("note") else []
+        if match and match != prov.get("git_commit"):
+            notes.append(f"launched with git_commit {prov.get('git_commit')}; its imported source "
+                         f"matches commit {match}, recorded here instead")
+            prov["git_commit"] = match
+        elif digest and not match:
+            notes.append("its source digest matches none of the last 50 commits")
+        if notes:
+            prov["note"] = "; ".join(notes)
+        dest = ROOT / "data" / "results" / path.relative_to(args.root)
+        atomic_write_json(dest, rec)
+        print(f"{dest.relative_to(ROOT)}: {rec['metrics'].get('dev_accuracy', '')} "
+              f"commit {str(prov.get('git_commit'))[:7]}")
+
+
+if __name__ == "__main__":
+    main()
