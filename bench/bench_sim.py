@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceLoop, compare_rates, random_model  # noqa: E402
 
 from stpcore.acs import acs_fraction  # noqa: E402
-from stpcore.records import REPO_ROOT, atomic_write_json, describe_device, git_commit  # noqa: E402
+from stpcore.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device,  # noqa: E402
+                             git_commit)
 
 SIZES = {   # widths: (hidden, intermediate); mem_steps: T of the memory comparison
     "small": dict(batch=2, seq=16, timesteps=8, widths=((64, 256), (32, 128)), layers=4,
@@ -229,7 +230,8 @@ def main(argv=None) -> dict:
             r["pruning"] = bench_pruning(model, batch, timer, s)
         record["widths"][f"{hidden}/{inter}"] = r
         del model
-    record["provenance"] = {**git_commit(), "device": describe_device(device),
+    record["provenance"] = {**git_commit(), "source_sha256": SOURCE_SHA256,
+                            "device": describe_device(device),
                             "torch": torch.__version__, "wall_time_s": time.perf_counter() - t_start,
                             "fp32_matmul_precision": torch.get_float32_matmul_precision()}
     path = REPO_ROOT / "data" / "bench" / f"{record['name']}_{device.type}.json"
