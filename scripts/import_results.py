@@ -19,7 +19,7 @@ from stpcore.records import atomic_write_json, source_digest  # noqa: E402
 
 
 def commit_digests(n: int = 50) -> dict[str, str]:
-    """source_sha256 -> the newest commit (of the last ``n``) whose stpcore/*.py has it."""
+    """source_sha256 -> the oldest commit (of the last ``n``) whose stpcore/*.py has it."""
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
                                     check=True).stdout
     out = {}
@@ -27,7 +27,7 @@ def commit_digests(n: int = 50) -> dict[str, str]:
         tmp = ROOT / "runs" / "_digest"
         subprocess.run(f"rm -rf {tmp} && mkdir -p {tmp} && git archive {sha} stpcore | tar -x -C {tmp}",
                        shell=True, cwd=ROOT, check=True)
-        out.setdefault(source_digest(tmp / "stpcore"), sha)
+        out[source_digest(tmp / "stpcore")] = sha        # rev-list runs newest first
     return out
 
 
