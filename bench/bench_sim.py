@@ -208,6 +208,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--tag", default="", help="suffix of the record name, e.g. _fused")
+    ap.add_argument("--time-chunk", type=int, default=None,
+                    help="steps simulated per matrix product (default: the config's)")
     args = ap.parse_args(argv)
     device, s = torch.device(args.device), SIZES[args.size]
     torch.set_float32_matmul_precision("highest")     # no TF32: fp32 is fp32
@@ -223,6 +225,10 @@ def main(argv=None) -> dict:
                              intermediate_size=inter, num_hidden_layers=s["layers"],
                              num_attention_heads=s["heads"], timesteps=s["timesteps"],
                              max_position_embeddings=max(512, s["seq"])).to(device)
+        if args.time_chunk is not None:
+            if args.time_chunk < 1:
+                raise SystemExit(f"--time-chunk must be >= 1; got {args.time_chunk}")
+            model.config.time_chunk = args.time_chunk
         record["setup"]["time_chunk"] = model.config.time_chunk
         r = {"simulation": bench_simulation(model, batch, timer, s, peaks, hidden, inter)}
         if i == 0:

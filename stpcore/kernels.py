@@ -2,7 +2,7 @@
 
 Each program owns ``BLOCK`` neurons, keeps their membrane ``u`` and last spike ``s`` in registers
 and walks the time axis: ``u = leak * u + I[t] - V * s; s = (u >= V)``. Currents are read once
-(fp32, bf16 or fp16; arithmetic in fp32), spikes are written once in the current's dtype (0/1
+(fp32, bf16 or fp16; arithmetic in fp32), spikes are written once in the requested dtype (0/1
 are exact in every float format). The operations are those of
 :func:`stpcore.lif.lif_scan_loop`, in the same order, so in fp32 the spikes are bit-identical:
 
@@ -74,7 +74,8 @@ def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
 
 
 def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
-                   state: tuple[torch.Tensor, torch.Tensor] | None = None, block: int = 1024):
+                   state: tuple[torch.Tensor, torch.Tensor] | None = None, block: int = 1024,
+                   spike_dtype=None):
     """Eq. 1-3 over the leading time axis in one kernel launch (see module doc).
 
     Args:
@@ -84,9 +85,10 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
             kernel: no host sync).
         leak: gamma in (0, 1], a python float.
         state: ``(u, s)`` each shaped ``current[0]``, or None to start at rest.
+        spike_dtype: dtype of the spikes (default: the current's).
 
     Returns:
-        ``(spikes, (u, s))``: spikes shaped and typed like ``current``; u and s fp32.
+        ``(spikes, (u, s))``: spikes shaped like ``current``; u and s fp32.
     """
     if not fused_lif_supports(current, threshold):
         raise ValueError("fused_lif_scan: needs triton, a float current [T, ...] and a "
@@ -102,7 +104,7 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     else:       # copies: the kernel updates u, s in place
         u = state[0].to(torch.float32, copy=True).contiguous()
         s = state[1].to(torch.float32, copy=True).contiguous()
-    spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+    spikes = torch.empty(current.shape, dtype=spike_dtype or current.dtype, device=current.device)
     from_ptr = isinstance(threshold, torch.Tensor)
     vth_t = threshold.reshape(1) if from_ptr else u     # u: an unused placeholder pointer
     if m == 0:

@@ -48,7 +48,7 @@ def use_fused_lif(device: torch.device) -> bool:
 
 
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
-             state: tuple[torch.Tensor, torch.Tensor] | None = None):
+             state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None):
     """Run Eq. 1-3 over the leading time axis.
 
     Args:
@@ -57,10 +57,11 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
         leak: gamma in (0, 1].
         state: ``(u, s)`` of the previous step (each ``[B, ...]``) to continue a simulation;
             None starts from rest.
+        spike_dtype: dtype of the returned spikes (default: the current's; 0/1 are exact in
+            every float format).
 
     Returns:
-        ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. Spikes have the
-        current's dtype; the state is kept in at least fp32 (bf16/fp16 currents accumulate in
+        ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. The state is kept in at least fp32 (bf16/fp16 currents accumulate in
         fp32). On CUDA, with a scalar threshold and :func:`use_fused_lif`, the fused kernel runs
         (:func:`stpcore.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
         otherwise :func:`lif_scan_loop`.
@@ -68,12 +69,12 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
     if current.is_cuda and fused_lif_supports(current, threshold) and use_fused_lif(current.device):
-        return fused_lif_scan(current, threshold, leak, state)
-    return lif_scan_loop(current, threshold, leak, state)
+        return fused_lif_scan(current, threshold, leak, state, spike_dtype=spike_dtype)
+    return lif_scan_loop(current, threshold, leak, state, spike_dtype)
 
 
 def lif_scan_loop(current: torch.Tensor, threshold, leak: float = 1.0,
-                  state: tuple[torch.Tensor, torch.Tensor] | None = None):
+                  state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None):
     """The reference Python loop of :func:`lif_scan` (same arguments and results), any device."""
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
@@ -83,7 +84,7 @@ def lif_scan_loop(current: torch.Tensor, threshold, leak: float = 1.0,
         s = torch.zeros_like(u)
     else:
         u, s = state
-    spikes = torch.empty_like(current)
+    spikes = torch.empty(current.shape, dtype=spike_dtype or current.dtype, device=current.device)
     for t in range(current.shape[0]):
         u = leak * u + current[t] - threshold * s
         s = (u >= threshold).to(acc)

@@ -68,9 +68,9 @@ def _kept(mask: torch.Tensor) -> torch.Tensor | None:
 
 
 def _expand(rate: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
-    """Scatter compact rates ``[..., len(index)]`` into zeros ``[..., width]``."""
+    """Scatter compact rates ``[..., >= len(index)]`` into zeros ``[..., width]``."""
     full = rate.new_zeros(*rate.shape[:-1], width)
-    full[..., index] = rate
+    full[..., index] = rate[..., :len(index)]           # drops the padding units
     return full
 
 
@@ -104,9 +104,12 @@ class SpikingEncoderLayer(nn.Module):
             cols = self.head_columns(heads)
             w["query"] = (w["query"][0][cols], w["query"][1][cols])
             w["attention_output"] = (w["attention_output"][0][:, cols], w["attention_output"][1])
-        if neurons is not None:
-            w["intermediate"] = (w["intermediate"][0][neurons], w["intermediate"][1][neurons])
-            w["output"] = (w["output"][0][:, neurons], w["output"][1])
+        if neurons is not None:     # padded to a multiple of 8 (tensor-core alignment) with
+            (wi, bi), (wo, bo) = w["intermediate"], w["output"]       # units that never fire
+            pad = -len(neurons) % 8
+            w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
+                                 torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
+            w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)
         return w
 
     def head_columns(self, heads: torch.Tensor) -> torch.Tensor:
@@ -127,6 +130,18 @@ class SpikingEncoderLayer(nn.Module):
         ctx = (probs @ split(v)).transpose(-2, -3).reshape(shape)
         return ctx, probs
 
+    def context(self, q_in, k, v, ext_mask):
+        """The attention context of the simulation. fp32: :meth:`attend` (exact, as the
+        reference loop). bf16/fp16: one fused scaled-dot-product-attention kernel (softmax in
+        fp32 inside it, no ``[N, N]`` tensor in memory), which rounds differently."""
+        if q_in.dtype == torch.float32:
+            return self.attend(q_in, k, v, ext_mask)[0]
+        *lead, n, width = q_in.shape
+        split = lambda x: x.reshape(-1, n, width // self.head_size, self.head_size).transpose(1, 2)
+        mask = ext_mask.to(q_in.dtype).expand(*lead[:-1], *ext_mask.shape).reshape(-1, 1, 1, n)
+        ctx = nn.functional.scaled_dot_product_attention(split(q_in), split(k), split(v), mask)
+        return ctx.transpose(1, 2).reshape(q_in.shape)
+
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
 
@@ -136,8 +151,8 @@ class SpikingEncoderLayer(nn.Module):
         s_dt = s_in.to(dt)
         out = {}
 
-        def fire(name, current):
-            out[name], state[name] = lif_scan(current, vth, leak, state.get(name))
+        def fire(name, current):        # spikes in dt: 0/1 are exact
+            out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
             return out[name]
 
         fire("key", lin(s_dt, "key"))
@@ -146,13 +161,12 @@ class SpikingEncoderLayer(nn.Module):
         if heads is not None:
             cols = self.head_columns(heads)
             k, v = k[..., cols], v[..., cols]
-        ctx, _ = self.attend(lin(s_dt, "query"), k, v, ext_mask)
-        fire("attention", ctx)
+        fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask))
         fire("attention_output",
-             self.ln_attention(lin(out["attention"], "attention_output").float() + s_in.float()))
-        fire("intermediate", lin(out["attention_output"].to(dt), "intermediate"))
+             self.ln_attention(lin(out["attention"], "attention_output").float() + s_in))
+        fire("intermediate", lin(out["attention_output"], "intermediate"))
         fire("output", self.ln_output(lin(out["intermediate"], "output").float()
-                                      + out["attention_output"].float()))
+                                      + out["attention_output"]))
         return out
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):
@@ -286,7 +300,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             s_in, weights[l], ext, states[l], vth[l], cfg.leak, kept[l][0], dtype)
 
         def emb_block(t):
-            s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak, emb_state.get("s"))
+            s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak, emb_state.get("s"),
+                                         spike_dtype=dtype)
             return s
 
         def accumulate(l, out):

@@ -489,3 +489,16 @@ def test_a_layer_with_every_unit_pruned_runs_on_its_residual(tiny_model, tiny_ba
         assert sim.rates[0]["intermediate"].shape[-1] == 32
         assert sim.rates[0]["intermediate"].sum() == 0
         assert sim.rates[0]["output"].sum() > 0         # LayerNorm(bias + residual) still fires
+
+
+def test_bf16_context_is_the_attention_of_attend_up_to_rounding(tiny_model):
+    layer = tiny_model.spiking_bert.layers[0]
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 2, 5, 16, generator=gen)
+    k, v = ((torch.rand(3, 2, 5, 16, generator=gen) < 0.3).float() for _ in range(2))
+    ext = tiny_model.spiking_bert.extended_mask(torch.tensor([[1, 1, 1, 0, 0], [1] * 5]))
+    exact = layer.attend(q, k, v, ext)[0]
+    assert torch.equal(layer.context(q, k, v, ext), exact)             # fp32: the same code
+    fast = layer.context(q.bfloat16(), k.bfloat16(), v.bfloat16(), ext)
+    assert fast.dtype == torch.bfloat16 and fast.shape == exact.shape
+    torch.testing.assert_close(fast.float(), exact, atol=3e-2, rtol=3e-2)
