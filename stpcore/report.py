@@ -236,7 +236,8 @@ def table_v(records, task: str = "sst2", accuracy_key: str = "dev_accuracy") -> 
 
 
 # ---------------------------------------------------------------------------- provenance & prose
-PROVENANCE_COLUMNS = ["profile", "device", "seed", "wall time (s)", "git commit", "git dirty", "finished"]
+PROVENANCE_COLUMNS = ["profile", "device", "seed", "wall time (s)", "git commit", "git dirty", "finished",
+                      "note"]
 
 
 def provenance_table(records) -> pd.DataFrame:
@@ -250,7 +251,8 @@ def provenance_table(records) -> pd.DataFrame:
         prov = rec.get("provenance", {})
         commit = prov.get("git_commit")
         rows.append([rec.get("profile"), prov.get("device"), prov.get("seed"), prov.get("wall_time_s"),
-                     commit[:10] if commit else NO_METRIC, prov.get("git_dirty"), prov.get("finished")])
+                     commit[:10] if commit else NO_METRIC, prov.get("git_dirty"), prov.get("finished"),
+                     prov.get("note", "")])
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "stage"]) if index
                         else pd.MultiIndex.from_tuples([], names=["task", "stage"]),
                         columns=PROVENANCE_COLUMNS)

@@ -83,6 +83,32 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
     return pd.DataFrame(rows).set_index("task")
 
 
+def headline_verdict(records: Mapping[tuple[str, str], dict | None],
+                     tasks: Iterable[str] = ("sst2", "mrpc"), accuracy_tolerance: float = 1.0,
+                     acs_slack: float = 5.0, latency_target: float = 55.0) -> str:
+    """The headline claim as three checks per task, each with its criterion and our number:
+    accuracy within ``accuracy_tolerance`` points of the baseline; ACs kept at most the
+    paper's share plus ``acs_slack`` points ("roughly 40 % / 18 %"); mean latency kept at most
+    ``latency_target`` % of T_conv ("cut by half")."""
+    table = headline_table(records, tasks)
+    lines = []
+    for task, row in table.iterrows():
+        acc, acs, lat = (row["accuracy change, ours (pt)"], row["ACs kept, ours (%)"],
+                         row["latency kept, ours (%)"])
+        if not all(isinstance(v, float) for v in (acc, acs, lat)):
+            lines.append(f"{task}: not run")
+            continue
+        paper_acs = row["ACs kept, paper (%)"]
+        checks = [(f"accuracy within {accuracy_tolerance:g} pt of the baseline", acc >= -accuracy_tolerance,
+                   f"{acc:+.2f} pt"),
+                  (f"ACs kept <= paper's {paper_acs} % + {acs_slack:g} pt", acs <= paper_acs + acs_slack,
+                   f"{acs} %"),
+                  (f"latency kept <= {latency_target:g} % of T_conv", lat <= latency_target, f"{lat} %")]
+        lines.append(f"{task}: " + "; ".join(f"{name}: {'yes' if ok else 'no'} ({ours})"
+                                             for name, ok, ours in checks))
+    return "\n".join(lines)
+
+
 def energy_table(records: Mapping[tuple[str, str], dict | None],
                  stages: Iterable[str] = ("baseline", "two_stage", "adaptive_threshold"),
                  tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:

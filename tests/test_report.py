@@ -134,3 +134,17 @@ def test_save_figure(tmp_path):
     a = plots.save_figure(fig, tmp_path / "a.svg").read_bytes()
     b = plots.save_figure(fig, tmp_path / "b.svg").read_bytes()
     assert a == b and a.startswith(b"<?xml")
+
+
+def test_headline_verdict_checks_each_part_of_the_claim():
+    from stpcore import summary
+    recs = {("sst2", "baseline"): _rec("sst2", "baseline", dev_accuracy=80.0, mean_latency=85.0,
+                                       acs_fraction=1.0),
+            ("sst2", "two_stage"): _rec("sst2", "two_stage", dev_accuracy=79.5, mean_latency=40.0,
+                                        acs_fraction=0.60)}
+    text = summary.headline_verdict(recs, ["sst2", "mrpc"])
+    sst2, mrpc = text.splitlines()
+    assert "within 1 pt of the baseline: yes (-0.50 pt)" in sst2
+    assert "ACs kept <= paper's 41.5 % + 5 pt: no (60.0 %)" in sst2
+    assert "latency kept <= 55 % of T_conv: yes (47.1 %)" in sst2
+    assert mrpc == "mrpc: not run"
