@@ -2,7 +2,8 @@
 from pathlib import Path
 
 from stpcore.records import read_record
-from stpcore.summary import FOUNDATION_STAGES, foundation_table, headline_table
+from stpcore.benchmarks import load_bench_records, scorecard
+from stpcore.summary import FOUNDATION_STAGES, foundation_table, headline_table, headline_verdict
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- results:start", "<!-- results:end -->"
@@ -11,6 +12,9 @@ records = {(t, s): read_record("paper", t, s)
            for t in ("sst2", "mrpc") for s in (*FOUNDATION_STAGES, "two_stage")}
 table = foundation_table(records).reset_index().to_markdown(index=False)
 headline = headline_table(records).reset_index().to_markdown(index=False)
+verdict = "\n".join(f"- {line}" for line in headline_verdict(records).splitlines())
+bench = {k: v for k, v in load_bench_records().items() if k.startswith("sim_paper")}
+speed = scorecard(bench).reset_index().to_markdown(index=False) if bench else "(no GPU bench record yet)"
 text = README.read_text()
 head, rest = text.split(START, 1)
 marker_line, _, tail = rest.partition("\n")
@@ -19,9 +23,12 @@ block = (f"{START}{marker_line}\nDev accuracy on the GLUE dev split; checkpoints
          f"held-out slice of train. The paper's 1-bit baselines and the public full-precision "
          f"SpikingBERT are shown beside ours.\n\n{table}\n\n"
          f"The headline claim, two-stage pruning against the 1-bit baseline, ours beside the "
-         f"paper's (the book's *What we found* page):\n\n{headline}\n\n"
-         f"What each recorded run is, and why MRPC's spiking models have not learned yet (they "
-         f"predict the majority class), is on the book's *Deviations* page.\n\n{END}")
+         f"paper's (the book's *What we found* page):\n\n{headline}\n\n{verdict}\n\n"
+         f"Simulation speed on one GPU against the port of the public SpikingBERT loop, every "
+         f"number with a target (`bench/README.md`; the book's benchmarks page explains the "
+         f"misses):\n\n{speed}\n\n"
+         f"What each recorded run is, and where and why it differs from the paper, is on the "
+         f"book's *Deviations* page.\n\n{END}")
 README.write_text(head + block + after)
 print(table)
 print(headline)

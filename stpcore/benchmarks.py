@@ -130,6 +130,22 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def scorecard(records: dict[str, dict]) -> pd.DataFrame:
+    """Every number of :func:`bench_table` that has a target, one column per record, as
+    ``"value (met?)"``; rows keep the bench's order and a record without the row shows "n/a"."""
+    keys = ["width", "dtype", "metric", "target"]
+    cols, order = {}, []
+    for name, record in records.items():
+        t = bench_table(record)
+        t = t[t["met?"] != NA]
+        index = list(t[keys].itertuples(index=False, name=None))
+        order += [k for k in index if k not in order]
+        cols[name] = dict(zip(index, (f"{v:g} ({m})" for v, m in zip(t["value"], t["met?"]))))
+    rows = [[cols[n].get(k, NO_METRIC) for n in cols] for k in order]
+    return pd.DataFrame(rows, columns=list(cols),
+                        index=pd.MultiIndex.from_tuples(order, names=keys) if order else None)
+
+
 def _intensity(x: dict, width: str, setup: dict) -> float | None:
     """FLOP/byte of one configuration (see :func:`plot_roofline`); None if underivable."""
     if x.get("tflops") and x.get("model_gbps"):

@@ -135,3 +135,12 @@ def test_pruning_time_table_reads_records_and_judges_the_target(tmp_path, monkey
     table = benchmarks.pruning_time_table("paper", tasks=("sst2", "mrpc", "qnli"))
     assert table.loc["sst2", "met?"] == "yes" and table.loc["mrpc", "met?"] == "no"
     assert table.loc["qnli", "met?"] == "n-a" and table.loc["qnli", "device"] == "not run"
+
+
+def test_scorecard_has_one_column_per_record_and_only_rows_with_targets():
+    good, bad = _record(True), _record(False)
+    card = benchmarks.scorecard({"good": good, "bad": bad})
+    assert list(card.columns) == ["good", "bad"]
+    assert all(t for t in card.index.get_level_values("target"))
+    speed = card.xs("speed-up vs reference loop", level="metric")
+    assert speed["good"].str.endswith("(yes)").all() and speed["bad"].str.endswith("(no)").any()
