@@ -32,7 +32,7 @@ TABLE_STAGES: dict[str, tuple[str, ...]] = {
     "table_v": ("baseline", "baseline_adaptive", "two_stage", "adaptive_threshold"),
     "fig_3": ("activity_ablation",),
     "fig_4": ("budget_sweep", "base_sweep"),
-    "fig_5": ("random_mask", "spatial_retrain"),
+    "fig_5": ("random_mask", "spatial_retrain", "spatial_fisher_asr"),
 }
 
 #: Table I rows: key of :func:`stpcore.profiles.hyperparameters` -> the paper's row label.
@@ -414,8 +414,8 @@ def random_mask_summary(two_stage: Mapping[str, dict | None], random_mask: Mappi
         b = get_metric(random_mask.get(task), accuracy_key)
         fa = f"{a:.2f} %" if isinstance(a, float) else (a or NOT_RUN)
         fb = f"{b:.2f} %" if isinstance(b, float) else (b or NOT_RUN)
-        line = f"{task}: two-stage {fa}, random mask {fb}"
+        line = f"{task}: post-training masks {fa}, random mask {fb}"
         if isinstance(a, float) and isinstance(b, float):
-            line += f" (two-stage minus random: {a - b:+.2f} points)"
+            line += f" (post-training minus random: {a - b:+.2f} points)"
         lines.append(line + ".")
     return "\n".join(lines)

@@ -107,14 +107,15 @@ def _figures():
                                                    "heldout_accuracy": 84.0} for b in (1.0, 1.02, 1.2)])
     two = {"sst2": _rec("sst2", "spatial_retrain", dev_accuracy=86.0, history=_hist()),
            "mrpc": _rec("mrpc", "spatial_retrain", dev_accuracy=75.0, history=_hist())}
-    rnd = {"sst2": _rec("sst2", "random_mask", dev_accuracy=80.0, history=_hist(scale=0.5)), "mrpc": None}
+    rnd = {"sst2": _rec("sst2", "random_mask", dev_accuracy=80.0, post_mask_dev_accuracy=50.0,
+                        history=_hist(scale=0.5)), "mrpc": None}
     return [
         lambda: plots.plot_activity_loss({"history": _hist(scale=0.7)}, {"history": _hist()}),
         lambda: plots.plot_activity_loss(None, None),
         lambda: plots.plot_budget_sweep(sweep_b, load_paper_results()),
         lambda: plots.plot_budget_sweep(None, load_paper_results()),
         lambda: plots.plot_base_sweep(sweep_p),
-        lambda: plots.plot_random_mask(two, rnd),
+        lambda: plots.plot_random_mask(two, rnd, {"sst2": _rec("sst2", "spatial_fisher_asr", dev_accuracy=85.0)}),
         lambda: plots.plot_random_mask({}, {}, tasks=["sst2"]),
     ]
 
