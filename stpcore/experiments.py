@@ -10,6 +10,7 @@ import time
 import torch
 
 from .pipeline import Run, stage
+from .train import evaluate
 from .retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
 from .spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
                       score_units, search_mask, unit_costs)
@@ -228,3 +229,17 @@ def stage_random_mask(run: Run):
     post = run.dev_metrics(model)
     out = run_retrain(run, model, learn_masks=True)
     return {**out, "post_mask_dev_accuracy": post["dev_accuracy"]}, None
+
+
+@stage("precision_check", needs=("baseline",))
+def stage_precision_check(run: Run):
+    """The 1-bit baseline simulated in fp32 (the exact path) and in the profile's ``sim_dtype``:
+    dev and held-out accuracy and Normalized #C of each, on the same checkpoint."""
+    model, out = run.model("baseline"), {}
+    for name in dict.fromkeys(("float32", run.profile.sim_dtype)):
+        dtype = getattr(torch, name)
+        dev = evaluate(model, run.loader("dev"), run.device, dtype, run.profile.max_length)
+        held = evaluate(model, run.loader("heldout"), run.device, dtype, run.profile.max_length)
+        out[name] = {"dev_accuracy": dev["accuracy"], "heldout_accuracy": held["accuracy"],
+                     "normalized_c": dev["normalized_c"]}
+    return out, None
