@@ -49,6 +49,23 @@ def foundation_table(records: Mapping[tuple[str, str], dict | None],
     return pd.DataFrame(rows).set_index(["task", "model"])
 
 
+def precision_table(records: Mapping[tuple[str, str], dict | None],
+                    tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
+    """The ``precision_check`` records: the 1-bit baseline simulated in each dtype (fp32 is
+    exact), with the ``baseline`` record's own dev accuracy beside it for reference."""
+    rows = []
+    for task in tasks:
+        rec, base = records.get((task, "precision_check")), records.get((task, "baseline"))
+        results = (rec or {}).get("metrics", {}) or {"not run": {}}
+        for dtype, m in results.items():
+            rows.append({"task": task, "simulation dtype": dtype,
+                         "dev acc": fmt_missing(m.get("dev_accuracy")),
+                         "held-out acc": fmt_missing(m.get("heldout_accuracy")),
+                         "Normalized #C": fmt_missing(m.get("normalized_c"), 4),
+                         "baseline record's dev acc": fmt_missing(get_metric(base, "dev_accuracy"))})
+    return pd.DataFrame(rows).set_index(["task", "simulation dtype"])
+
+
 def headline_table(records: Mapping[tuple[str, str], dict | None],
                    tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """The paper's headline claim, tested: two-stage pruning against the 1-bit baseline.
