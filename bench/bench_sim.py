@@ -123,12 +123,7 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
             for steps in s["mem_steps"]:
                 cfg.timesteps, cfg.time_chunk = steps, chunk
                 model.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-                train_step()
-                torch.cuda.synchronize()
-                peaks.append(torch.cuda.max_memory_allocated() / 2 ** 30)
+                peaks.append(peak_memory(train_step))
             res[f"peak_gib_chunk{chunk}"] = dict(zip(map(str, s["mem_steps"]), peaks))
             res[f"mem_ratio_chunk{chunk}"] = peaks[1] / peaks[0]
         cfg.timesteps, cfg.time_chunk = saved
@@ -150,6 +145,10 @@ def bench_pruning(model, batch, timer, s) -> dict:
     res = {"layer_timesteps": layer_steps}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         run = lambda: bert.simulate(**batch, dtype=dtype)
+        if batch["input_ids"].is_cuda:        # Eq. 11's executor holds one layer's state
+            res[f"peak_gib_{name}"] = {ex: peak_memory(lambda: bert.simulate(**batch, dtype=dtype,
+                                                                            executor=ex))
+                                       for ex in ("unrolled", "sequential")}
         dense = timer(run, s["reps"])
         bert.set_layer_timesteps(layer_steps)
         temporal = timer(run, s["reps"])
@@ -163,6 +162,16 @@ def bench_pruning(model, batch, timer, s) -> dict:
                                      "speedup": dense / sec, "predicted_speedup": 1 / f,
                                      "efficiency": dense / sec * f}
     return res
+
+
+def peak_memory(fn) -> float:
+    """Peak CUDA memory (GiB) allocated while ``fn`` runs."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2 ** 30
 
 
 def make_batch(s, device, seed=0):
@@ -196,7 +205,10 @@ def summary_rows(record) -> list[tuple[str, str, str]]:
                 rows.append((f"[{width}] peak mem T{'/T'.join(map(str, SIZES[record['size']]['mem_steps'][::-1]))} "
                              f"({key[10:]})", f"{b[key]:.2f}", "<= 1.10"))
             for key, p in r["pruning"].items():
-                if isinstance(p, dict):
+                if key.startswith("peak_gib_"):
+                    rows.append((f"[{width}] {key[9:]} peak GiB unrolled / sequential",
+                                 f"{p['unrolled']:.2f} / {p['sequential']:.2f}", "report"))
+                elif isinstance(p, dict):
                     rows.append((f"[{width}] {key} speed-up (AC-predicted)",
                                  f"{p['speedup']:.2f}x ({p['predicted_speedup']:.2f}x) eff {p['efficiency']:.2f}",
                                  "eff >= 0.75"))

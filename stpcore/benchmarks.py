@@ -117,6 +117,9 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
                     f"(time_chunk {c})", b.get(f"mem_ratio_chunk{c}"), "x",
                     f"<= {T_MEM:.2f} (flat in T; CUDA only)", lambda v: v <= T_MEM)
         pruning = r.get("pruning") or {}
+        for d in DTYPES:
+            for ex, gib in (pruning.get(f"peak_gib_{d}") or {}).items():
+                add(width, d, f"peak memory of a forward, {ex} executor", gib, "GiB")
         for kind, d in [(k, d) for k in ("temporal", "spatial") for d in DTYPES if f"{k}_{d}" in pruning]:
             p = pruning[f"{kind}_{d}"]
             executor = "sequential executor" if kind == "temporal" else "masks"
