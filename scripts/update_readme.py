@@ -13,7 +13,7 @@ records = {(t, s): read_record("paper", t, s)
 table = foundation_table(records).reset_index().to_markdown(index=False)
 headline = headline_table(records).reset_index().to_markdown(index=False)
 verdict = "\n".join(f"- {line}" for line in headline_verdict(records).splitlines())
-bench = {k: v for k, v in load_bench_records().items() if k.startswith("sim_paper")}
+bench = {k: v for k, v in load_bench_records().items() if v.get("size") == "paper"}
 speed = scorecard(bench).reset_index().to_markdown(index=False) if bench else "(no GPU bench record yet)"
 text = README.read_text()
 head, rest = text.split(START, 1)

@@ -133,20 +133,32 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def record_label(record: dict) -> str:
+    """How a record ran: LIF implementation, ``time_chunk`` and, unless paper-sized, the size."""
+    lif = {"1": "fused LIF", "0": "LIF loop"}.get(str(record.get("fused_lif")), "LIF auto")
+    size = record.get("size", "?")
+    return (f"{lif}, chunk {record.get('setup', {}).get('time_chunk', '?')}"
+            + ("" if size == "paper" else f", {size}"))
+
+
 def scorecard(records: dict[str, dict]) -> pd.DataFrame:
-    """Every number of :func:`bench_table` that has a target, one column per record, as
-    ``"value (met?)"``; rows keep the bench's order and a record without the row shows "n/a"."""
-    keys = ["width", "dtype", "metric", "target"]
-    cols, order = {}, []
+    """Every number of :func:`bench_table` that has a target, one column per record (named by
+    :func:`record_label`), as ``"value (met?)"``. Rows are
+    ``"metric (dtype, width)"`` in the bench's order, with the target first; a record without
+    the row shows "n/a"."""
+    targets, cols = {}, {}
     for name, record in records.items():
         t = bench_table(record)
         t = t[t["met?"] != NA]
-        index = list(t[keys].itertuples(index=False, name=None))
-        order += [k for k in index if k not in order]
-        cols[name] = dict(zip(index, (f"{v:g} ({m})" for v, m in zip(t["value"], t["met?"]))))
-    rows = [[cols[n].get(k, NO_METRIC) for n in cols] for k in order]
-    return pd.DataFrame(rows, columns=list(cols),
-                        index=pd.MultiIndex.from_tuples(order, names=keys) if order else None)
+        short = record_label(record)
+        short = name if short in cols else short
+        cols[short] = {}
+        for _, row in t.iterrows():
+            key = f"{row['metric']} ({row['dtype']}, {row['width']})"
+            targets.setdefault(key, row["target"])
+            cols[short][key] = f"{row['value']:g} ({row['met?']})"
+    table = {"target": targets, **{n: {k: c.get(k, NO_METRIC) for k in targets} for n, c in cols.items()}}
+    return pd.DataFrame(table, index=pd.Index(list(targets), name="check"))
 
 
 def _intensity(x: dict, width: str, setup: dict) -> float | None:
