@@ -3,9 +3,9 @@
 Usage: python scripts/import_results.py RESULTS_ROOT [--since ISO_TIME]
 RESULTS_ROOT is the box's STP_RESULTS_DIR copy (holding <profile>/<task>/<stage>.json). Records
 finished before --since are skipped (older copies that travelled with the tree). Each record's
-``provenance.source_sha256`` is matched against the library source of the last 50 commits: the
-matching commit replaces a launcher-supplied ``git_commit`` that disagrees, and the record's note
-says so. A record whose source matches no commit is imported with a note saying that.
+``provenance.source_sha256`` is matched against the library source of the last 50 commits. A
+launcher-supplied ``git_commit`` whose source matches is kept; one that disagrees is replaced by
+the oldest commit with that source, and the record's note says so. A record whose source matches no commit is imported with a note saying that.
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ from stpcore.records import atomic_write_json, source_digest  # noqa: E402
 
 
 def commit_digests(n: int = 50) -> dict[str, str]:
-    """source_sha256 -> the oldest commit (of the last ``n``) whose stpcore/*.py has it."""
+    """commit -> source_sha256 of its stpcore/*.py, for the last ``n`` commits (newest first)."""
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
                                     check=True).stdout
     out = {}
@@ -27,7 +27,8 @@ def commit_digests(n: int = 50) -> dict[str, str]:
         tmp = ROOT / "runs" / "_digest"
         subprocess.run(f"rm -rf {tmp} && mkdir -p {tmp} && git archive {sha} stpcore | tar -x -C {tmp}",
                        shell=True, cwd=ROOT, check=True)
-        out[source_digest(tmp / "stpcore")] = sha        # rev-list runs newest first
+        out[sha] = source_digest(tmp / "stpcore")
+    subprocess.run(["rm", "-rf", str(ROOT / "runs" / "_digest")], check=True)
     return out
 
 
@@ -36,16 +37,18 @@ def main() -> None:
     ap.add_argument("root", type=Path)
     ap.add_argument("--since", default="")
     args = ap.parse_args()
-    known = commit_digests()
+    digests = commit_digests()
+    oldest = {d: sha for sha, d in digests.items()}          # newest first: the oldest wins
     for path in sorted(args.root.glob("*/*/*.json")):
         rec = json.loads(path.read_text())
         prov = rec["provenance"]
         if prov["finished"] < args.since:
             continue
         digest = prov.get("source_sha256")
-        match = known.get(digest)
+        launched = prov.get("git_commit")
+        match = launched if digest and digests.get(launched) == digest else oldest.get(digest)
         notes = [prov["note"]] if prov.get("note") else []
-        if match and match != prov.get("git_commit"):
+        if match and match != launched:
             notes.append(f"launched with git_commit {prov.get('git_commit')}; its imported source "
                          f"matches commit {match}, recorded here instead")
             prov["git_commit"] = match
