@@ -162,9 +162,10 @@ def normalized_c(rates, head_mask, neuron_mask, layer_timesteps, seq_len: int,
     """Normalized #C of Eq. 14: sum_c ASR(pre(c)) * ACs(c) / ACs of the unpruned model.
 
     ``rates`` = ``{"embedding": a, "layers": [[a per POPULATIONS] per layer]}``, each a rate
-    spikes / (neurons x timesteps) over the *whole* population, masked units counting as
-    silent. Since the connections of pruned units are already absent from ACs(c), the
-    "attention" and "intermediate" rates are rescaled to their kept units
+    spikes / (neurons x timesteps), as :class:`stpcore.model.Simulation` reports them: "key"
+    and "value" over the neurons of kept heads, the others over the *whole* population, masked
+    units counting as silent. Since the connections of pruned units are already absent from
+    ACs(c), the "attention" and "intermediate" rates are rescaled to their kept units
     (x num_heads / kept heads, x F / kept neurons); a layer with none kept contributes 0.
 
     Reading of Eq. 14: the paper divides by "sum Layer ACs" without saying of which model; we

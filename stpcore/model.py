@@ -42,7 +42,8 @@ class Simulation:
     """What one simulation measured (all detached).
 
     rates: per layer, ``{population: ASR [B, N, width]}``; embedding_rate ``[B, N, D]``.
-    population_rates: ``{"embedding": float, "layers": [[6 floats]]}`` mean over valid tokens.
+    population_rates: ``{"embedding": float, "layers": [[6 floats]]}`` mean over valid tokens
+    (Key and Value: over the neurons of kept heads; the others over the whole population).
     traces: per layer, ``[t^l, D]`` output spikes summed over valid tokens at each step (or None).
     """
     embedding_rate: torch.Tensor
@@ -92,17 +93,20 @@ class SpikingEncoderLayer(nn.Module):
         self.ln_attention = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.ln_output = nn.LayerNorm(D, eps=config.layer_norm_eps)
 
-    def weights(self, dtype, heads=None, neurons=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def weights(self, dtype, heads=None, neurons=None,
+                prune_kv=True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Effective weights and biases in ``dtype``. With kept ``heads`` / ``neurons`` (index
-        tensors; None = all) the pruned units' rows and columns are dropped: Query rows and
-        attention-output columns of pruned heads, intermediate rows and output columns of pruned
-        neurons (Key and Value stay whole: their rates feed the mask gradients)."""
+        tensors; None = all) the pruned units' rows and columns are dropped: Query (and, with
+        ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
+        intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
+        multiple of 8 with zero weights and a bias of -inf."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
         w = {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
              for n in names}
         if heads is not None:
             cols = self.head_columns(heads)
-            w["query"] = (w["query"][0][cols], w["query"][1][cols])
+            for n in ("query", "key", "value") if prune_kv else ("query",):
+                w[n] = (w[n][0][cols], w[n][1][cols])
             w["attention_output"] = (w["attention_output"][0][:, cols], w["attention_output"][1])
         if neurons is not None:     # padded to a multiple of 8 (tensor-core alignment) with
             (wi, bi), (wo, bo) = w["intermediate"], w["output"]       # units that never fire
@@ -145,8 +149,9 @@ class SpikingEncoderLayer(nn.Module):
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
 
-        ``w`` comes from :meth:`weights`; ``heads`` are the kept heads (None = all), matching
-        ``w``. With pruned units, "attention" and "intermediate" are compact (kept units only)."""
+        ``w`` comes from :meth:`weights`; ``heads`` are the kept heads of whole Key and Value
+        weights (None: all heads kept, or Key and Value already pruned in ``w``). Populations
+        of pruned units come out compact (kept units only)."""
         lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
         s_dt = s_in.to(dt)
         out = {}
@@ -270,8 +275,12 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
 
     @torch.no_grad()
     def simulate(self, input_ids, attention_mask, token_type_ids=None, executor=None,
-                 record_traces=False, dtype=torch.float32, generator=None) -> Simulation:
+                 record_traces=False, dtype=torch.float32, generator=None,
+                 prune_kv=True) -> Simulation:
         """Simulate the network; returns measured ASRs (see :class:`Simulation`).
+
+        prune_kv: skip the Key and Value neurons of pruned heads too (their rates read 0). They
+        affect no spike; only a gradient pass with soft head masks (mask learning) needs them.
 
         executor: "unrolled" (complete spatial unrolling, every layer T_conv steps, exact spike
         propagation) or "sequential" (Eq. 11: layer l runs its own t^l steps on Bernoulli input
@@ -291,13 +300,13 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         vth = self.vth().detach().float()
         L, chunk = len(self.layers), cfg.time_chunk
         kept = [(_kept(self.head_mask[l]), _kept(self.neuron_mask[l])) for l in range(L)]
-        weights = [layer.weights(dtype, *kept[l]) for l, layer in enumerate(self.layers)]
+        weights = [layer.weights(dtype, *kept[l], prune_kv) for l, layer in enumerate(self.layers)]
         sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
         traces = [[] for _ in range(L)] if record_traces else None
         emb_sum, emb_state = 0.0, {}
         states = [{} for _ in range(L)]
         run = lambda l, s_in: self.layers[l].simulate_block(
-            s_in, weights[l], ext, states[l], vth[l], cfg.leak, kept[l][0], dtype)
+            s_in, weights[l], ext, states[l], vth[l], cfg.leak, None if prune_kv else kept[l][0], dtype)
 
         def emb_block(t):
             s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak, emb_state.get("s"),
@@ -334,14 +343,22 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         for l, (heads, neurons) in enumerate(kept):        # pruned units: silent, full width
             if heads is not None:
                 cols = self.layers[l].head_columns(heads)
-                rates[l]["attention"] = _expand(rates[l]["attention"], cols, cfg.hidden_size)
+                for p in ("key", "value", "attention") if prune_kv else ("attention",):
+                    rates[l][p] = _expand(rates[l][p], cols, cfg.hidden_size)
             if neurons is not None:
                 rates[l]["intermediate"] = _expand(rates[l]["intermediate"], neurons,
                                                    cfg.intermediate_size)
         emb_rate = emb_sum / steps[0]
         n_tok = valid.sum()
-        mean = lambda r: float((r * valid).sum() / (n_tok * r.shape[-1]))
-        pop = {"embedding": mean(emb_rate), "layers": [[mean(r[p]) for p in POPULATIONS] for r in rates]}
+        mean = lambda r: float((r * valid).sum() / (n_tok * max(r.shape[-1], 1)))
+
+        def pop_rate(l, p):             # Key and Value: over the kept heads, the neurons that
+            heads, r = kept[l][0], rates[l][p]                      # feed kept connections
+            if heads is not None and p in ("key", "value"):
+                r = r[..., self.layers[l].head_columns(heads)]
+            return mean(r)
+        pop = {"embedding": mean(emb_rate), "layers": [[pop_rate(l, p) for p in POPULATIONS]
+                                                       for l in range(L)]}
         return Simulation(emb_rate, rates, pop, steps, int(n_tok),
                           [torch.cat(tr) for tr in traces] if record_traces else None)
 
@@ -386,7 +403,8 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
         (soft or grad-requiring masks); the simulation always uses the installed 0/1 masks."""
         bert = self.spiking_bert
         sim = bert.simulate(input_ids, attention_mask, token_type_ids, executor=executor,
-                            record_traces=record_traces, dtype=sim_dtype)
+                            record_traces=record_traces, dtype=sim_dtype,
+                            prune_kv=head_mask is None)
         implicit = torch.is_grad_enabled() if implicit is None else implicit
         if implicit:
             hidden, attentions = bert.equilibrium(input_ids, attention_mask, token_type_ids, sim,

@@ -80,8 +80,10 @@ def test_zero_head_mask_silences_that_head_only(tiny_model, tiny_batch):
     # everything upstream of the masked population is unchanged
     assert torch.equal(sim.embedding_rate, ref.embedding_rate)
     assert all(torch.equal(sim.rates[0][p], ref.rates[0][p]) for p in POPULATIONS)
-    assert torch.equal(sim.rates[1]["key"], ref.rates[1]["key"])
-    assert torch.equal(sim.rates[1]["value"], ref.rates[1]["value"])
+    for p in ("key", "value"):        # the pruned head's Key and Value are skipped
+        assert torch.all(sim.rates[1][p][..., 8:12] == 0)
+        assert torch.equal(sim.rates[1][p][..., :8], ref.rates[1][p][..., :8])
+        assert torch.equal(sim.rates[1][p][..., 12:], ref.rates[1][p][..., 12:])
     # ... and downstream sees the change
     assert not torch.equal(sim.rates[1]["output"], ref.rates[1]["output"])
 

@@ -32,9 +32,20 @@ def test_reference_matches_simulate_bitwise(pruned):
         neurons = (torch.rand(2, 64, generator=torch.Generator().manual_seed(2)) > 0.4).float()
         model.spiking_bert.set_masks(heads, neurons)
     ids, mask, types = batch()
-    sim = model.spiking_bert.simulate(ids, mask, types)
+    sim = model.spiking_bert.simulate(ids, mask, types, prune_kv=False)
     ref = ReferenceLoop(model).simulate(ids, mask, types)
     assert compare_rates(sim, ref) == {"max_abs_asr_diff": 0.0, "frac_rates_differing": 0.0}
+    if pruned:          # skipping pruned heads' Key and Value changes only their own rates
+        lean = model.spiking_bert.simulate(ids, mask, types)
+        for l in range(2):
+            cols = torch.arange(32).view(4, 8)[heads[l] == 0].flatten()
+            for p, r in lean.rates[l].items():
+                full = sim.rates[l][p].clone()
+                if p in ("key", "value"):
+                    assert full[..., cols].sum() > 0 and torch.all(r[..., cols] == 0)
+                    full[..., cols] = 0
+                assert torch.equal(r, full), (l, p)
+        assert lean.population_rates == sim.population_rates
     rates = [float(r.mean()) for layer in ref["layers"] for r in layer.values()]
     assert 0.02 < min(rates[i] for i in (0, 1, 3, 5)) and max(rates) < 0.98   # real activity
     assert len(ref["log"]) == 11 and all(len(step) == 1 + 2 * 6 for step in ref["log"])
