@@ -146,6 +146,17 @@ class SpikingEncoderLayer(nn.Module):
         ctx = nn.functional.scaled_dot_product_attention(split(q_in), split(k), split(v), mask)
         return ctx.transpose(1, 2).reshape(q_in.shape)
 
+    @staticmethod
+    def residual_norm(ln: nn.LayerNorm, current, residual):
+        """LayerNorm(current + residual). fp32 currents: in fp32 (exact, as the reference loop).
+        bf16/fp16: the sum and the output in that dtype (statistics in fp32 inside the kernel),
+        which rounds the current like a matrix-product output and halves the bytes moved."""
+        if current.dtype == torch.float32:
+            return ln(current + residual)
+        dt = current.dtype
+        return nn.functional.layer_norm(current + residual.to(dt), ln.normalized_shape,
+                                        ln.weight.to(dt), ln.bias.to(dt), ln.eps)
+
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
 
@@ -168,10 +179,10 @@ class SpikingEncoderLayer(nn.Module):
             k, v = k[..., cols], v[..., cols]
         fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask))
         fire("attention_output",
-             self.ln_attention(lin(out["attention"], "attention_output").float() + s_in))
+             self.residual_norm(self.ln_attention, lin(out["attention"], "attention_output"), s_in))
         fire("intermediate", lin(out["attention_output"], "intermediate"))
-        fire("output", self.ln_output(lin(out["intermediate"], "output").float()
-                                      + out["attention_output"]))
+        fire("output", self.residual_norm(self.ln_output, lin(out["intermediate"], "output"),
+                                          out["attention_output"]))
         return out
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):
