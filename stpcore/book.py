@@ -35,8 +35,8 @@ MATHJAX_VERSION = "3"
 MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book dir (git-ignored)
 
 #: Modules documented on the API page, in this order.
-API_MODULES = ("stpcore.config", "stpcore.lif", "stpcore.model", "stpcore.quant", "stpcore.data",
-               "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.experiments",
+API_MODULES = ("stpcore.config", "stpcore.lif", "stpcore.layer", "stpcore.model", "stpcore.quant",
+               "stpcore.data", "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.experiments",
                "stpcore.retrain", "stpcore.train", "stpcore.teacher", "stpcore.profiles",
                "stpcore.pipeline", "stpcore.records", "stpcore.report", "stpcore.plots",
                "stpcore.kernels", "stpcore.summary", "stpcore.paper", "stpcore.benchmarks")

@@ -11,7 +11,7 @@ depend only on earlier populations at the same step and on its own membrane, so 
 is simulated over a block of ``time_chunk`` steps at once: one matrix product with time folded
 into the batch, then the LIF scan (:func:`stpcore.lif.lif_scan`). This is exact. Pruned heads
 and neurons are not computed: their rows and columns are dropped from the weights
-(:meth:`SpikingEncoderLayer.weights`) and their rates are zero.
+(:meth:`stpcore.layer.SpikingEncoderLayer.weights`) and their rates are zero.
 
 Training (:meth:`SpikingBertModel.equilibrium`): the ASRs a* are a fixed point of the map
 ``f_theta`` that sends each population's input rates to ``clamp(I / V_th, 0, 1)``. Eq. 4 gives
@@ -24,7 +24,6 @@ of at a*; the two agree when the simulation has converged.)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +32,7 @@ from transformers import PreTrainedModel
 
 from .acs import POPULATIONS
 from .config import SpikingBertConfig
+from .layer import SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan
 from .quant import QuantLinear
 
@@ -73,135 +73,6 @@ def _expand(rate: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor
     full = rate.new_zeros(*rate.shape[:-1], width)
     full[..., index] = rate[..., :len(index)]           # drops the padding units
     return full
-
-
-def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Forward value ``value`` (the simulated rate), gradient of ``f`` (the equilibrium map)."""
-    return value + (f - f.detach())
-
-
-class SpikingEncoderLayer(nn.Module):
-    def __init__(self, config: SpikingBertConfig):
-        super().__init__()
-        D, F, b = config.hidden_size, config.intermediate_size, config.binary_weights
-        self.num_heads = config.num_attention_heads
-        self.head_size = D // self.num_heads
-        self.query, self.key, self.value = (QuantLinear(D, D, b) for _ in range(3))
-        self.attention_output = QuantLinear(D, D, b)
-        self.intermediate = QuantLinear(D, F, b)
-        self.output = QuantLinear(F, D, b)
-        self.ln_attention = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.ln_output = nn.LayerNorm(D, eps=config.layer_norm_eps)
-
-    def weights(self, dtype, heads=None, neurons=None,
-                prune_kv=True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Effective weights and biases in ``dtype``. With kept ``heads`` / ``neurons`` (index
-        tensors; None = all) the pruned units' rows and columns are dropped: Query (and, with
-        ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
-        intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
-        multiple of 8 with zero weights and a bias of -inf."""
-        names = ("query", "key", "value", "attention_output", "intermediate", "output")
-        w = {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
-             for n in names}
-        if heads is not None:
-            cols = self.head_columns(heads)
-            for n in ("query", "key", "value") if prune_kv else ("query",):
-                w[n] = (w[n][0][cols], w[n][1][cols])
-            w["attention_output"] = (w["attention_output"][0][:, cols], w["attention_output"][1])
-        if neurons is not None:     # padded to a multiple of 8 (tensor-core alignment) with
-            (wi, bi), (wo, bo) = w["intermediate"], w["output"]       # units that never fire
-            pad = -len(neurons) % 8
-            w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
-                                 torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
-            w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)
-        return w
-
-    def head_columns(self, heads: torch.Tensor) -> torch.Tensor:
-        """The hidden-state columns ``[len(heads) * head_size]`` of the given heads."""
-        offsets = torch.arange(self.head_size, device=heads.device)
-        return (heads[:, None] * self.head_size + offsets).flatten()
-
-    def attend(self, q_in, k, v, ext_mask):
-        """Scaled dot-product attention of real-valued queries over key/value rates or spikes.
-
-        Shapes ``[..., N, D]``; returns the context ``[..., N, D]`` and probabilities."""
-        shape = q_in.shape
-        heads = shape[-1] // self.head_size              # fewer than num_heads when compacted
-        split = lambda x: x.reshape(*shape[:-1], heads, self.head_size).transpose(-2, -3)
-        scores = split(q_in) @ split(k).transpose(-1, -2) / math.sqrt(self.head_size)
-        acc = torch.promote_types(scores.dtype, torch.float32)
-        probs = torch.softmax(scores.to(acc) + ext_mask, dim=-1).to(v.dtype)
-        ctx = (probs @ split(v)).transpose(-2, -3).reshape(shape)
-        return ctx, probs
-
-    def context(self, q_in, k, v, ext_mask):
-        """The attention context of the simulation. fp32: :meth:`attend` (exact, as the
-        reference loop). bf16/fp16: one fused scaled-dot-product-attention kernel (softmax in
-        fp32 inside it, no ``[N, N]`` tensor in memory), which rounds differently."""
-        if q_in.dtype == torch.float32:
-            return self.attend(q_in, k, v, ext_mask)[0]
-        *lead, n, width = q_in.shape
-        split = lambda x: x.reshape(-1, n, width // self.head_size, self.head_size).transpose(1, 2)
-        mask = ext_mask.to(q_in.dtype).expand(*lead[:-1], *ext_mask.shape).reshape(-1, 1, 1, n)
-        ctx = nn.functional.scaled_dot_product_attention(split(q_in), split(k), split(v), mask)
-        return ctx.transpose(1, 2).reshape(q_in.shape)
-
-    @staticmethod
-    def residual_norm(ln: nn.LayerNorm, current, residual):
-        """LayerNorm(current + residual). fp32 currents: in fp32 (exact, as the reference loop).
-        bf16/fp16: the sum and the output in that dtype (statistics in fp32 inside the kernel),
-        which rounds the current like a matrix-product output and halves the bytes moved."""
-        if current.dtype == torch.float32:
-            return ln(current + residual)
-        dt = current.dtype
-        return nn.functional.layer_norm(current + residual.to(dt), ln.normalized_shape,
-                                        ln.weight.to(dt), ln.bias.to(dt), ln.eps)
-
-    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
-        """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
-
-        ``w`` comes from :meth:`weights`; ``heads`` are the kept heads of whole Key and Value
-        weights (None: all heads kept, or Key and Value already pruned in ``w``). Populations
-        of pruned units come out compact (kept units only)."""
-        lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
-        s_dt = s_in.to(dt)
-        out = {}
-
-        def fire(name, current):        # spikes in dt: 0/1 are exact
-            out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
-            return out[name]
-
-        fire("key", lin(s_dt, "key"))
-        fire("value", lin(s_dt, "value"))
-        k, v = out["key"], out["value"]
-        if heads is not None:
-            cols = self.head_columns(heads)
-            k, v = k[..., cols], v[..., cols]
-        fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask))
-        fire("attention_output",
-             self.residual_norm(self.ln_attention, lin(out["attention"], "attention_output"), s_in))
-        fire("intermediate", lin(out["attention_output"], "intermediate"))
-        fire("output", self.residual_norm(self.ln_output, lin(out["intermediate"], "output"),
-                                          out["attention_output"]))
-        return out
-
-    def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):
-        """Eq. 4's map f for this layer, evaluated at the simulated input rates (see module doc).
-
-        Masks may be soft (sigmoid surrogates) or require grad (Fisher information)."""
-        a = {}
-        a["key"] = _attach(rates["key"], equilibrium_rate(self.key(a_in), vth))
-        a["value"] = _attach(rates["value"], equilibrium_rate(self.value(a_in), vth))
-        ctx, probs = self.attend(self.query(a_in), a["key"], a["value"], ext_mask)
-        hm = head_mask.repeat_interleave(self.head_size)
-        a["attention"] = _attach(rates["attention"], equilibrium_rate(ctx, vth) * hm)
-        cur = self.ln_attention(self.attention_output(a["attention"]) + a_in)
-        a["attention_output"] = _attach(rates["attention_output"], equilibrium_rate(cur, vth))
-        cur = self.intermediate(a["attention_output"])
-        a["intermediate"] = _attach(rates["intermediate"], equilibrium_rate(cur, vth) * neuron_mask)
-        cur = self.ln_output(self.output(a["intermediate"]) + a["attention_output"])
-        a["output"] = _attach(rates["output"], equilibrium_rate(cur, vth))
-        return a, probs
 
 
 class SpikingBertPreTrainedModel(PreTrainedModel):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import stpcore.model as model_mod
+import stpcore.layer as layer_mod
 from stpcore.acs import POPULATIONS
 from stpcore.config import SpikingBertConfig
 from stpcore.lif import lif_scan
@@ -192,6 +193,7 @@ def test_library_map_has_the_reference_fixed_point(double_model, tiny_batch, mon
     sim = fixed_point_sim(double_model, tiny_batch)
     # evaluate the library's map f itself (forward value f instead of the simulated rate)
     monkeypatch.setattr(model_mod, "_attach", lambda value, f: f)
+    monkeypatch.setattr(layer_mod, "_attach", lambda value, f: f)
     hidden, _ = double_model.spiking_bert.equilibrium(
         tiny_batch["input_ids"], tiny_batch["attention_mask"], tiny_batch["token_type_ids"], sim)
     assert torch.allclose(hidden[0], sim.embedding_rate, atol=1e-12)
