@@ -64,6 +64,34 @@ if triton is not None:
         tl.store(u_ptr + offs, u, mask=live)
         tl.store(s_ptr + offs, s, mask=live)
 
+    @triton.jit
+    def _norm_lif_kernel(cur_ptr, res_ptr, w_ptr, b_ptr, spk_ptr, u_ptr, s_ptr, vth_ptr, eps, leak,
+                         T, R, D, LEAK_ONE: tl.constexpr, BLOCK_D: tl.constexpr):
+        cols = tl.arange(0, BLOCK_D)
+        live = cols < D
+        base = tl.program_id(0).to(tl.int64) * D + cols
+        vth = tl.load(vth_ptr).to(tl.float32)
+        w = tl.load(w_ptr + cols, mask=live, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cols, mask=live, other=0.0).to(tl.float32)
+        u = tl.load(u_ptr + base, mask=live, other=0.0)
+        s = tl.load(s_ptr + base, mask=live, other=0.0)
+        off = base
+        for _ in range(T):
+            x = (tl.load(cur_ptr + off, mask=live, other=0.0).to(tl.float32)
+                 + tl.load(res_ptr + off, mask=live, other=0.0).to(tl.float32))
+            xc = tl.where(live, x - tl.sum(x, axis=0) / D, 0.0)
+            y = xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / D + eps) * w + b
+            if LEAK_ONE:
+                u = u + y
+            else:
+                u = leak * u + y
+            u = u - tl.where(s != 0.0, vth, 0.0)
+            s = tl.where(u >= vth, 1.0, 0.0)
+            tl.store(spk_ptr + off, s.to(spk_ptr.dtype.element_ty), mask=live)
+            off += R * D
+        tl.store(u_ptr + base, u, mask=live)
+        tl.store(s_ptr + base, s, mask=live)
+
 
 def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
     """Whether :func:`fused_lif_scan` takes these arguments (else use the loop)."""
@@ -71,6 +99,18 @@ def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
                                                          and threshold.device == current.device)
     return (fused_lif_available() and current.dtype in _DTYPES and current.dim() >= 1
             and current.shape[0] >= 1 and scalar)
+
+
+def _state_and_spikes(current, state, spike_dtype):
+    """fp32 ``(u, s)`` shaped ``current[0]`` (zeros, or copies of ``state``: the kernels update
+    them in place) and an empty spike tensor shaped like ``current``."""
+    if state is None:
+        u = torch.zeros(current.shape[1:], dtype=torch.float32, device=current.device)
+        s = torch.zeros_like(u)
+    else:
+        u = state[0].to(torch.float32, copy=True).contiguous()
+        s = state[1].to(torch.float32, copy=True).contiguous()
+    return u, s, torch.empty(current.shape, dtype=spike_dtype or current.dtype, device=current.device)
 
 
 def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
@@ -93,18 +133,12 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     if not fused_lif_supports(current, threshold):
         raise ValueError("fused_lif_scan: needs triton, a float current [T, ...] and a "
                          "scalar threshold")
-    steps, shape, m = current.shape[0], current.shape[1:], current[0].numel()
+    steps, m = current.shape[0], current[0].numel()
     cur = current
     if not (current[0].is_contiguous() and (steps == 1 or current.stride(0) in (0, m))):
         cur = current.contiguous()
     stride_t = cur.stride(0) if steps > 1 else m
-    if state is None:
-        u = torch.zeros(shape, dtype=torch.float32, device=current.device)
-        s = torch.zeros_like(u)
-    else:       # copies: the kernel updates u, s in place
-        u = state[0].to(torch.float32, copy=True).contiguous()
-        s = state[1].to(torch.float32, copy=True).contiguous()
-    spikes = torch.empty(current.shape, dtype=spike_dtype or current.dtype, device=current.device)
+    u, s, spikes = _state_and_spikes(current, state, spike_dtype)
     from_ptr = isinstance(threshold, torch.Tensor)
     vth_t = threshold.reshape(1) if from_ptr else u     # u: an unused placeholder pointer
     if m == 0:
@@ -112,4 +146,37 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     _lif_scan_kernel[(triton.cdiv(m, block),)](cur, spikes, u, s, vth_t, 0.0 if from_ptr else float(threshold),
                            float(leak), steps, m, stride_t, VTH_FROM_PTR=from_ptr,
                            LEAK_ONE=float(leak) == 1.0, BLOCK=block)
+    return spikes, (u, s)
+
+
+def fused_norm_lif_scan(current: torch.Tensor, residual: torch.Tensor, ln: torch.nn.LayerNorm,
+                        threshold: torch.Tensor, leak: float = 1.0,
+                        state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None):
+    """Eq. 1-3 driven by ``LayerNorm(current + residual)`` over the last axis, in one launch.
+
+    One program per row (token) keeps the row's membrane in registers and, at every step, sums
+    current and residual in fp32, normalises the row with ``ln``'s weight, bias and eps, and
+    updates the membrane. No normalised current reaches memory. The arithmetic is fp32; the
+    row reductions run in another order than :class:`torch.nn.LayerNorm`'s, so a spike exactly
+    at threshold may flip against the unfused path.
+
+    Args:
+        current, residual: ``[T, ..., D]``, same shape, any float dtypes.
+        ln: the LayerNorm over D.
+        threshold: a 0-dim tensor on the current's device.
+        leak, state, spike_dtype: as :func:`fused_lif_scan`.
+    """
+    if not (fused_lif_available() and current.shape == residual.shape
+            and isinstance(threshold, torch.Tensor) and threshold.dim() == 0):
+        raise ValueError("fused_norm_lif_scan: needs triton, current and residual of one shape "
+                         "and a 0-dim threshold tensor")
+    steps, width = current.shape[0], current.shape[-1]
+    rows = current[0].numel() // max(width, 1)
+    cur, res = current.contiguous(), residual.contiguous()
+    u, s, spikes = _state_and_spikes(current, state, spike_dtype)
+    if rows == 0 or width == 0:
+        return spikes, (u, s)
+    _norm_lif_kernel[(rows,)](cur, res, ln.weight, ln.bias, spikes, u, s, threshold.reshape(1),
+                              float(ln.eps), float(leak), steps, rows, width,
+                              LEAK_ONE=float(leak) == 1.0, BLOCK_D=triton.next_power_of_2(width))
     return spikes, (u, s)

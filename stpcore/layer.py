@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from .config import SpikingBertConfig
-from .lif import equilibrium_rate, lif_scan
+from .kernels import fused_norm_lif_scan
+from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
 
 
@@ -89,14 +90,9 @@ class SpikingEncoderLayer(nn.Module):
 
     @staticmethod
     def residual_norm(ln: nn.LayerNorm, current, residual):
-        """LayerNorm(current + residual). fp32 currents: in fp32 (exact, as the reference loop).
-        bf16/fp16: the sum and the output in that dtype (statistics in fp32 inside the kernel),
-        which rounds the current like a matrix-product output and halves the bytes moved."""
-        if current.dtype == torch.float32:
-            return ln(current + residual)
-        dt = current.dtype
-        return nn.functional.layer_norm(current + residual.to(dt), ln.normalized_shape,
-                                        ln.weight.to(dt), ln.bias.to(dt), ln.eps)
+        """LayerNorm(current + residual) in fp32 (for fp32 currents exactly as the reference
+        loop; bf16/fp16 currents are summed with the residual in fp32)."""
+        return ln(current.float() + residual)
 
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
@@ -118,12 +114,19 @@ class SpikingEncoderLayer(nn.Module):
         if heads is not None:
             cols = self.head_columns(heads)
             k, v = k[..., cols], v[..., cols]
+        def fire_norm(name, ln, current, residual):     # bf16/fp16 on CUDA: one fused kernel
+            if dt != torch.float32 and current.is_cuda and use_fused_lif(current.device):
+                out[name], state[name] = fused_norm_lif_scan(current, residual, ln, vth, leak,
+                                                             state.get(name), spike_dtype=dt)
+            else:
+                fire(name, self.residual_norm(ln, current, residual))
+
         fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask))
-        fire("attention_output",
-             self.residual_norm(self.ln_attention, lin(out["attention"], "attention_output"), s_in))
+        fire_norm("attention_output", self.ln_attention,
+                  lin(out["attention"], "attention_output"), s_in)
         fire("intermediate", lin(out["attention_output"], "intermediate"))
-        fire("output", self.residual_norm(self.ln_output, lin(out["intermediate"], "output"),
-                                          out["attention_output"]))
+        fire_norm("output", self.ln_output, lin(out["intermediate"], "output"),
+                  out["attention_output"])
         return out
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):

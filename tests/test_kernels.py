@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import stpcore.model
-from stpcore.kernels import fused_lif_available, fused_lif_scan
+import stpcore.layer
+from stpcore.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan
 from stpcore.lif import lif_scan, lif_scan_loop
 
 CUDA = torch.cuda.is_available() and fused_lif_available()
@@ -56,9 +57,38 @@ def _check_fused(device):
     assert (out != ref).float().mean() < 1e-3 and ((u - u_ref).abs() > 1e-5).float().mean() < 1e-2
 
 
+def _check_norm_fused(device):
+    """The fused residual + LayerNorm + LIF kernel against LayerNorm then the loop (fp32 math,
+    another reduction order: equal up to spikes exactly at threshold)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    ln = torch.nn.LayerNorm(24).to(device)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5, generator=gen)
+        ln.bias.uniform_(-0.2, 0.4, generator=gen)
+    vth = torch.tensor(0.6, device=device)
+    for dtype in (torch.float32, torch.bfloat16):
+        cur = (torch.randn(19, 3, 5, 24, generator=gen, device=device)).to(dtype)
+        res = (torch.rand(19, 3, 5, 24, generator=gen, device=device) < 0.3).to(dtype)
+        with torch.no_grad():
+            ref, (u_ref, _) = lif_scan_loop(ln(cur.float() + res.float()), vth)
+        out, (u, _) = fused_norm_lif_scan(cur, res, ln, vth, spike_dtype=dtype)
+        assert out.dtype == dtype and out.shape == cur.shape
+        assert (out.float() != ref).float().mean() < 1e-3 and ref.mean() > 0.05
+        assert torch.allclose(u, u_ref, atol=1e-3)
+        head, mid = fused_norm_lif_scan(cur[:7], res[:7], ln, vth, spike_dtype=dtype)
+        tail, _ = fused_norm_lif_scan(cur[7:], res[7:], ln, vth, state=mid, spike_dtype=dtype)
+        assert torch.equal(torch.cat([head, tail]), out)
+
+
 @pytest.mark.skipif(not INTERPRET, reason="needs triton and TRITON_INTERPRET=1")
 def test_fused_interpreted_on_cpu():
     _check_fused("cpu")
+    _check_norm_fused("cpu")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
+def test_fused_norm_cuda_matches_layernorm_then_loop():
+    _check_norm_fused("cuda")
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
@@ -80,6 +110,7 @@ def test_simulate_cuda_fused_equals_loop(monkeypatch):
     mask = torch.ones_like(ids)
     fused = bert.simulate(ids, mask)
     monkeypatch.setattr(stpcore.model, "lif_scan", lif_scan_loop)
+    monkeypatch.setattr(stpcore.layer, "lif_scan", lif_scan_loop)
     loop = bert.simulate(ids, mask)
     assert all(torch.equal(fused.rates[l][p], loop.rates[l][p])
                for l in range(2) for p in fused.rates[l])
