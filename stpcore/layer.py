@@ -35,21 +35,22 @@ class SpikingEncoderLayer(nn.Module):
         self.ln_attention = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.ln_output = nn.LayerNorm(D, eps=config.layer_norm_eps)
 
-    def weights(self, dtype, heads=None, neurons=None,
+    def weights(self, dtype, head_cols=None, neurons=None,
                 prune_kv=True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Effective weights and biases in ``dtype``. With kept ``heads`` / ``neurons`` (index
-        tensors; None = all) the pruned units' rows and columns are dropped: Query (and, with
-        ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
+        """Effective weights and biases in ``dtype``. With the kept heads' hidden columns
+        ``head_cols`` (:meth:`head_columns`) and kept ``neurons`` (index tensors; None = all) the
+        pruned units' rows and columns are dropped: Query (and, with ``prune_kv``, Key and
+        Value) rows and attention-output columns of pruned heads,
         intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
         multiple of 8 with zero weights and a bias of -inf."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
         w = {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
              for n in names}
-        if heads is not None:
-            cols = self.head_columns(heads)
+        if head_cols is not None:
             for n in ("query", "key", "value") if prune_kv else ("query",):
-                w[n] = (w[n][0][cols], w[n][1][cols])
-            w["attention_output"] = (w["attention_output"][0][:, cols], w["attention_output"][1])
+                w[n] = (w[n][0][head_cols], w[n][1][head_cols])
+            w["attention_output"] = (w["attention_output"][0][:, head_cols],
+                                     w["attention_output"][1])
         if neurons is not None:     # padded to a multiple of 8 (tensor-core alignment) with
             (wi, bi), (wo, bo) = w["intermediate"], w["output"]       # units that never fire
             pad = -len(neurons) % 8
@@ -94,12 +95,12 @@ class SpikingEncoderLayer(nn.Module):
         loop; bf16/fp16 currents are summed with the residual in fp32)."""
         return ln(current.float() + residual)
 
-    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, heads, dt):
+    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, kv_cols, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
 
-        ``w`` comes from :meth:`weights`; ``heads`` are the kept heads of whole Key and Value
-        weights (None: all heads kept, or Key and Value already pruned in ``w``). Populations
-        of pruned units come out compact (kept units only)."""
+        ``w`` comes from :meth:`weights`; ``kv_cols`` are the kept heads' columns to take from
+        whole Key and Value weights (None: all heads kept, or Key and Value already pruned in
+        ``w``). Populations of pruned units come out compact (kept units only)."""
         lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
         s_dt = s_in.to(dt)
         out = {}
@@ -111,9 +112,8 @@ class SpikingEncoderLayer(nn.Module):
         fire("key", lin(s_dt, "key"))
         fire("value", lin(s_dt, "value"))
         k, v = out["key"], out["value"]
-        if heads is not None:
-            cols = self.head_columns(heads)
-            k, v = k[..., cols], v[..., cols]
+        if kv_cols is not None:
+            k, v = k[..., kv_cols], v[..., kv_cols]
         def fire_norm(name, ln, current, residual):     # bf16/fp16 on CUDA: one fused kernel
             if dt != torch.float32 and current.is_cuda and use_fused_lif(current.device):
                 out[name], state[name] = fused_norm_lif_scan(current, residual, ln, vth, leak,

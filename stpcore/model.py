@@ -181,7 +181,10 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         valid = attention_mask.float()[..., None]                       # [B, N, 1]
         vth = self.vth().detach().float()
         L, chunk = len(self.layers), cfg.time_chunk
-        kept = [(_kept(self.head_mask[l]), _kept(self.neuron_mask[l])) for l in range(L)]
+        kept = []                   # per layer: kept heads' hidden columns, kept neurons (or None)
+        for layer, hm, nm in zip(self.layers, self.head_mask, self.neuron_mask):
+            heads = _kept(hm)
+            kept.append((None if heads is None else layer.head_columns(heads), _kept(nm)))
         weights = [layer.weights(dtype, *kept[l], prune_kv) for l, layer in enumerate(self.layers)]
         sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
         traces = [[] for _ in range(L)] if record_traces else None
@@ -222,9 +225,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                     accumulate(l, run(l, s))
                 prev = sums[l]["output"] / steps[l]
         rates = [{p: sums[l][p] / steps[l] for p in POPULATIONS} for l in range(L)]
-        for l, (heads, neurons) in enumerate(kept):        # pruned units: silent, full width
-            if heads is not None:
-                cols = self.layers[l].head_columns(heads)
+        for l, (cols, neurons) in enumerate(kept):         # pruned units: silent, full width
+            if cols is not None:
                 for p in ("key", "value", "attention") if prune_kv else ("attention",):
                     rates[l][p] = _expand(rates[l][p], cols, cfg.hidden_size)
             if neurons is not None:
@@ -235,9 +237,9 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         mean = lambda r: float((r * valid).sum() / (n_tok * max(r.shape[-1], 1)))
 
         def pop_rate(l, p):             # Key and Value: over the kept heads, the neurons that
-            heads, r = kept[l][0], rates[l][p]                      # feed kept connections
-            if heads is not None and p in ("key", "value"):
-                r = r[..., self.layers[l].head_columns(heads)]
+            cols, r = kept[l][0], rates[l][p]                       # feed kept connections
+            if cols is not None and p in ("key", "value"):
+                r = r[..., cols]
             return mean(r)
         pop = {"embedding": mean(emb_rate), "layers": [[pop_rate(l, p) for p in POPULATIONS]
                                                        for l in range(L)]}
