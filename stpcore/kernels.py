@@ -37,6 +37,16 @@ def fused_lif_available() -> bool:
 
 if triton is not None:
     @triton.jit
+    def _lif_step(u, s, i, vth, leak, LEAK_ONE: tl.constexpr):
+        """One step of Eq. 1-3 on fp32 registers, in the loop's order of operations."""
+        if LEAK_ONE:
+            u = u + i
+        else:
+            u = leak * u + i
+        u = u - tl.where(s != 0.0, vth, 0.0)
+        return u, tl.where(u >= vth, 1.0, 0.0)
+
+    @triton.jit
     def _lif_scan_kernel(cur_ptr, spk_ptr, u_ptr, s_ptr, vth_ptr, vth_val, leak, T, M, stride_t,
                          VTH_FROM_PTR: tl.constexpr, LEAK_ONE: tl.constexpr,
                          BLOCK: tl.constexpr):
@@ -51,13 +61,8 @@ if triton is not None:
         cur = cur_ptr + offs
         spk = spk_ptr + offs
         for _ in range(T):
-            i = tl.load(cur, mask=live, other=0.0).to(tl.float32)
-            if LEAK_ONE:
-                u = u + i
-            else:
-                u = leak * u + i
-            u = u - tl.where(s != 0.0, vth, 0.0)
-            s = tl.where(u >= vth, 1.0, 0.0)
+            u, s = _lif_step(u, s, tl.load(cur, mask=live, other=0.0).to(tl.float32), vth, leak,
+                             LEAK_ONE)
             tl.store(spk, s.to(spk_ptr.dtype.element_ty), mask=live)
             cur += stride_t
             spk += M
@@ -81,12 +86,7 @@ if triton is not None:
                  + tl.load(res_ptr + off, mask=live, other=0.0).to(tl.float32))
             xc = tl.where(live, x - tl.sum(x, axis=0) / D, 0.0)
             y = xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / D + eps) * w + b
-            if LEAK_ONE:
-                u = u + y
-            else:
-                u = leak * u + y
-            u = u - tl.where(s != 0.0, vth, 0.0)
-            s = tl.where(u >= vth, 1.0, 0.0)
+            u, s = _lif_step(u, s, y, vth, leak, LEAK_ONE)
             tl.store(spk_ptr + off, s.to(spk_ptr.dtype.element_ty), mask=live)
             off += R * D
         tl.store(u_ptr + base, u, mask=live)
