@@ -10,7 +10,6 @@ import time
 import torch
 
 from .pipeline import Run, stage
-from .train import evaluate
 from .retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
 from .spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
                       score_units, search_mask, unit_costs)
@@ -235,11 +234,9 @@ def stage_random_mask(run: Run):
 def stage_precision_check(run: Run):
     """The 1-bit baseline simulated in fp32 (the exact path) and in the profile's ``sim_dtype``:
     dev and held-out accuracy and Normalized #C of each, on the same checkpoint."""
-    model, out = run.model("baseline"), {}
+    model, keys = run.model("baseline"), ("dev_accuracy", "heldout_accuracy", "normalized_c")
+    out = {}
     for name in dict.fromkeys(("float32", run.profile.sim_dtype)):
-        dtype = getattr(torch, name)
-        dev = evaluate(model, run.loader("dev"), run.device, dtype, run.profile.max_length)
-        held = evaluate(model, run.loader("heldout"), run.device, dtype, run.profile.max_length)
-        out[name] = {"dev_accuracy": dev["accuracy"], "heldout_accuracy": held["accuracy"],
-                     "normalized_c": dev["normalized_c"]}
+        m = run.dev_metrics(model, getattr(torch, name))
+        out[name] = {k: m[k] for k in keys}
     return out, None

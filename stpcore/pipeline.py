@@ -78,10 +78,12 @@ class Run:
         lim = limit if limit is not None else (p.train_limit if train else p.eval_limit)
         return glue.make_loader(self.data[split], size, shuffle=train, seed=self.seed, limit=lim)
 
-    def dev_metrics(self, model) -> dict:
-        """Dev accuracy (the reported number) and held-out accuracy (used for choices)."""
-        dev = evaluate(model, self.loader("dev"), self.device, self.sim_dtype, self.profile.max_length)
-        held = evaluate(model, self.loader("heldout"), self.device, self.sim_dtype, self.profile.max_length)
+    def dev_metrics(self, model, sim_dtype: torch.dtype | None = None) -> dict:
+        """Dev accuracy (the reported number) and held-out accuracy (used for choices),
+        simulated in ``sim_dtype`` (default: the profile's)."""
+        dtype = sim_dtype or self.sim_dtype
+        dev = evaluate(model, self.loader("dev"), self.device, dtype, self.profile.max_length)
+        held = evaluate(model, self.loader("heldout"), self.device, dtype, self.profile.max_length)
         out = {"dev_accuracy": dev.pop("accuracy"), "heldout_accuracy": held["accuracy"],
                "dev_examples": dev.pop("examples")}
         out.update(dev)
