@@ -4,7 +4,7 @@
     python bench/bench_sim.py --device cuda --size paper
 
 Weights are random (``reference_loop.random_model``) on the real model class
-(:class:`stpcore.model.SpikingBertForSequenceClassification`): timings do not depend on trained
+(:class:`stpcore.snn.model.SpikingBertForSequenceClassification`): timings do not depend on trained
 weights, and ASRs are only compared between implementations. Writes
 ``data/bench/sim_<size>_<device>.json`` and prints a table.
 """
@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceLoop, compare_rates, random_model  # noqa: E402
 
-from stpcore.acs import acs_fraction  # noqa: E402
-from stpcore.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device,  # noqa: E402
+from stpcore.prune.acs import acs_fraction  # noqa: E402
+from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device,  # noqa: E402
                              git_commit)
 
 SIZES = {   # widths: (hidden, intermediate); mem_steps: T of the memory comparison

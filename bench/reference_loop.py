@@ -7,7 +7,7 @@ attention, attention output, intermediate, output) is visited once, on that step
 fp32, and each population's mean spike rate is logged with one ``.item()`` (a host sync) per
 population per step, as the public code does for its rate logs.
 
-It runs on the weights of an :class:`stpcore.model.SpikingBertForSequenceClassification` (read
+It runs on the weights of an :class:`stpcore.snn.model.SpikingBertForSequenceClassification` (read
 from the instance: effective, possibly binarised, linear weights, LayerNorms, thresholds,
 leak, head/neuron masks) so that its average spiking rates can be compared with
 ``model.spiking_bert.simulate(...)``. Two deliberate departures from the public code, both
@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stpcore.acs import POPULATIONS
-from stpcore.config import SpikingBertConfig
-from stpcore.model import SpikingBertForSequenceClassification
+from stpcore.prune.acs import POPULATIONS
+from stpcore.snn.config import SpikingBertConfig
+from stpcore.snn.model import SpikingBertForSequenceClassification
 
 
 def random_model(seed: int = 0, weight_gain: float = 1.5, **config) -> SpikingBertForSequenceClassification:
@@ -111,7 +111,7 @@ class ReferenceLoop:
 
 def compare_rates(sim, ref: dict) -> dict:
     """Max |ASR difference| and the fraction of neurons whose ASR differs, between a stpcore
-    :class:`~stpcore.model.Simulation` and a :meth:`ReferenceLoop.simulate` result, over the
+    :class:`~stpcore.snn.model.Simulation` and a :meth:`ReferenceLoop.simulate` result, over the
     embedding and every population of every layer."""
     pairs = [(sim.embedding_rate, ref["embedding"])]
     pairs += [(sim.rates[l][p], ref["layers"][l][p]) for l in range(len(sim.rates))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stpcore.records import atomic_write_json, source_digest  # noqa: E402
+from stpcore.runs.records import atomic_write_json, source_digest  # noqa: E402
 
 
 def commit_digests(n: int = 50) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """Rewrite the README's results block from the recorded paper-profile runs (never by hand)."""
 from pathlib import Path
 
-from stpcore.records import read_record
-from stpcore.benchmarks import load_bench_records, scorecard
-from stpcore.summary import FOUNDATION_STAGES, foundation_table, headline_table, headline_verdict
+from stpcore.runs.records import read_record
+from stpcore.report.benchmarks import load_bench_records, scorecard
+from stpcore.report.summary import FOUNDATION_STAGES, foundation_table, headline_table, headline_verdict
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- results:start", "<!-- results:end -->"

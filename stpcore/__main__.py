@@ -9,9 +9,9 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["book"]:
-        from .book import main as book_main
+        from .report.book import main as book_main
         return book_main(argv[1:])
-    from .pipeline import STAGES, run_stage
+    from .runs.runner import STAGES, run_stage
     parser = argparse.ArgumentParser(prog="python -m stpcore",
                                      description="Run pipeline stages (or `book` to build the book).")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from stpcore.config import SpikingBertConfig
-from stpcore.model import SpikingBertForSequenceClassification
+from stpcore.snn.config import SpikingBertConfig
+from stpcore.snn.model import SpikingBertForSequenceClassification
 
 TINY = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=32, max_position_embeddings=16, timesteps=12, time_chunk=5,

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from stpcore.acs import (POPULATIONS, acs_fraction, count_acs, count_synaptic_acs,
+from stpcore.prune.acs import (POPULATIONS, acs_fraction, count_acs, count_synaptic_acs,
                          estimate_energy, normalized_c)
 
 L, D, HEADS, F, N = 2, 8, 2, 16, 3

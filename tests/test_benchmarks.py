@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from stpcore import benchmarks, plots
+from stpcore.report import benchmarks
+from stpcore.report import plots
 
 
 def _sim(speedup, asr_diff=0.0, tflops=0.5, gbps=2.0):
@@ -127,7 +128,7 @@ def test_load_bench_records_from_tmp_dir(tmp_path):
 
 
 def test_pruning_time_table_reads_records_and_judges_the_target(tmp_path, monkeypatch):
-    from stpcore.records import write_record
+    from stpcore.runs.records import write_record
     monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path))
     for task, sec in (("sst2", 28.0), ("mrpc", 200.0)):
         write_record("paper", task, "spatial_fisher_asr", config={}, seed=0, wall_time_s=1.0,

@@ -1,4 +1,4 @@
-"""Tests of stpcore.data on a tiny Parquet GLUE folder written per test (offline, CPU)."""
+"""Tests of stpcore.train.data on a tiny Parquet GLUE folder written per test (offline, CPU)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stpcore import data
+from stpcore.train import data
 
 REAL_GLUE = data.REPO_ROOT.parent / "shared" / "glue"
 

@@ -5,10 +5,10 @@ import os
 import pytest
 import torch
 
-import stpcore.model
-import stpcore.layer
-from stpcore.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan
-from stpcore.lif import lif_scan, lif_scan_loop
+import stpcore.snn.model
+import stpcore.snn.layer
+from stpcore.snn.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan
+from stpcore.snn.lif import lif_scan, lif_scan_loop
 
 CUDA = torch.cuda.is_available() and fused_lif_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and fused_lif_available()
@@ -100,17 +100,17 @@ def test_fused_cuda_matches_loop_bitwise():
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
 def test_simulate_cuda_fused_equals_loop(monkeypatch):
-    from stpcore.config import SpikingBertConfig
+    from stpcore.snn.config import SpikingBertConfig
     torch.manual_seed(0)
     cfg = SpikingBertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2,
                             num_attention_heads=4, intermediate_size=128, timesteps=20,
                             time_chunk=6, threshold=0.05)
-    bert = stpcore.model.SpikingBertModel(cfg).cuda().eval()
+    bert = stpcore.snn.model.SpikingBertModel(cfg).cuda().eval()
     ids = torch.randint(1, 50, (2, 12), device="cuda")
     mask = torch.ones_like(ids)
     fused = bert.simulate(ids, mask)
-    monkeypatch.setattr(stpcore.model, "lif_scan", lif_scan_loop)
-    monkeypatch.setattr(stpcore.layer, "lif_scan", lif_scan_loop)
+    monkeypatch.setattr(stpcore.snn.model, "lif_scan", lif_scan_loop)
+    monkeypatch.setattr(stpcore.snn.layer, "lif_scan", lif_scan_loop)
     loop = bert.simulate(ids, mask)
     assert all(torch.equal(fused.rates[l][p], loop.rates[l][p])
                for l in range(2) for p in fused.rates[l])

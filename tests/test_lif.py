@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from stpcore.lif import equilibrium_rate, lif_scan, lif_scan_loop, spike_rate
+from stpcore.snn.lif import equilibrium_rate, lif_scan, lif_scan_loop, spike_rate
 
 
 def hand_lif(currents, threshold, leak):
@@ -136,7 +136,7 @@ def test_low_precision_current_keeps_fp32_state():
 
 
 def test_fused_lif_switch_rejects_unknown_values(monkeypatch):
-    from stpcore.lif import use_fused_lif
+    from stpcore.snn.lif import use_fused_lif
     monkeypatch.setenv("STP_FUSED_LIF", "yes")
     with pytest.raises(ValueError, match="STP_FUSED_LIF"):
         use_fused_lif(torch.device("cpu"))

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-import stpcore.model as model_mod
-import stpcore.layer as layer_mod
-from stpcore.acs import POPULATIONS
-from stpcore.config import SpikingBertConfig
-from stpcore.lif import lif_scan
-from stpcore.model import Simulation, SpikingBertForSequenceClassification
+import stpcore.snn.model as model_mod
+import stpcore.snn.layer as layer_mod
+from stpcore.prune.acs import POPULATIONS
+from stpcore.snn.config import SpikingBertConfig
+from stpcore.snn.lif import lif_scan
+from stpcore.snn.model import Simulation, SpikingBertForSequenceClassification
 
 from conftest import TINY, make_batch, make_tiny_model
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from stpcore import pipeline
-from stpcore import records
-from stpcore.records import read_record
+from stpcore.runs import runner
+from stpcore.runs import records
+from stpcore.runs.records import read_record
 
 
 @pytest.fixture
@@ -23,21 +23,21 @@ def counting_stages(tmp_path, monkeypatch):
         calls.append("child")
         return {"value": 2.0, "parent_seen": run.checkpoint("_parent").exists()}, None
 
-    monkeypatch.setitem(pipeline.STAGES, "_parent", ((), parent))
-    monkeypatch.setitem(pipeline.STAGES, "_child", (("_parent",), child))
+    monkeypatch.setitem(runner.STAGES, "_parent", ((), parent))
+    monkeypatch.setitem(runner.STAGES, "_child", (("_parent",), child))
     return calls, tmp_path
 
 
 def test_stage_runs_once_then_reuses_its_record(counting_stages):
     calls, root = counting_stages
-    rec = pipeline.run_stage("sst2", "_child", "smoke", seed=3)
+    rec = runner.run_stage("sst2", "_child", "smoke", seed=3)
     assert calls == ["parent", "child"] and rec["metrics"]["parent_seen"] is True
     assert rec["provenance"]["seed"] == 3 and rec["provenance"]["wall_time_s"] >= 0
     assert "device" in rec["provenance"] and "git_commit" in rec["provenance"]
     assert rec["provenance"]["source_sha256"] == records.source_digest()
-    pipeline.run_stage("sst2", "_child", "smoke", seed=3)
+    runner.run_stage("sst2", "_child", "smoke", seed=3)
     assert calls == ["parent", "child"]                       # reused
-    pipeline.run_stage("sst2", "_child", "smoke", seed=3, force=True)
+    runner.run_stage("sst2", "_child", "smoke", seed=3, force=True)
     assert calls == ["parent", "child", "child"]              # forced
     leftovers = [p for p in (root / "results").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []                                    # atomic writes leave nothing behind
@@ -45,39 +45,39 @@ def test_stage_runs_once_then_reuses_its_record(counting_stages):
 
 def test_changed_configuration_or_seed_reruns(counting_stages):
     calls, _ = counting_stages
-    pipeline.run_stage("sst2", "_parent", "smoke")
-    pipeline.run_stage("sst2", "_parent", "smoke", teacher="bert-base-uncased")
-    pipeline.run_stage("sst2", "_parent", "smoke", seed=1)
+    runner.run_stage("sst2", "_parent", "smoke")
+    runner.run_stage("sst2", "_parent", "smoke", teacher="bert-base-uncased")
+    runner.run_stage("sst2", "_parent", "smoke", seed=1)
     assert calls == ["parent"] * 3
     assert read_record("smoke", "sst2", "_parent")["config"]["teacher"] == "all-minilm-l6-v2"
 
 
 def test_pruning_knobs_rerun_pruning_stages_but_not_the_foundation(counting_stages, monkeypatch):
     calls, _ = counting_stages
-    monkeypatch.setattr(pipeline, "FOUNDATION", ("_parent",))
-    pipeline.run_stage("sst2", "_child", "smoke")
-    pipeline.run_stage("sst2", "_child", "smoke", mask_lr=0.5)      # a pruning knob
+    monkeypatch.setattr(runner, "FOUNDATION", ("_parent",))
+    runner.run_stage("sst2", "_child", "smoke")
+    runner.run_stage("sst2", "_child", "smoke", mask_lr=0.5)      # a pruning knob
     assert calls == ["parent", "child", "child"]                 # the foundation is reused
-    pipeline.run_stage("sst2", "_child", "smoke", mask_lr=0.5, teacher_epochs=3)
+    runner.run_stage("sst2", "_child", "smoke", mask_lr=0.5, teacher_epochs=3)
     assert calls == ["parent", "child", "child", "parent", "child"]
 
 
 def test_get_record_never_computes_the_paper_profile(counting_stages):
     calls, _ = counting_stages
-    assert pipeline.get_record("sst2", "_parent", profile="paper") is None
+    assert runner.get_record("sst2", "_parent", profile="paper") is None
     assert calls == []
-    assert pipeline.get_record("sst2", "_parent", profile="smoke")["metrics"]["value"] == 1.0
+    assert runner.get_record("sst2", "_parent", profile="smoke")["metrics"]["value"] == 1.0
 
 
 def test_bad_stage_task_profile_and_override_raise(counting_stages):
     with pytest.raises(ValueError, match="`stage`"):
-        pipeline.run_stage("sst2", "no_such_stage")
+        runner.run_stage("sst2", "no_such_stage")
     with pytest.raises(ValueError, match="`task`"):
-        pipeline.run_stage("cola", "_parent")
+        runner.run_stage("cola", "_parent")
     with pytest.raises(ValueError, match="`profile`"):
-        pipeline.run_stage("sst2", "_parent", profile="huge")
+        runner.run_stage("sst2", "_parent", profile="huge")
     with pytest.raises(ValueError, match="override"):
-        pipeline.run_stage("sst2", "_parent", learning_rate_typo=1)
+        runner.run_stage("sst2", "_parent", learning_rate_typo=1)
 
 
 def test_every_paper_stage_is_registered():
@@ -85,14 +85,14 @@ def test_every_paper_stage_is_registered():
                 "spatial_fisher_asr_attn", "spatial_fisher_asr", "spatial_retrain", "temporal_pca",
                 "temporal_retrain", "two_stage", "joint_retrain", "adaptive_threshold",
                 "baseline_adaptive", "activity_ablation", "budget_sweep", "base_sweep", "random_mask"}
-    assert expected <= set(pipeline.STAGES)
-    for name, (needs, _) in pipeline.STAGES.items():
-        assert set(needs) <= set(pipeline.STAGES), name
+    assert expected <= set(runner.STAGES)
+    for name, (needs, _) in runner.STAGES.items():
+        assert set(needs) <= set(runner.STAGES), name
 
 
 def test_energy_table_scales_with_normalized_c():
-    from stpcore.summary import energy_table, unpruned_acs
-    from stpcore.profiles import get_profile
+    from stpcore.report.summary import energy_table, unpruned_acs
+    from stpcore.runs.profiles import get_profile
     cfg = get_profile("paper", "sst2").to_dict()
     rec = lambda nc: {"config": cfg, "profile": "paper", "metrics": {"normalized_c": nc}}
     table = energy_table({("sst2", "baseline"): rec(0.2), ("sst2", "two_stage"): rec(0.1)},

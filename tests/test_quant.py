@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from stpcore.quant import QuantLinear, binarize, sign_ste
+from stpcore.snn.quant import QuantLinear, binarize, sign_ste
 
 from conftest import make_batch, make_tiny_model
 

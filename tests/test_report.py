@@ -1,8 +1,9 @@
 """Table builders, figures and the paper's numbers (synthetic records built here; no pipeline)."""
 import pytest
 
-from stpcore import plots, report
-from stpcore.paper import PAPER_TASKS, load_paper_results
+from stpcore.report import plots
+from stpcore.report import notes, tables
+from stpcore.report.paper import PAPER_TASKS, load_paper_results
 
 
 def _rec(task, stage, **metrics):
@@ -23,7 +24,7 @@ def test_paper_json_has_every_table_ii_row_for_five_tasks():
     assert "Spatio-Temporal Pruning for Compressed Spiking Large Language Models" in p["source"]
     assert tuple(p["tasks"]) == PAPER_TASKS == ("mnli", "qqp", "qnli", "sst2", "mrpc")
     stages = [r["stage"] for r in p["table_ii"]["rows"]]
-    assert stages == list(report.TABLE_STAGES["table_ii"])
+    assert stages == list(tables.TABLE_STAGES["table_ii"])
     for r in p["table_ii"]["rows"]:
         for t in PAPER_TASKS:
             assert set(r["values"][t]) == {"accuracy", "acs_percent"}
@@ -31,21 +32,21 @@ def test_paper_json_has_every_table_ii_row_for_five_tasks():
     assert p["table_iii"]["values"]["qqp"]["adaptive_threshold"]["latency"] == 15.2
     for t in PAPER_TASKS:
         assert set(p["table_iii"]["values"][t]) == {"baseline", "two_stage", "adaptive_threshold"}
-    assert set(p["table_i"]["values"]) == set(report.TABLE_I_KEYS)
+    assert set(p["table_i"]["values"]) == set(tables.TABLE_I_KEYS)
 
 
 def test_table_ii_not_run_and_differences():
     recs = {("sst2", "two_stage"): _rec("sst2", "two_stage", dev_accuracy=88.27, acs_fraction=0.4),
             ("sst2", "baseline"): None}
-    df = report.table_ii(recs)
+    df = tables.table_ii(recs)
     assert len(df) == 9 * 5
     row = df.loc[("SST-2", "Two-Stage Pruning")]
     assert row["Acc (%) paper"] == 87.27 and row["Acc (%) ours"] == 88.27
     assert row["Acc diff"] == pytest.approx(1.0)
     assert row["ACs (%) ours"] == pytest.approx(40.0) and row["ACs diff"] == pytest.approx(40.0 - 41.53)
     base = df.loc[("SST-2", "Baseline")]
-    assert base["Acc (%) ours"] == report.NOT_RUN and base["Acc diff"] == report.NOT_RUN
-    assert df.loc[("MNLI", "Baseline")]["Acc (%) ours"] == report.NOT_RUN   # never requested
+    assert base["Acc (%) ours"] == tables.NOT_RUN and base["Acc diff"] == tables.NOT_RUN
+    assert df.loc[("MNLI", "Baseline")]["Acc (%) ours"] == tables.NOT_RUN   # never requested
     assert df.loc[("MNLI", "Baseline")]["Acc (%) paper"] == 75.54
 
 
@@ -53,37 +54,37 @@ def test_table_iii_iv_v():
     recs = [_rec("mrpc", "two_stage", dev_accuracy=70.0, normalized_c=0.05, mean_latency=50.0),
             _rec("sst2", "joint_retrain", dev_accuracy=85.0),
             _rec("sst2", "adaptive_threshold", dev_accuracy=86.0, mean_latency=14.04)]
-    t3 = report.table_iii(recs)
+    t3 = tables.table_iii(recs)
     row = t3.loc[("MRPC", "Pruned Model")]
     assert row["Accuracy diff"] == pytest.approx(70.0 - 76.12)
     assert row["Normalized #C diff"] == pytest.approx(0.007)
     assert row["Latency diff"] == pytest.approx(-4.0)
-    assert t3.loc[("MRPC", "Baseline model")]["Latency ours"] == report.NOT_RUN
-    t4 = report.table_iv(recs)
+    assert t3.loc[("MRPC", "Baseline model")]["Latency ours"] == tables.NOT_RUN
+    t4 = tables.table_iv(recs)
     assert t4.loc["Pruning + Joint Retraining"]["Accuracy diff"] == pytest.approx(-0.55)
-    assert t4.loc["Sequential (Ours)"]["Accuracy ours"] == report.NOT_RUN
-    t5 = report.table_v(recs)
+    assert t4.loc["Sequential (Ours)"]["Accuracy ours"] == tables.NOT_RUN
+    t5 = tables.table_v(recs)
     row = t5.loc[("Pruned", "Adaptive")]
     assert row["Timesteps diff"] == pytest.approx(1.0) and row["Accuracy diff"] == pytest.approx(-0.58)
-    assert t5.loc[("Baseline", "Adaptive")]["Accuracy (%) ours"] == report.NOT_RUN
+    assert t5.loc[("Baseline", "Adaptive")]["Accuracy (%) ours"] == tables.NOT_RUN
 
 
 def test_missing_metric_and_fmt_missing():
-    df = report.table_ii({("qqp", "baseline"): _rec("qqp", "baseline", dev_accuracy=80.0)})
-    assert df.loc[("QQP", "Baseline")]["ACs (%) ours"] == report.NO_METRIC
-    assert report.fmt_missing(None) == report.NOT_RUN
-    assert report.fmt_missing(float("nan")) == report.NOT_RUN
-    assert report.fmt_missing(1.23456) == 1.23
+    df = tables.table_ii({("qqp", "baseline"): _rec("qqp", "baseline", dev_accuracy=80.0)})
+    assert df.loc[("QQP", "Baseline")]["ACs (%) ours"] == tables.NO_METRIC
+    assert tables.fmt_missing(None) == tables.NOT_RUN
+    assert tables.fmt_missing(float("nan")) == tables.NOT_RUN
+    assert tables.fmt_missing(1.23456) == 1.23
 
 
 def test_table_i():
     cfg = {k: v["sst2"] for k, v in load_paper_results()["table_i"]["values"].items()}
     cfg["t_conv"] = 8
-    df = report.table_i({"sst2": cfg}, tasks=("sst2", "mrpc"))
+    df = tables.table_i({"sst2": cfg}, tasks=("sst2", "mrpc"))
     assert df.loc["T_{conv}", ("SST-2", "paper")] == "85"
     assert df.loc["T_{conv}", ("SST-2", "diff")] == "-77"
     assert df.loc["Computational Cost Penalty λ", ("SST-2", "diff")] == "0"
-    assert df.loc["T_{conv}", ("MRPC", "ours")] == report.NOT_RUN
+    assert df.loc["T_{conv}", ("MRPC", "ours")] == tables.NOT_RUN
 
 
 def test_collect_records_uses_getter():
@@ -93,11 +94,11 @@ def test_collect_records_uses_getter():
         calls.append((task, stage, profile, seed, recompute))
         return None if stage == "baseline" else _rec(task, stage, dev_accuracy=1.0)
 
-    recs = report.collect_for("table_v", ["sst2", "mrpc"], profile="paper", getter=getter)
-    assert set(recs) == {("sst2", s) for s in report.TABLE_STAGES["table_v"]}
+    recs = notes.collect_for("table_v", ["sst2", "mrpc"], profile="paper", getter=getter)
+    assert set(recs) == {("sst2", s) for s in tables.TABLE_STAGES["table_v"]}
     assert recs[("sst2", "baseline")] is None
     assert all(c[2] == "paper" for c in calls)
-    assert "Not run: sst2/baseline" in report.run_status(recs)
+    assert "Not run: sst2/baseline" in notes.run_status(recs)
 
 
 def _figures():
@@ -138,7 +139,7 @@ def test_save_figure(tmp_path):
 
 
 def test_headline_verdict_checks_each_part_of_the_claim():
-    from stpcore import summary
+    from stpcore.report import summary
     recs = {("sst2", "baseline"): _rec("sst2", "baseline", dev_accuracy=80.0, mean_latency=85.0,
                                        acs_fraction=1.0),
             ("sst2", "two_stage"): _rec("sst2", "two_stage", dev_accuracy=79.5, mean_latency=40.0,

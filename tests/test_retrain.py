@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-import stpcore.retrain as retrain_mod
-from stpcore import acs
-from stpcore.retrain import MaskLogits, RetrainConfig, activity_loss, retrain
+import stpcore.prune.retrain as retrain_mod
+from stpcore.prune import acs
+from stpcore.prune.retrain import MaskLogits, RetrainConfig, activity_loss, retrain
 
 from conftest import make_batch, make_tiny_model
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from stpcore import acs
-from stpcore.spatial import (SCORINGS, collect_mask_grads, compute_fisher_info,
+from stpcore.prune import acs
+from stpcore.prune.spatial import (SCORINGS, collect_mask_grads, compute_fisher_info,
                              pruned_fisher_loss, rank_mask, rearrange_mask, score_units,
                              search_mask, unit_costs)
 

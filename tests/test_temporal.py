@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from stpcore.temporal import (allocate_timesteps, count_components, mean_latency,
+from stpcore.prune.temporal import (allocate_timesteps, count_components, mean_latency,
                               prune_timesteps, running_rate)
 
 

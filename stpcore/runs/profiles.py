@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .data import TASKS
+from ..train.data import TASKS
 
 # Table I of the paper (the paper's learning rate is listed but not used: see `retrain_lr`).
 TABLE_I = {

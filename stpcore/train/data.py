@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_DATASET = "nyu-mll/glue"
 SOURCES = ("auto", "local", "hub")
 MIN_MAX_LENGTH, MAX_MAX_LENGTH = 8, 512

@@ -1,4 +1,4 @@
-"""Training loops, knowledge-distillation losses and evaluation.
+"""The training loop and evaluation.
 
 ``fit`` is the one loop every stage uses (teacher fine-tuning, KD, 1-bit fine-tuning, pruning
 retraining): AdamW, linear warm-up/decay, gradient clipping, and checkpoint selection on a
@@ -11,11 +11,10 @@ import math
 from typing import Callable
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from . import acs
-from .model import SpikingBertForSequenceClassification
+from ..snn.layer import POPULATIONS
+from ..snn.model import SpikingBertForSequenceClassification
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -38,9 +37,12 @@ def is_spiking(model) -> bool:
 
 @torch.no_grad()
 def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
-             record_traces: bool = False) -> dict:
-    """Accuracy (%) and, for SpikingBERT, the token-weighted population rates, Normalized #C
-    (Eq. 14), the AC fraction (Eq. 15-21) and optionally per-layer output traces for PCA."""
+             record_traces: bool = False, costs: Callable | None = None) -> dict:
+    """Accuracy (%) and, for SpikingBERT, the token-weighted population rates
+    (``{"embedding": a, "layers": [[a per POPULATIONS]]}``), each layer's output ASR and
+    optionally per-layer output traces for PCA. ``costs(model, rates, seq_len) -> dict`` adds
+    cost metrics (the pruning package's :func:`stpcore.prune.acs.spiking_costs`: Normalized #C,
+    AC fraction, latency)."""
     model.eval()
     correct = total = 0
     spiking = is_spiking(model)
@@ -64,82 +66,14 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
         total += len(batch["labels"])
     result = {"accuracy": 100.0 * correct / max(total, 1), "examples": total}
     if spiking:
-        result.update(spiking_costs(model, pop_sum / tokens, seq_len))
+        flat, L = pop_sum / tokens, model.config.num_hidden_layers
+        rates = {"embedding": float(flat[0]), "layers": flat[1:].view(L, len(POPULATIONS)).tolist()}
+        result.update({"population_rates": rates, "layer_asr": [r[-1] for r in rates["layers"]]})
+        if costs is not None:
+            result.update(costs(model, rates, seq_len))
         if record_traces:
             result["traces"] = [t / tokens for t in traces]    # [t^l, D] mean spikes per step
     return result
-
-
-def spiking_costs(model, flat_rates: torch.Tensor, seq_len: int) -> dict:
-    """Normalized #C, AC fraction and mean latency of a SpikingBERT at its measured rates."""
-    cfg, bert = model.config, model.spiking_bert
-    L = cfg.num_hidden_layers
-    rates = {"embedding": float(flat_rates[0]),
-             "layers": flat_rates[1:].view(L, len(acs.POPULATIONS)).tolist()}
-    geometry = dict(seq_len=seq_len, hidden_size=cfg.hidden_size, num_heads=cfg.num_attention_heads)
-    masks = (bert.head_mask.cpu(), bert.neuron_mask.cpu(), cfg.per_layer_timesteps)
-    steps = cfg.per_layer_timesteps
-    return {"population_rates": rates,
-            "layer_asr": [r[-1] for r in rates["layers"]],
-            "normalized_c": acs.normalized_c(rates, *masks, **geometry, reference_timesteps=cfg.timesteps),
-            "acs_fraction": float(acs.acs_fraction(*masks, **geometry, reference_timesteps=cfg.timesteps)),
-            "layer_timesteps": steps,
-            "mean_latency": sum(steps) / len(steps)}
-
-
-# ---- losses ------------------------------------------------------------------------------------
-def label_loss(model, batch, **kw):
-    out = model(**model_inputs(batch), labels=batch["labels"], **kw)
-    return out.loss, out
-
-
-def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0):
-    t = temperature
-    return -(torch.softmax(teacher_logits / t, -1) * torch.log_softmax(student_logits / t, -1)).sum(-1).mean()
-
-
-class Distiller(nn.Module):
-    """Intermediate-layer KD (hidden ASRs through a fitted projection, attention maps) and
-    prediction-layer KD, from a BERT teacher or from a full-precision SpikingBERT.
-
-    Hidden states: MSE between ``fit(a_l)`` and the mapped teacher hidden state on valid tokens
-    (the embedding population imitates the embedding output). Attention: KL divergence between
-    the teacher's and the student's attention distributions (rows of valid queries)."""
-
-    def __init__(self, teacher, layer_map: list[int], student_width: int, mode: str):
-        super().__init__()
-        if mode not in ("intermediate", "prediction"):
-            raise ValueError(f"`mode` must be 'intermediate' or 'prediction'; got {mode!r}")
-        self.teacher, self.layer_map, self.mode = teacher, layer_map, mode
-        width = teacher.config.hidden_size
-        self.fit = nn.Linear(student_width, width) if not is_spiking(teacher) else nn.Identity()
-
-    @torch.no_grad()
-    def teacher_outputs(self, batch, sim_dtype):
-        self.teacher.eval()
-        inputs = model_inputs(batch)
-        if is_spiking(self.teacher):
-            out = self.teacher(**inputs, implicit=False, sim_dtype=sim_dtype)
-            hidden, atts = self.teacher.spiking_bert.equilibrium(**inputs, sim=out.simulation)
-            return out.logits, hidden, atts
-        out = self.teacher(**inputs, output_hidden_states=True, output_attentions=True)
-        return out.logits, out.hidden_states, out.attentions
-
-    def forward(self, model, batch, sim_dtype=torch.float32, **kw):
-        t_logits, t_hidden, t_atts = self.teacher_outputs(batch, sim_dtype)
-        out = model(**model_inputs(batch), labels=batch["labels"], sim_dtype=sim_dtype, **kw)
-        if self.mode == "prediction":
-            return soft_cross_entropy(out.logits, t_logits), out
-        valid = batch["attention_mask"].bool()
-        loss = 0.0
-        for l, h in enumerate(out.hidden_rates):
-            target = t_hidden[0 if l == 0 else self.layer_map[l - 1]]
-            loss = loss + nn.functional.mse_loss(self.fit(h)[valid], target.float()[valid])
-        for l, p in enumerate(out.attentions):
-            q = t_atts[self.layer_map[l] - 1].float().clamp_min(1e-9)
-            kl = (q * (q.log() - p.float().clamp_min(1e-9).log())).sum(-1)   # [B, heads, N]
-            loss = loss + kl.transpose(1, 2)[valid].mean()
-        return loss, out
 
 
 # ---- the loop ----------------------------------------------------------------------------------
@@ -148,10 +82,11 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
         on_step: Callable | None = None, on_epoch: Callable | None = None,
         sim_dtype=torch.float32, seq_len: int = 128, select_best: bool = True,
         weight_decay: float = 0.01, extra_lr: float | None = None,
-        desc: str = "train") -> list[dict]:
+        costs: Callable | None = None, desc: str = "train") -> list[dict]:
     """Train ``model`` with ``loss_fn(model, batch) -> (loss, output)``; keep the weights of the
     epoch with the best held-out accuracy. ``extra_modules`` (a KD projection, mask logits)
-    train too, at ``extra_lr`` if given (without weight decay). Returns the per-epoch history."""
+    train too, at ``extra_lr`` if given (without weight decay); ``costs`` goes to :func:`evaluate`.
+    Returns the per-epoch history."""
     if epochs < 1 or lr <= 0:
         raise ValueError(f"`epochs` must be >= 1 and `lr` > 0; got {epochs}, {lr}")
     trainable = lambda mods: [p for m in mods for p in m.parameters() if p.requires_grad]
@@ -186,7 +121,7 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
                 on_step(step)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen}
         if heldout_loader is not None:
-            ev = evaluate(model, heldout_loader, device, sim_dtype, seq_len)
+            ev = evaluate(model, heldout_loader, device, sim_dtype, seq_len, costs=costs)
             row["heldout_accuracy"] = ev["accuracy"]
             row.update({k: ev[k] for k in ("layer_asr", "normalized_c", "acs_fraction",
                                            "mean_latency") if k in ev})

@@ -9,7 +9,8 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from .paper import load_paper_results
-from .report import NO_METRIC, NOT_RUN, difference, fmt_missing, get_metric
+from .notes import paper_value
+from .tables import NO_METRIC, NOT_RUN, difference, fmt_missing, get_metric
 
 FOUNDATION_STAGES = ("teacher", "spiking_fp", "baseline")
 STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
@@ -73,7 +74,6 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
     Per task, ours and the paper's: the accuracy change (points), the ACs kept (% of the
     unpruned model, Eq. 15-21) and the mean latency kept (% of T_conv). Built from the
     ``baseline`` and ``two_stage`` records; "not run" where either is missing."""
-    from .report import paper_value
     rows = []
     for task in tasks:
         base, pruned = records.get((task, "baseline")), records.get((task, "two_stage"))
@@ -131,9 +131,9 @@ def energy_table(records: Mapping[tuple[str, str], dict | None],
                  tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """An *estimate* of the synaptic energy per example: Normalized #C (Eq. 14) times the
     unpruned model's ACs at full activity (Eq. 15-21, N = max_length) gives the spike-driven
-    ACs, priced at 0.9 pJ per AC (:func:`stpcore.acs.estimate_energy`, 45 nm figures). Not a
+    ACs, priced at 0.9 pJ per AC (:func:`stpcore.prune.acs.estimate_energy`, 45 nm figures). Not a
     measurement: no hardware ran these models."""
-    from .acs import estimate_energy
+    from ..prune.acs import estimate_energy
     rows = []
     for task in tasks:
         for stage in stages:
@@ -155,8 +155,8 @@ def unpruned_acs(profile_config: dict) -> float:
     follows the teacher, whose config is read from the teacher's folder or hub id."""
     from transformers import AutoConfig
 
-    from .acs import count_acs
-    from .teacher import resolve_teacher
+    from ..prune.acs import count_acs
+    from ..train.teacher import resolve_teacher
     tc = AutoConfig.from_pretrained(resolve_teacher(profile_config["teacher"]))
     layers, steps = profile_config["student_layers"], profile_config["t_conv"]
     return float(count_acs([[1.0] * tc.num_attention_heads] * layers,

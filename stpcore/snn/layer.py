@@ -1,5 +1,5 @@
 """One SpikingBERT encoder layer (Appendix A): six spiking populations, their block simulation
-and their equilibrium map (Eq. 4). The model (:mod:`stpcore.model`) stacks these layers.
+and their equilibrium map (Eq. 4). The model (:mod:`stpcore.snn.model`) stacks these layers.
 
 Shapes: simulation blocks are ``[t, B, N, width]`` (t steps of a ``time_chunk`` block), rates
 ``[B, N, width]``. Populations of pruned units are simulated compact (kept units only).
@@ -15,6 +15,9 @@ from .config import SpikingBertConfig
 from .kernels import fused_norm_lif_scan
 from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
+
+#: The six spiking populations of an encoder layer, in simulation order (Appendix A).
+POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", "output")
 
 
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

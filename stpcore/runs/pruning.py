@@ -9,11 +9,11 @@ import time
 
 import torch
 
-from .pipeline import Run, stage
-from .retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
-from .spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
+from .runner import Run, stage
+from ..prune.retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
+from ..prune.spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
                       score_units, search_mask, unit_costs)
-from .temporal import allocate_timesteps, count_components, running_rate
+from ..prune.temporal import allocate_timesteps, count_components, running_rate
 
 
 def fisher_info(run: Run, model) -> dict:

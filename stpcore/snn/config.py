@@ -15,7 +15,7 @@ def _check(ok: bool, name: str, allowed: str, got) -> None:
 
 
 class SpikingBertConfig(PretrainedConfig):
-    """Configuration of :class:`stpcore.model.SpikingBertForSequenceClassification`.
+    """Configuration of :class:`stpcore.snn.model.SpikingBertForSequenceClassification`.
 
     Architecture (as BERT): ``vocab_size``, ``hidden_size``, ``num_hidden_layers``,
     ``num_attention_heads``, ``intermediate_size``, ``max_position_embeddings``,

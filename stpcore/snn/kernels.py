@@ -4,7 +4,7 @@ Each program owns ``BLOCK`` neurons, keeps their membrane ``u`` and last spike `
 and walks the time axis: ``u = leak * u + I[t] - V * s; s = (u >= V)``. Currents are read once
 (fp32, bf16 or fp16; arithmetic in fp32), spikes are written once in the requested dtype (0/1
 are exact in every float format). The operations are those of
-:func:`stpcore.lif.lif_scan_loop`, in the same order, so in fp32 the spikes are bit-identical:
+:func:`stpcore.snn.lif.lif_scan_loop`, in the same order, so in fp32 the spikes are bit-identical:
 
 * ``leak == 1``: the multiply is skipped (``LEAK_ONE``), leaving ``(u + I) - V*s``; ``V*s`` is
   exact (s is 0 or 1), so even a fused multiply-add of the reset rounds like the loop.

@@ -2,7 +2,7 @@
 
 A record is ``data/bench/<name>.json`` (schema: ``bench/README.md``). :func:`bench_table` lists
 what the bench prints, each number beside the target of the speed-up issue and a "met?" cell
-(``yes``/``no``/``n-a``) computed from the numbers. Cells follow :mod:`stpcore.report`: a number
+(``yes``/``no``/``n-a``) computed from the numbers. Cells follow :mod:`stpcore.report.tables`: a number
 the record lacks shows ``"n/a"`` and its "met?" ``n-a``.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .plots import _RC, _new_figure
-from .records import REPO_ROOT
-from .report import NO_METRIC
+from ..runs.records import REPO_ROOT
+from .tables import NO_METRIC
 
 #: Records the page expects: the CPU smoke run and the two GPU runs (plain, fused LIF kernel).
 EXPECTED = ("sim_small_cpu", "sim_paper_cuda", "sim_paper_fused_cuda")
@@ -233,7 +233,7 @@ def pruning_time_table(profile: str = "paper", tasks=("sst2", "mrpc"),
                        stage: str = "spatial_fisher_asr") -> pd.DataFrame:
     """Post-training spatial pruning time per task (Fisher pass + search + rearrangement), read
     from the pipeline's records (``metrics.pruning_seconds``), against the < 3 min target."""
-    from .records import read_record
+    from ..runs.records import read_record
     rows = []
     for task in tasks:
         rec = read_record(profile, task, stage)

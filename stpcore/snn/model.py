@@ -9,9 +9,9 @@ the average spiking rate (ASR) of the last layer's [CLS] token.
 Simulation (:meth:`SpikingBertModel.simulate`, no autograd): a population's spikes at step t
 depend only on earlier populations at the same step and on its own membrane, so every population
 is simulated over a block of ``time_chunk`` steps at once: one matrix product with time folded
-into the batch, then the LIF scan (:func:`stpcore.lif.lif_scan`). This is exact. Pruned heads
+into the batch, then the LIF scan (:func:`stpcore.snn.lif.lif_scan`). This is exact. Pruned heads
 and neurons are not computed: their rows and columns are dropped from the weights
-(:meth:`stpcore.layer.SpikingEncoderLayer.weights`) and their rates are zero.
+(:meth:`stpcore.snn.layer.SpikingEncoderLayer.weights`) and their rates are zero.
 
 Training (:meth:`SpikingBertModel.equilibrium`): the ASRs a* are a fixed point of the map
 ``f_theta`` that sends each population's input rates to ``clamp(I / V_th, 0, 1)``. Eq. 4 gives
@@ -30,9 +30,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .acs import POPULATIONS
 from .config import SpikingBertConfig
-from .layer import SpikingEncoderLayer, _attach
+from .layer import POPULATIONS, SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan
 from .quant import QuantLinear
 

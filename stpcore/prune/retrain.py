@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from . import acs
+from .acs import spiking_costs
 from .temporal import prune_timesteps, running_rate
-from .train import evaluate, fit, model_inputs
+from ..train.loop import evaluate, fit, model_inputs
 
 
 @dataclass
@@ -128,7 +129,7 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
                   heldout_loader=heldout_loader, extra_modules=(logits,) if logits is not None else (),
                   extra_lr=cfg.mask_lr if logits is not None else None,
                   progress=progress, on_step=on_step, sim_dtype=sim_dtype, seq_len=cfg.seq_len,
-                  select_best=False, desc="retrain")
+                  costs=spiking_costs, select_best=False, desc="retrain")
     if logits is not None:                        # the masks after the last optimiser step
         bert.head_mask.copy_(logits.hard()[0])
         bert.neuron_mask.copy_(logits.hard()[1])

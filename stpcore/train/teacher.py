@@ -10,8 +10,8 @@ import os
 import torch
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from .config import SpikingBertConfig
-from .model import SpikingBertForSequenceClassification
+from ..snn.config import SpikingBertConfig
+from ..snn.model import SpikingBertForSequenceClassification
 
 DEFAULT_TEACHER = "all-minilm-l6-v2"
 

@@ -16,7 +16,6 @@ with a message naming it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 EXECUTED = "executed"
@@ -35,11 +34,15 @@ MATHJAX_VERSION = "3"
 MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book dir (git-ignored)
 
 #: Modules documented on the API page, in this order.
-API_MODULES = ("stpcore.config", "stpcore.lif", "stpcore.layer", "stpcore.model", "stpcore.quant",
-               "stpcore.data", "stpcore.acs", "stpcore.temporal", "stpcore.spatial", "stpcore.experiments",
-               "stpcore.retrain", "stpcore.train", "stpcore.teacher", "stpcore.profiles",
-               "stpcore.pipeline", "stpcore.records", "stpcore.report", "stpcore.plots",
-               "stpcore.kernels", "stpcore.summary", "stpcore.paper", "stpcore.benchmarks")
+API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
+               "stpcore.snn.quant", "stpcore.snn.kernels", "stpcore.train.data",
+               "stpcore.train.teacher", "stpcore.train.distill", "stpcore.train.loop",
+               "stpcore.prune.acs", "stpcore.prune.spatial", "stpcore.prune.temporal",
+               "stpcore.prune.retrain", "stpcore.runs.profiles", "stpcore.runs.runner",
+               "stpcore.runs.foundation", "stpcore.runs.pruning", "stpcore.runs.records",
+               "stpcore.report.paper", "stpcore.report.tables", "stpcore.report.notes",
+               "stpcore.report.summary", "stpcore.report.plots", "stpcore.report.benchmarks",
+               "stpcore.report.book")
 
 
 class BookError(RuntimeError):

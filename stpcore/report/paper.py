@@ -11,7 +11,7 @@ import functools
 import json
 from pathlib import Path
 
-PAPER_RESULTS_PATH = Path(__file__).resolve().parent.parent / "data" / "paper" / "paper_results.json"
+PAPER_RESULTS_PATH = Path(__file__).resolve().parents[2] / "data" / "paper" / "paper_results.json"
 #: GLUE tasks of the paper, in the column order of its tables.
 PAPER_TASKS = ("mnli", "qqp", "qnli", "sst2", "mrpc")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import acs
-from .train import model_inputs, to_device
+from ..train.loop import model_inputs, to_device
 
 SCORINGS = ("fisher", "fisher_asr_neuron", "fisher_asr_attn", "fisher_asr")
 

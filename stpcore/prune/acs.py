@@ -16,7 +16,8 @@ from numbers import Integral
 
 import torch
 
-POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", "output")
+from ..snn.layer import POPULATIONS
+
 
 # (connection, presynaptic population, cost family). "input" is the layer input: the
 # embedding population for the first layer, the "output" population of the previous one.
@@ -162,7 +163,7 @@ def normalized_c(rates, head_mask, neuron_mask, layer_timesteps, seq_len: int,
     """Normalized #C of Eq. 14: sum_c ASR(pre(c)) * ACs(c) / ACs of the unpruned model.
 
     ``rates`` = ``{"embedding": a, "layers": [[a per POPULATIONS] per layer]}``, each a rate
-    spikes / (neurons x timesteps), as :class:`stpcore.model.Simulation` reports them: "key"
+    spikes / (neurons x timesteps), as :class:`stpcore.snn.model.Simulation` reports them: "key"
     and "value" over the neurons of kept heads, the others over the *whole* population, masked
     units counting as silent. Since the connections of pruned units are already absent from
     ACs(c), the "attention" and "intermediate" rates are rescaled to their kept units
@@ -207,3 +208,16 @@ def estimate_energy(acs, macs=0.0, e_ac: float = 0.9e-12, e_mac: float = 4.6e-12
     _check(macs >= 0 and math.isfinite(macs), "estimate_energy", "macs", "finite and >= 0",
            macs)
     return acs * e_ac + macs * e_mac
+
+
+def spiking_costs(model, rates: dict, seq_len: int) -> dict:
+    """Normalized #C, AC fraction and mean latency of a SpikingBERT at its measured population
+    ``rates`` (as :func:`stpcore.train.loop.evaluate` reports them); its ``costs`` argument."""
+    cfg, bert = model.config, model.spiking_bert
+    geometry = dict(seq_len=seq_len, hidden_size=cfg.hidden_size, num_heads=cfg.num_attention_heads)
+    masks = (bert.head_mask.cpu(), bert.neuron_mask.cpu(), cfg.per_layer_timesteps)
+    steps = cfg.per_layer_timesteps
+    return {"normalized_c": normalized_c(rates, *masks, **geometry, reference_timesteps=cfg.timesteps),
+            "acs_fraction": float(acs_fraction(*masks, **geometry, reference_timesteps=cfg.timesteps)),
+            "layer_timesteps": steps,
+            "mean_latency": sum(steps) / len(steps)}

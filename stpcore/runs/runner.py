@@ -1,4 +1,7 @@
-"""The stage runner: teacher -> full-precision SpikingBERT -> 1-bit baseline -> pruning stages.
+"""The stage runner: a registry of stages, each run or reused with its record and checkpoint.
+
+The stages themselves live in :mod:`stpcore.runs.foundation` (teacher -> full-precision
+SpikingBERT -> 1-bit baseline) and :mod:`stpcore.runs.pruning` (the paper's experiments).
 
 Each stage is a function ``stage(run) -> (metrics, model_or_None)`` registered in ``STAGES``
 with the stages it needs. ``Run.record(stage)`` returns the stage's saved record or runs it: a
@@ -19,12 +22,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import data as glue
-from .model import SpikingBertForSequenceClassification
+from ..train import data as glue
+from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import PRUNING_KEYS, Profile, get_profile
 from .records import REPO_ROOT, read_record, write_record
-from .teacher import load_teacher, load_tokenizer, student_from_teacher, student_layer_map
-from .train import Distiller, evaluate, fit, is_spiking, label_loss, pick_device
+from ..train.teacher import load_tokenizer
+from ..prune.acs import spiking_costs
+from ..train.loop import evaluate, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
 FOUNDATION = ("teacher", "spiking_fp", "baseline")     # stages that ignore the pruning knobs
@@ -82,8 +86,10 @@ class Run:
         """Dev accuracy (the reported number) and held-out accuracy (used for choices),
         simulated in ``sim_dtype`` (default: the profile's)."""
         dtype = sim_dtype or self.sim_dtype
-        dev = evaluate(model, self.loader("dev"), self.device, dtype, self.profile.max_length)
-        held = evaluate(model, self.loader("heldout"), self.device, dtype, self.profile.max_length)
+        dev = evaluate(model, self.loader("dev"), self.device, dtype, self.profile.max_length,
+                       costs=spiking_costs)
+        held = evaluate(model, self.loader("heldout"), self.device, dtype, self.profile.max_length,
+                        costs=spiking_costs)
         out = {"dev_accuracy": dev.pop("accuracy"), "heldout_accuracy": held["accuracy"],
                "dev_examples": dev.pop("examples")}
         out.update(dev)
@@ -155,65 +161,3 @@ def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0
     if profile == "smoke" or recompute:
         return run_stage(task, stage_name, profile, seed, force=recompute)
     return read_record(profile, task, stage_name)
-
-
-# ---- foundation stages ---------------------------------------------------------------------------
-@stage("teacher")
-def stage_teacher(run: Run):
-    p = run.profile
-    model = load_teacher(p.teacher, glue.TASKS[run.task].num_labels).to(run.device)
-    history = fit(model, run.loader("train"), epochs=p.teacher_epochs, lr=p.teacher_lr,
-                  loss_fn=label_loss, device=run.device, heldout_loader=run.loader("heldout"),
-                  progress=p.progress, desc="teacher")
-    return {**run.dev_metrics(model), "history": history}, model
-
-
-def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, second_epochs: int,
-                  second_lr: float):
-    """Intermediate-layer KD, then prediction-layer KD (``second='prediction'``) or labels."""
-    p = run.profile
-    layer_map = (student_layer_map(teacher.config.num_hidden_layers, p.student_layers)
-                 if not is_spiking(teacher) else list(range(1, p.student_layers + 1)))
-    common = dict(device=run.device, heldout_loader=run.loader("heldout"), progress=p.progress,
-                  sim_dtype=run.sim_dtype, seq_len=p.max_length)
-    kd_loader = run.loader("train", batch_size=p.kd_batch_size)
-    ikd = Distiller(teacher, layer_map, student.config.hidden_size, "intermediate").to(run.device)
-    # IKD drives hidden ASRs, not accuracy: keep its last epoch rather than select on accuracy
-    hist = [{"phase": "intermediate_kd", **row} for row in
-            fit(student, kd_loader, epochs=ikd_epochs, lr=p.kd_lr, loss_fn=ikd,
-                extra_modules=(ikd.fit,), select_best=False, desc="ikd", **common)]
-    if second == "prediction":
-        loss = Distiller(teacher, layer_map, student.config.hidden_size, "prediction")
-    else:
-        loss = label_loss
-    hist += [{"phase": second, **row} for row in
-             fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
-                 desc=second, **common)]
-    return hist
-
-
-@stage("spiking_fp", needs=("teacher",))
-def stage_spiking_fp(run: Run):
-    p = run.profile
-    teacher = run.model("teacher")
-    student = student_from_teacher(teacher, p.student_layers, p.t_conv, p.initial_vth,
-                                   time_chunk=p.time_chunk).to(run.device)
-    history = distill_stage(run, student, teacher, p.fp_ikd_epochs, "prediction",
-                            p.fp_pred_epochs, p.pred_lr)
-    return {**run.dev_metrics(student), "history": history}, student
-
-
-@stage("baseline", needs=("spiking_fp",))
-def stage_baseline(run: Run):
-    """The 1-bit SpikingBERT: binarised encoder weights, IKD from the full-precision
-    SpikingBERT, then fine-tuning on the labels."""
-    p = run.profile
-    fp = run.model("spiking_fp")
-    student = run.model("spiking_fp")
-    student.spiking_bert.set_binary_weights(True)
-    history = distill_stage(run, student, fp, p.binary_ikd_epochs, "labels",
-                            p.binary_ft_epochs, p.pred_lr)
-    return {**run.dev_metrics(student), "history": history}, student
-
-
-from . import experiments  # noqa: E402,F401  (registers the pruning stages)

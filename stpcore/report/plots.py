@@ -150,7 +150,7 @@ def plot_budget_sweep(record: Any, paper: Mapping | None = None, task: str = "ss
     """Fig. 4a: accuracy after post-training spatial pruning vs the ACs budget (0.4-1.0).
 
     ``record``: the ``budget_sweep`` record (``metrics.points``: ``budget``, accuracies).
-    ``paper``: :func:`stpcore.paper.load_paper_results` output; the paper publishes no curve,
+    ``paper``: :func:`stpcore.report.paper.load_paper_results` output; the paper publishes no curve,
     so its Table II points are drawn (budget 0.6: post-training FIM + ASR; 1.0: baseline)
     and its chosen budget as a dotted line.
     """

@@ -63,7 +63,7 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     Returns:
         ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. The state is kept
         in at least fp32 (bf16/fp16 currents accumulate in fp32). On CUDA, with a scalar threshold and :func:`use_fused_lif`, the fused kernel runs
-        (:func:`stpcore.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
+        (:func:`stpcore.snn.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
         otherwise :func:`lif_scan_loop`.
     """
     if current.dim() < 1 or current.shape[0] < 1:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def results_root() -> Path:
@@ -50,15 +50,16 @@ def git_commit() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-def source_digest(package: Path = Path(__file__).resolve().parent) -> str:
-    """sha256 over the names and contents of the library's ``*.py`` files, in name order.
+def source_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+    """sha256 over the paths (relative to the package) and contents of the library's ``*.py``
+    files, in path order.
 
     Recorded as ``provenance.source_sha256``: it names the code a process imported even where
     there is no ``.git`` or the tree changed after launch. Recompute it on a checkout of any
     commit to find the one a record came from."""
     digest = hashlib.sha256()
-    for f in sorted(package.glob("*.py")):
-        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in sorted(package.rglob("*.py")):
+        digest.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

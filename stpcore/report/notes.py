@@ -1,0 +1,197 @@
+"""Notebook helpers and prose: provenance tables, run status, one-line comparisons, sweep and
+history tables, and the summaries the notebooks print under their tables."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import pandas as pd
+
+from .paper import load_paper_results, task_label
+from .tables import (NO_METRIC, NOT_RUN, TABLE_I_KEYS, TABLE_STAGES, _is_missing, as_record_map,
+                     collect_records, fmt_missing, get_metric)
+
+
+# ---------------------------------------------------------------------------- provenance & prose
+PROVENANCE_COLUMNS = ["profile", "device", "seed", "wall time (s)", "git commit", "git dirty", "finished",
+                      "note"]
+
+
+def provenance_table(records) -> pd.DataFrame:
+    """Where each number came from: one row per ``(task, stage)``; "not run" where no record."""
+    rows, index = [], []
+    for (task, stage), rec in sorted(as_record_map(records).items()):
+        index.append((task, stage))
+        if rec is None:
+            rows.append([NOT_RUN] * len(PROVENANCE_COLUMNS))
+            continue
+        prov = rec.get("provenance", {})
+        commit = prov.get("git_commit")
+        rows.append([rec.get("profile"), prov.get("device"), prov.get("seed"), prov.get("wall_time_s"),
+                     commit[:10] if commit else NO_METRIC, prov.get("git_dirty"), prov.get("finished"),
+                     prov.get("note", "")])
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "stage"]) if index
+                        else pd.MultiIndex.from_tuples([], names=["task", "stage"]),
+                        columns=PROVENANCE_COLUMNS)
+
+
+def run_status(records) -> str:
+    """One sentence: how many of the requested stages have records."""
+    recs = as_record_map(records)
+    done = sorted(f"{t}/{s}" for (t, s), r in recs.items() if r is not None)
+    missing = sorted(f"{t}/{s}" for (t, s), r in recs.items() if r is None)
+    text = f"{len(done)} of {len(recs)} requested (task, stage) records are present."
+    if missing:
+        text += " Not run: " + ", ".join(missing) + "."
+    return text
+
+
+def compare_sentence(what: str, ours: Any, paper: Any, unit: str = "", digits: int = 2) -> str:
+    """A sentence quoting a number of ours next to the paper's (for notebook prose)."""
+    if _is_missing(ours) or isinstance(ours, str):
+        return f"{what}: paper {fmt_missing(paper, digits)}{unit}; ours: {ours if isinstance(ours, str) else NOT_RUN}."
+    return (f"{what}: paper {paper:.{digits}f}{unit}, ours {float(ours):.{digits}f}{unit} "
+            f"(difference {float(ours) - float(paper):+.{digits}f}{unit}).")
+
+
+# ---------------------------------------------------------------------------- notebook helpers
+#: Artifacts the paper reports on SST-2 only.
+SST2_ONLY = ("table_iv", "table_v", "fig_3", "fig_4")
+
+
+def collect_for(artifact: str, tasks: Iterable[str], profile: str = "smoke", seed: int = 0,
+                recompute: bool = False, getter: Callable[..., dict | None] | None = None):
+    """The records one artifact (``"table_ii"``, ``"fig_5"``, ...) needs for ``tasks``.
+
+    Artifacts the paper shows on SST-2 only use ``sst2`` if it is among ``tasks`` (else none).
+    """
+    tasks = list(tasks)
+    if artifact in SST2_ONLY:
+        tasks = [t for t in tasks if t == "sst2"]
+    return collect_records(tasks, TABLE_STAGES[artifact], profile=profile, seed=seed,
+                           recompute=recompute, getter=getter)
+
+
+def extra_hyperparameters(profile_cfgs: Mapping[str, Mapping | None]) -> pd.DataFrame:
+    """The knobs of our runs that Table I does not list (rows) per task (columns)."""
+    cols = {task_label(t): {k: v for k, v in cfg.items() if k not in TABLE_I_KEYS}
+            for t, cfg in profile_cfgs.items() if cfg is not None}
+    return pd.DataFrame(cols)
+
+
+def sweep_table(record: dict | None, x_key: str) -> pd.DataFrame:
+    """The points of a ``budget_sweep`` / ``base_sweep`` record as a table (one row per point);
+    a one-cell "not run" table without a record."""
+    if record is None:
+        return pd.DataFrame({x_key: [NOT_RUN]})
+    points = sorted(record.get("metrics", {}).get("points") or [], key=lambda p: p[x_key])
+    df = pd.DataFrame(points)
+    if "acs_fraction" in df:
+        df["ACs (%)"] = (100.0 * df.pop("acs_fraction")).round(2)
+    return df.set_index(x_key).round(2)
+
+
+def history_table(record: dict | None) -> pd.DataFrame:
+    """Per-epoch history of a record (layer ASRs as one column per layer)."""
+    if record is None:
+        return pd.DataFrame({"epoch": [NOT_RUN]})
+    hist = record.get("metrics", record).get("history") or []
+    rows = []
+    for h in hist:
+        row = {k: v for k, v in h.items() if k != "layer_asr"}
+        for i, a in enumerate(h.get("layer_asr") or []):
+            row[f"ASR L{i + 1}"] = a
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    return (df.set_index("epoch") if "epoch" in df else df).round(4)
+
+
+def activity_summary(record: dict | None) -> str:
+    """Fig. 3 in words: final-epoch mean ASR (averaged over layers) and Normalized #C,
+    with vs without the activity loss."""
+    if record is None:
+        return f"Activity-loss ablation: {NOT_RUN}."
+    parts = []
+    for name in ("with", "without"):
+        hist = (record["metrics"].get(name) or {}).get("history") or []
+        if not hist:
+            parts.append(f"{name} the activity loss: {NOT_RUN}")
+            continue
+        last = hist[-1]
+        asr = last.get("layer_asr") or []
+        mean_asr = sum(asr) / len(asr) if asr else float("nan")
+        parts.append(f"{name} the activity loss, epoch {last.get('epoch')}: mean ASR over layers "
+                     f"{mean_asr:.4f}, Normalized #C {last.get('normalized_c', float('nan')):.4f}")
+    return "; ".join(parts) + "."
+
+
+def profile_banner(profile: str) -> str:
+    """What the numbers of a profile are (printed at the top of every notebook)."""
+    if profile == "smoke":
+        return ("Profile 'smoke': a tiny CPU run (few examples, 2 layers, few timesteps) that exercises the "
+                "whole pipeline. Its numbers test the code; they are NOT comparable with the paper's.")
+    return (f"Profile '{profile}': Table I settings on one GPU (see the deviations page for what differs "
+            "from the paper). Stages without a record show 'not run'.")
+
+
+def paper_value(table: str, task: str, stage: str, key: str) -> float | None:
+    """One published number: e.g. ``paper_value("table_ii", "sst2", "two_stage", "accuracy")``.
+
+    ``key``: ``accuracy``/``acs_percent`` (Table II), ``accuracy``/``normalized_c``/``latency``
+    (Table III), ``accuracy`` (Table IV), ``accuracy``/``timesteps`` (Table V). None if the
+    paper has no such number.
+    """
+    p = load_paper_results()
+    if table == "table_ii":
+        for r in p["table_ii"]["rows"]:
+            if r["stage"] == stage:
+                return r["values"].get(task, {}).get(key)
+        return None
+    if table == "table_iii":
+        return p["table_iii"]["values"].get(task, {}).get(stage, {}).get(key)
+    if table in ("table_iv", "table_v"):
+        if task != p[table]["task"]:
+            return None
+        for r in p[table]["rows"]:
+            if r["stage"] == stage:
+                return r.get(key)
+        return None
+    raise ValueError(f"`table` must be one of table_ii..table_v; got {table!r}")
+
+
+def reduction_summary(records, tasks: Iterable[str]) -> str:
+    """Sec. IV-C in words: Normalized #C and latency of the pruned (and adaptive) model as a
+    reduction ``1 - pruned / baseline``, ours and the paper's, per task."""
+    recs = as_record_map(records)
+    lines = []
+    for task in tasks:
+        base = recs.get((task, "baseline"))
+        for stage in ("two_stage", "adaptive_threshold"):
+            rec = recs.get((task, stage))
+            for key, name in (("normalized_c", "Normalized #C"), ("latency", "latency")):
+                mkey = "mean_latency" if key == "latency" else key
+                pb, ps = paper_value("table_iii", task, "baseline", key), paper_value("table_iii", task, stage, key)
+                paper_red = 100.0 * (1.0 - ps / pb) if pb and ps is not None else None
+                ob, os_ = get_metric(base, mkey), get_metric(rec, mkey)
+                if isinstance(ob, float) and isinstance(os_, float) and ob > 0:
+                    ours = 100.0 * (1.0 - os_ / ob)
+                else:
+                    ours = os_ if isinstance(os_, str) else (ob if isinstance(ob, str) else None)
+                lines.append(compare_sentence(f"{task} {stage}: {name} reduction vs baseline", ours,
+                                              paper_red, " %"))
+    return "\n".join(lines)
+
+
+def random_mask_summary(two_stage: Mapping[str, dict | None], random_mask: Mapping[str, dict | None],
+                        tasks: Iterable[str], accuracy_key: str = "dev_accuracy") -> str:
+    """Fig. 5 in words: our accuracy with the post-training masks vs a random mask, per task."""
+    lines = []
+    for task in tasks:
+        a = get_metric(two_stage.get(task), accuracy_key)
+        b = get_metric(random_mask.get(task), accuracy_key)
+        fa = f"{a:.2f} %" if isinstance(a, float) else (a or NOT_RUN)
+        fb = f"{b:.2f} %" if isinstance(b, float) else (b or NOT_RUN)
+        line = f"{task}: post-training masks {fa}, random mask {fb}"
+        if isinstance(a, float) and isinstance(b, float):
+            line += f" (post-training minus random: {a - b:+.2f} points)"
+        lines.append(line + ".")
+    return "\n".join(lines)

@@ -1,0 +1,10 @@
+"""Experiments as stages: profiles (Table I, :mod:`~stpcore.runs.profiles`), the stage runner
+with its reuse rule (:mod:`~stpcore.runs.runner`), the foundation stages
+(:mod:`~stpcore.runs.foundation`), the paper's pruning experiments
+(:mod:`~stpcore.runs.pruning`) and result records with provenance
+(:mod:`~stpcore.runs.records`).
+
+May import :mod:`stpcore.prune`, :mod:`stpcore.train` and :mod:`stpcore.snn`. Importing this
+package registers every stage.
+"""
+from . import foundation, pruning  # noqa: F401  (register the stages)
