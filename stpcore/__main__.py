@@ -11,6 +11,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["book"]:
         from .report.book import main as book_main
         return book_main(argv[1:])
+    if argv[:1] == ["pack"]:
+        return pack_main(argv[1:])
     from .runs.runner import STAGES, run_stage
     parser = argparse.ArgumentParser(prog="python -m stpcore",
                                      description="Run pipeline stages (or `book` to build the book).")
@@ -21,6 +23,9 @@ def main(argv=None) -> int:
     run.add_argument("--stages", default="teacher,spiking_fp,baseline",
                      help=f"comma-separated, in order; 'all' = {','.join(STAGES)}")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--base-seed", type=int, default=None,
+                     help="seed of the foundation (teacher .. baseline) that pruning starts from "
+                          "(default: --seed)")
     run.add_argument("--force", action="store_true", help="recompute even if a record exists")
     run.add_argument("--teacher", help="teacher: all-minilm-l6-v2 (default), a hub id, a folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -36,10 +41,41 @@ def main(argv=None) -> int:
         except json.JSONDecodeError:
             overrides[key] = value
     for name in stages:
-        rec = run_stage(args.task, name, args.profile, args.seed, force=args.force, **overrides)
-        shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, (list, dict))}
+        rec = run_stage(args.task, name, args.profile, args.seed, force=args.force,
+                        base_seed=args.base_seed, **overrides)
+        shown = {k: v for k, v in rec["metrics"].items()
+                 if not isinstance(v, (list, dict, str))}
         print(f"{args.task} {name}: {json.dumps(shown)} "
               f"({rec['provenance']['wall_time_s']:.0f} s, {rec['provenance']['device']})", flush=True)
+    return 0
+
+
+def pack_main(argv) -> int:
+    """``python -m stpcore pack``: a trained stage's model as a shipped checkpoint, evaluated
+    back after unpacking (fp32 dev predictions stored in its record.json as ``packed_eval``)."""
+    import torch
+    from .runs.checkpoints import load_checkpoint, pack_checkpoint
+    from .runs.records import atomic_write_json
+    from .runs.runner import Run
+    parser = argparse.ArgumentParser(prog="python -m stpcore pack")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--profile", default="paper", choices=["smoke", "paper"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage", default="baseline")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--teacher-dtype", default="float32", choices=["float32", "float16"],
+                        help="dtype of the teacher copy the model was trained from")
+    args = parser.parse_args(argv)
+    run = Run(args.task, args.profile, args.seed)
+    rec = run.record(args.stage)
+    out = pack_checkpoint(run.model(args.stage), args.out, rec, args.teacher_dtype)
+    packed = load_checkpoint(out).to(run.device)
+    m = run.dev_metrics(packed, torch.float32)
+    rec["packed_eval"] = {"sim_dtype": "float32", "dev_accuracy": m["dev_accuracy"],
+                          "dev_predictions": m["dev_predictions"]}
+    atomic_write_json(out / "record.json", rec)
+    print(f"packed {args.task} {args.stage} seed {args.seed} -> {out}: fp32 dev accuracy "
+          f"{m['dev_accuracy']:.2f} (record {rec['metrics']['dev_accuracy']:.2f})", flush=True)
     return 0
 
 

@@ -49,7 +49,23 @@ def test_changed_configuration_or_seed_reruns(counting_stages):
     runner.run_stage("sst2", "_parent", "smoke", teacher="bert-base-uncased")
     runner.run_stage("sst2", "_parent", "smoke", seed=1)
     assert calls == ["parent"] * 3
-    assert read_record("smoke", "sst2", "_parent")["config"]["teacher"] == "all-minilm-l6-v2"
+    assert read_record("smoke", "sst2", "_parent")["config"]["teacher"] == "bert-base-uncased"
+    seed1 = read_record("smoke", "sst2", "_parent", seed=1)        # seeds do not overwrite
+    assert seed1["config"]["teacher"] == "all-minilm-l6-v2" and seed1["provenance"]["seed"] == 1
+    runner.run_stage("sst2", "_parent", "smoke", seed=1)
+    assert calls == ["parent"] * 3                                  # seed 1 reused from its file
+
+
+def test_base_seed_shares_the_foundation(counting_stages, monkeypatch):
+    calls, _ = counting_stages
+    monkeypatch.setattr(runner, "FOUNDATION", ("_parent",))
+    for seed in (0, 1, 2):
+        rec = runner.run_stage("sst2", "_child", "smoke", seed=seed, base_seed=0)
+        assert rec["provenance"]["base_seed"] == 0 and rec["provenance"]["seed"] == seed
+        assert rec["provenance"]["upstream"]["_parent"]["record"].endswith("_parent.json")
+    assert calls == ["parent", "child", "child", "child"]          # one foundation, three seeds
+    with pytest.raises(ValueError, match="base_seed"):
+        runner.Run("sst2", "smoke", 0, base_seed=-1)
 
 
 def test_pruning_knobs_rerun_pruning_stages_but_not_the_foundation(counting_stages, monkeypatch):

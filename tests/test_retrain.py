@@ -4,7 +4,8 @@ import torch
 
 import stpcore.prune.retrain as retrain_mod
 from stpcore.prune import acs
-from stpcore.prune.retrain import MaskLogits, RetrainConfig, activity_loss, retrain
+from stpcore.prune.retrain import (MaskLogits, RetrainConfig, activity_loss, mask_flips,
+                                   penalty_scale, retrain)
 
 from conftest import make_batch, make_tiny_model
 
@@ -103,7 +104,8 @@ def test_ac_penalty_shrinks_the_soft_mask_acs(monkeypatch):
 def test_without_penalty_masks_stay(monkeypatch):
     model = make_tiny_model()
     cap = _Capture(monkeypatch)
-    cfg = RetrainConfig(epochs=1, lr=1e-3, learn_masks=True, penalty_lambda=0.0, seq_len=7)
+    cfg = RetrainConfig(epochs=1, lr=1e-3, learn_masks=True, penalty_lambda=0.0, seq_len=7,
+                        freeze_masks=False)
     retrain(model, loader(2), cfg, "cpu", progress=False)
     assert torch.equal(model.spiking_bert.head_mask, torch.ones(2, 4))
     assert cap.logits.head.grad is not None          # the soft masks were in the graph
@@ -130,7 +132,7 @@ def test_learnable_threshold_is_trained_only_when_asked():
 def test_pca_every_sets_valid_layer_timesteps():
     model = make_tiny_model()
     cfg = RetrainConfig(epochs=1, lr=1e-4, pca_every=1, pca_base=3.0, pca_variance=0.9,
-                        t_conv=12, seq_len=7)
+                        t_conv=12, seq_len=7, granularity="layer")
     out = retrain(model, loader(2), cfg, "cpu", trace_loader=loader(1), progress=False)
     steps = model.config.layer_timesteps
     assert isinstance(steps, list) and len(steps) == 2
@@ -150,7 +152,7 @@ def test_pca_every_needs_a_trace_loader():
 def test_measure_traces_restores_non_uniform_timesteps():
     model = make_tiny_model()
     model.spiking_bert.set_layer_timesteps([12, 4])
-    traces = retrain_mod.measure_traces(model, loader(1), "cpu")
+    traces = retrain_mod.measure_traces(model, loader(1), "cpu", granularity="layer")
     assert [t.shape for t in traces] == [torch.Size([12, 16])] * 2       # measured at T_conv
     assert model.config.layer_timesteps == [12, 4]
     assert all(t.min() >= 0 for t in traces) and all(t.sum() > 0 for t in traces)
@@ -174,3 +176,213 @@ def test_penalty_fraction_zero_leaves_masks(monkeypatch):
                         penalty_fraction=0.0, mask_lr=1e-4, mask_init=2.0, seq_len=7)
     retrain(model, loader(3), cfg, "cpu", progress=False)
     assert torch.equal(model.spiking_bert.head_mask, torch.ones(2, 4))
+
+
+# ---- penalty scale, mask freezing, learnable thresholds, mask flips, the lambda sweep ----------
+class _Recorder:
+    """Wraps ``fit``: keeps its kwargs, the mask logits, and snapshots of them after each step."""
+
+    def __init__(self, monkeypatch):
+        self.kwargs, self.logits, self.snapshots = None, None, {}
+        real = retrain_mod.fit
+
+        def fit(model, train_loader, **kw):
+            self.kwargs = kw
+            mods = kw.get("extra_modules", ())
+            self.logits = mods[0] if mods else None
+            inner = kw["on_step"]
+
+            def on_step(step):
+                if self.logits is not None:
+                    self.snapshots[step] = [z.detach().clone() for z in (self.logits.head,
+                                                                         self.logits.neuron)]
+                inner(step)
+            return real(model, train_loader, **{**kw, "on_step": on_step})
+
+        monkeypatch.setattr(retrain_mod, "fit", fit)
+
+
+def test_penalty_scale_is_the_squared_width_ratio():
+    assert penalty_scale(768, 768) == 1.0
+    assert penalty_scale(384, 768) == pytest.approx(4.0)
+    assert penalty_scale(16, 768) == pytest.approx(2304.0)
+    assert penalty_scale(384, None) == 1.0
+    out = retrain(make_tiny_model(), loader(1), RetrainConfig(seq_len=7), "cpu", progress=False)
+    assert out["penalty_scale"] == pytest.approx((768 / 16) ** 2)
+    out = retrain(make_tiny_model(), loader(1), RetrainConfig(seq_len=7, penalty_reference_width=None),
+                  "cpu", progress=False)
+    assert out["penalty_scale"] == 1.0
+
+
+def _logit_grads(monkeypatch, lam, ref):
+    """Mask-logit gradients of one retraining step (gradient clipping off)."""
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: None)
+    rec = _Recorder(monkeypatch)
+    cfg = RetrainConfig(epochs=1, lr=1e-9, learn_masks=True, penalty_lambda=lam, penalty_fraction=1.0,
+                        mask_lr=1e-9, mask_init=2.0, seq_len=7, penalty_reference_width=ref)
+    out = retrain(make_tiny_model(), loader(1), cfg, "cpu", progress=False)
+    assert out["penalty_steps"] == (1 if lam > 0 else 0)
+    return rec.logits.head.grad.clone(), rec.logits.neuron.grad.clone()
+
+
+def test_penalty_gradient_closed_form(monkeypatch):
+    # dL/dz = lambda * (768 / D)^2 * dM/dm * sigmoid'(z), with m = sigmoid(z), z = +2 everywhere
+    model = make_tiny_model()
+    s = torch.sigmoid(torch.tensor(2.0))
+    h = torch.full((2, 4), float(s), requires_grad=True)
+    n = torch.full((2, 32), float(s), requires_grad=True)
+    m = acs.count_acs(h, n, model.config.per_layer_timesteps, **GEOM)
+    dh, dn = torch.autograd.grad(m, (h, n))
+    scale = (768 / 16) ** 2
+    lam = 1.0 / (scale * float(torch.cat([dh.flatten(), dn.flatten()]).abs().max()))
+    base_h, base_n = _logit_grads(monkeypatch, 0.0, 768)          # the task loss alone
+    gh, gn = _logit_grads(monkeypatch, lam, 768)
+    uh, un = _logit_grads(monkeypatch, lam, None)
+    ds = s * (1 - s)
+    assert torch.allclose(gh - base_h, lam * scale * dh * ds, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(gn - base_n, lam * scale * dn * ds, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(uh - base_h, lam * dh * ds, rtol=1e-3, atol=1e-8)      # unscaled
+    assert float((gh - base_h).abs().max()) > 0.1
+
+
+def _freeze_run(monkeypatch, freeze):
+    rec = _Recorder(monkeypatch)
+    cfg = RetrainConfig(epochs=1, lr=1e-3, learn_masks=True, penalty_lambda=1.0, penalty_fraction=0.5,
+                        mask_lr=1.5, mask_init=2.0, seq_len=7, freeze_masks=freeze)
+    model = make_tiny_model()
+    out = retrain(model, loader(4), cfg, "cpu", progress=False)   # penalty on for steps 1-2
+    return model, rec, out
+
+
+def test_masks_frozen_after_the_penalty_phase(monkeypatch):
+    model, rec, out = _freeze_run(monkeypatch, True)
+    assert out["penalty_steps"] == 2
+    start = 2.0 * torch.ones(2, 4)
+    assert not torch.equal(rec.snapshots[2][0], start)            # the penalty moved them
+    for step in (3, 4):
+        assert torch.equal(rec.snapshots[step][0], rec.snapshots[2][0])
+        assert torch.equal(rec.snapshots[step][1], rec.snapshots[2][1])
+    assert torch.equal(model.spiking_bert.head_mask, (rec.snapshots[2][0] > 0).float())
+    assert torch.equal(model.spiking_bert.neuron_mask, (rec.snapshots[2][1] > 0).float())
+
+
+def test_masks_keep_moving_without_freezing(monkeypatch):
+    model, rec, out = _freeze_run(monkeypatch, False)
+    assert out["penalty_steps"] == 2
+    assert not torch.equal(rec.snapshots[4][0], rec.snapshots[2][0])   # momentum and task loss
+    assert not torch.equal(rec.snapshots[4][1], rec.snapshots[2][1])
+
+
+def test_thresholds_train_at_their_own_rate_and_are_recorded(monkeypatch):
+    rec = _Recorder(monkeypatch)
+    model = make_tiny_model()
+    start = [float(v) for v in model.spiking_bert.vth().detach()]
+    cfg = RetrainConfig(epochs=1, lr=1e-9, learnable_threshold=True, threshold_lr=0.05, seq_len=7)
+    out = retrain(model, loader(3), cfg, "cpu", progress=False)
+    (group,) = rec.kwargs["param_groups"]
+    assert group["params"] == [model.spiking_bert.thresholds]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.0
+    assert out["thresholds_start"] == pytest.approx(start)
+    end = model.spiking_bert.vth().detach().tolist()
+    assert out["thresholds"] == pytest.approx(end)
+    moved = max(abs(a - b) for a, b in zip(start, end))
+    assert 0.01 < moved <= 0.05 * 2.5 + 1e-6        # ~threshold_lr per step (3 steps, schedule)
+    # at the weights' rate they would not move visibly
+    model = make_tiny_model()
+    out = retrain(model, loader(3), RetrainConfig(epochs=1, lr=1e-9, learnable_threshold=True,
+                                                  threshold_lr=1e-9, seq_len=7), "cpu", progress=False)
+    assert max(abs(a - b) for a, b in zip(out["thresholds_start"], out["thresholds"])) < 1e-6
+
+
+def test_fit_param_groups_leave_the_main_group(monkeypatch):
+    from stpcore.train import loop
+    groups = []
+    real = torch.optim.AdamW
+
+    class Spy(real):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            groups.extend(self.param_groups)
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", Spy)
+    model = make_tiny_model()
+    th = model.spiking_bert.thresholds
+    th.requires_grad_(True)
+    loss_fn = lambda m, b, **kw: (lambda o: (o.loss, o))(m(**loop.model_inputs(b), labels=b["labels"], **kw))
+    loop.fit(model, loader(1), epochs=1, lr=1e-4, loss_fn=loss_fn, device="cpu", progress=False,
+             select_best=False, param_groups=[{"params": [th], "lr": 0.5}])
+    main, extra = groups
+    assert all(p is not th for p in main["params"]) and main["weight_decay"] == 0.01
+    assert extra["params"] == [th] and extra["weight_decay"] == 0.0
+    assert extra["initial_lr"] == 0.5
+
+
+def test_mask_flips_counts_a_constructed_case():
+    h0 = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    h1 = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    n0 = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0]])
+    n1 = torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]])
+    assert mask_flips(h0, n0, h1, n1) == {"heads_pruned": 1, "heads_restored": 1,
+                                          "neurons_pruned": 2, "neurons_restored": 1}
+    assert mask_flips(h0, n0, h0, n0) == dict.fromkeys(("heads_pruned", "heads_restored",
+                                                        "neurons_pruned", "neurons_restored"), 0)
+
+
+def test_retrain_reports_mask_flips(monkeypatch):
+    model, cap, out = _penalty_run(monkeypatch, batches=3)
+    bert = model.spiking_bert
+    assert out["mask_flips"] == {"heads_pruned": 8 - int(bert.head_mask.sum()), "heads_restored": 0,
+                                 "neurons_pruned": 64 - int(bert.neuron_mask.sum()),
+                                 "neurons_restored": 0}
+    assert out["mask_flips"]["heads_pruned"] > 0
+
+
+class _FakeRun:
+    """What ``stage_lambda_sweep`` needs of a Run, on the tiny model and CPU."""
+
+    def __init__(self, profile):
+        self.profile, self.device, self.sim_dtype, self.loaded = profile, "cpu", torch.float32, []
+
+    def model(self, name):
+        self.loaded.append(name)
+        m = make_tiny_model()
+        h = torch.ones(2, 4)
+        h[1, 3] = 0.0                                    # a post-training pruned head
+        m.spiking_bert.set_masks(h, torch.ones(2, 32))
+        return m
+
+    def loader(self, split, batch_size=None, limit=None):
+        return loader(3 if split == "train" else 1)
+
+    def dev_metrics(self, model):
+        from stpcore.prune.acs import spiking_costs
+        from stpcore.train.loop import evaluate
+        ev = evaluate(model, loader(1), "cpu", seq_len=7, costs=spiking_costs)
+        return {"dev_accuracy": ev["accuracy"], "heldout_accuracy": ev["accuracy"],
+                **{k: ev[k] for k in ("acs_fraction", "normalized_c")}}
+
+
+def test_lambda_sweep_stage_on_the_smoke_profile():
+    from stpcore.runs import runner
+    from stpcore.runs.profiles import PRUNING_KEYS, get_profile
+    from stpcore.runs.pruning import retrain_config, stage_lambda_sweep
+    assert runner.STAGES["lambda_sweep"][0] == ("spatial_fisher_asr",)
+    assert {"penalty_reference_width", "freeze_masks", "threshold_lr", "lambda_sweep"} <= PRUNING_KEYS
+    smoke = get_profile("smoke", "sst2")
+    assert smoke.lambda_sweep == (0.0, 4.0)
+    cfg = retrain_config(_FakeRun(smoke))
+    assert (cfg.penalty_reference_width, cfg.freeze_masks, cfg.threshold_lr) == (768, True, 1e-3)
+    # a huge multiplier (lambda ~ 5) so that the penalty must prune
+    p = get_profile("smoke", "sst2", lambda_sweep=(0.0, 1e12), mask_lr=1.5, progress=False)
+    run = _FakeRun(p)
+    metrics, model = stage_lambda_sweep(run)
+    assert model is None and run.loaded == ["spatial_fisher_asr"] * 2     # fresh per point
+    zero, big = metrics["points"]
+    assert zero["multiplier"] == 0.0 and zero["lambda"] == 0.0
+    assert big["lambda"] == pytest.approx(1e12 * p.ac_penalty_lambda)
+    assert set(zero) == {"multiplier", "lambda", "dev_accuracy", "heldout_accuracy", "acs_fraction",
+                         "normalized_c", "mask_flips"}
+    pruned = lambda pt: pt["mask_flips"]["heads_pruned"] + pt["mask_flips"]["neurons_pruned"]
+    assert pruned(big) > pruned(zero)
+    assert big["mask_flips"]["heads_pruned"] <= 7 and big["mask_flips"]["neurons_pruned"] <= 64
+    assert big["acs_fraction"] < zero["acs_fraction"]

@@ -2,12 +2,17 @@
 
 Notation (Appendix B): L encoder layers, N sequence length, D hidden size, H = D / num_heads
 head size, F intermediate width; head mask ``h [L, num_heads]`` and neuron mask ``n [L, F]``
-(0/1 or soft in [0, 1]); per-layer timesteps ``t = [t^1..t^L]``, shared by all sublayers of a
-layer (so t_Q = t_K = t_V = t_Attn = t_FC = t_Inter = t_Output = t^l).
+(0/1 or soft in [0, 1]). Timesteps ``t`` come either per layer, ``[t^1..t^L]`` (every sublayer
+of layer l runs t^l), or per spiking population, ``{"embedding": t, "layers": [[t_K, t_V,
+t_Attn, t_FC, t_Inter, t_Output] per layer]}`` (``POPULATIONS`` order; Appendix B sets
+t_Q = t_Attn since the Query projection lives inside the spiking attention sublayer).
 
 Every count is a sum over synaptic connections (``CONNECTIONS``) of
-``unit cost x kept units x t^l``; with all spikes present ("full activity") it is Eq. 15-21,
-weighted by the presynaptic spiking rates it is the numerator of Eq. 14.
+``unit cost x kept units x t(post)``, each connection counted at the timesteps of its
+*postsynaptic* population (Eq. 17-21: query, scores and context at t_Attn, key at t_K, value at
+t_V, attention output at t_FC, intermediate at t_Inter, output at t_Output); the embedding's
+own timesteps enter no count (only the latency). With all spikes present ("full activity") it is
+Eq. 15-21, weighted by the presynaptic spiking rates it is the numerator of Eq. 14.
 """
 from __future__ import annotations
 
@@ -31,6 +36,11 @@ CONNECTIONS = (
     ("intermediate", "attention_output", "neuron"),
     ("output", "intermediate", "neuron"),
 )
+
+#: The postsynaptic population of each connection: the one whose timesteps count its ACs.
+POSTSYNAPTIC = {"query": "attention", "key": "key", "value": "value", "scores": "attention",
+                "context": "attention", "attention_output": "attention_output",
+                "intermediate": "intermediate", "output": "output"}
 
 
 def _check(ok: bool, fn: str, name: str, allowed: str, got) -> None:
@@ -63,16 +73,48 @@ def _check_config(head_mask, neuron_mask, layer_timesteps, seq_len, hidden_size,
     n_layers = head.shape[0]
     _check(neuron.shape[0] == n_layers, fn, "neuron_mask",
            f"[L, F] with the same L={n_layers} as head_mask", tuple(neuron.shape))
-    if isinstance(layer_timesteps, torch.Tensor):
-        t = layer_timesteps.to(device=head.device, dtype=torch.float64)
-    else:
-        t = torch.tensor([float(v) for v in layer_timesteps], dtype=torch.float64,
-                         device=head.device)
-    _check(t.dim() == 1 and t.shape[0] == n_layers, fn, "layer_timesteps",
-           f"{n_layers} numbers (one per layer)", tuple(t.shape))
+    t = _as_timesteps(layer_timesteps, n_layers, head.device, fn)
+    return head, neuron, t
+
+
+def _as_timesteps(timesteps, n_layers: int, device, fn: str) -> torch.Tensor:
+    """Per-layer list ``[L]`` or per-population dict -> float64 ``[L, len(POPULATIONS)]``."""
+    allowed = (f"{n_layers} numbers (one per layer) or {{\"embedding\": t, \"layers\": "
+               f"{n_layers} rows of {len(POPULATIONS)} numbers}}, all >= 1")
+    as_t = lambda v: (v.to(device=device, dtype=torch.float64) if isinstance(v, torch.Tensor)
+                      else torch.tensor(v, dtype=torch.float64, device=device))
+    try:
+        if isinstance(timesteps, dict):
+            _check(set(timesteps) == {"embedding", "layers"}, fn, "layer_timesteps", allowed,
+                   timesteps)
+            emb = float(timesteps["embedding"])
+            rows = timesteps["layers"]
+            t = as_t(rows if isinstance(rows, torch.Tensor) else [[float(v) for v in r] for r in rows])
+            ok = t.dim() == 2 and t.shape == (n_layers, len(POPULATIONS)) and emb >= 1
+        else:
+            t = as_t(timesteps if isinstance(timesteps, torch.Tensor)
+                     else [float(v) for v in timesteps])
+            ok = t.dim() == 1 and t.shape[0] == n_layers
+            t = t[:, None].expand(n_layers, len(POPULATIONS)) if ok else t
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ValueError) and str(err).startswith(fn):
+            raise
+        raise ValueError(f"{fn}: `layer_timesteps` must be {allowed}; got {timesteps!r}") from err
+    _check(ok, fn, "layer_timesteps", allowed, timesteps)
     _check(bool((t.detach() >= 1).all()), fn, "layer_timesteps", "all >= 1",
            t.detach().tolist())
-    return head, neuron, t
+    return t
+
+
+def population_latency(timesteps, n_layers: int) -> float:
+    """Mean timesteps over the spiking populations that have their own timesteps: the
+    embedding and the six per layer (25 for 4 layers) for the per-population dict; a per-layer
+    list counts as every population of layer l at t^l and the embedding at t^1."""
+    if not isinstance(timesteps, dict):
+        steps = [float(v) for v in timesteps]
+        timesteps = {"embedding": steps[0], "layers": [[v] * len(POPULATIONS) for v in steps]}
+    t = _as_timesteps(timesteps, n_layers, "cpu", "population_latency")
+    return (float(timesteps["embedding"]) + float(t.sum())) / (1 + t.numel())
 
 
 def _check_reference(reference_timesteps, fn: str) -> None:
@@ -85,14 +127,22 @@ def count_acs(head_mask, neuron_mask, layer_timesteps, seq_len: int, hidden_size
     """M(h, n, t) of Eq. 15-21 as a float64 scalar, differentiable w.r.t. masks and timesteps.
 
     Per layer: ``sum(h^l) * [N D H (t_Q + t_K + t_V) (Eq. 17-18) + 2 N^2 H t_Attn (Eq. 19)
-    + N D H t_FC (Eq. 20)] + sum(n^l) * [N D t_Inter + N D t_Output] (Eq. 21)``, all t = t^l.
+    + N D H t_FC (Eq. 20)] + sum(n^l) * [N D t_Inter + N D t_Output] (Eq. 21)``, t_Q = t_Attn;
+    ``layer_timesteps`` is a per-layer list (all t = t^l) or the per-population dict.
     Eq. 18-21 give the cost of one head / one intermediate neuron; the mask sums count them.
     """
     head, neuron, t = _check_config(head_mask, neuron_mask, layer_timesteps, seq_len,
                                     hidden_size, num_heads, "count_acs")
     n, d, hd = seq_len, hidden_size, hidden_size // num_heads
-    per_head = (3 * n * d * hd + 2 * n * n * hd + n * d * hd) * t       # Eq. 16-20, [L]
-    per_neuron = 2 * n * d * t                                           # Eq. 21, [L]
+    t_k, t_v, t_attn, t_fc, t_inter, t_out = t.unbind(dim=1)
+    if bool((t.detach() == t.detach()[:, :1]).all()) and not t.requires_grad:
+        t_l = t[:, 0]                       # one t per layer: today's exact expression
+        per_head = (3 * n * d * hd + 2 * n * n * hd + n * d * hd) * t_l
+        per_neuron = 2 * n * d * t_l
+    else:
+        per_head = (n * d * hd * (t_attn + t_k + t_v) + 2 * n * n * hd * t_attn   # Eq. 17-19
+                    + n * d * hd * t_fc)                                          # Eq. 20, [L]
+        per_neuron = n * d * t_inter + n * d * t_out                              # Eq. 21, [L]
     return (head.sum(dim=1) * per_head + neuron.sum(dim=1) * per_neuron).sum()  # Eq. 15
 
 
@@ -122,6 +172,8 @@ def count_synaptic_acs(head_mask, neuron_mask, layer_timesteps, seq_len: int, hi
     (float). Unit costs x t^l: query/key/value/attention_output N D H per kept head, scores and
     context N^2 H per kept head (the two products of Eq. 19), intermediate/output N D per kept
     neuron. Residual additions are not counted. The rows sum to :func:`count_acs`.
+    Each row also has ``post_population`` (:data:`POSTSYNAPTIC`) and ``timesteps``, the
+    postsynaptic population's timesteps that multiply its unit cost.
     """
     head, neuron, t = _check_config(head_mask, neuron_mask, layer_timesteps, seq_len,
                                     hidden_size, num_heads, "count_synaptic_acs")
@@ -129,7 +181,7 @@ def count_synaptic_acs(head_mask, neuron_mask, layer_timesteps, seq_len: int, hi
     unit_cost = {"head_linear": n * d * hd, "head_attention": n * n * hd, "neuron": n * d}
     kept_heads = head.detach().sum(dim=1).tolist()
     kept_neurons = neuron.detach().sum(dim=1).tolist()
-    steps = t.detach().tolist()
+    steps = t.detach().tolist()                                     # [L][POPULATIONS]
     rows = []
     for layer in range(head.shape[0]):
         for name, pre, family in CONNECTIONS:
@@ -140,9 +192,11 @@ def count_synaptic_acs(head_mask, neuron_mask, layer_timesteps, seq_len: int, hi
                 pre_layer, pre_population = None, "embedding"
             else:
                 pre_layer, pre_population = layer - 1, "output"
+            post = POSTSYNAPTIC[name]
+            t_post = steps[layer][POPULATIONS.index(post)]
             rows.append({"layer": layer, "connection": name, "pre_layer": pre_layer,
-                         "pre_population": pre_population,
-                         "acs": unit_cost[family] * kept * steps[layer]})
+                         "pre_population": pre_population, "post_population": post,
+                         "timesteps": t_post, "acs": unit_cost[family] * kept * t_post})
     return rows
 
 
@@ -212,12 +266,17 @@ def estimate_energy(acs, macs=0.0, e_ac: float = 0.9e-12, e_mac: float = 4.6e-12
 
 def spiking_costs(model, rates: dict, seq_len: int) -> dict:
     """Normalized #C, AC fraction and mean latency of a SpikingBERT at its measured population
-    ``rates`` (as :func:`stpcore.train.loop.evaluate` reports them); its ``costs`` argument."""
+    ``rates`` (as :func:`stpcore.train.loop.evaluate` reports them); its ``costs`` argument.
+
+    Counted at the per-population timesteps (:attr:`SpikingBertConfig.per_population_timesteps`);
+    ``mean_latency`` is their mean over the populations (embedding + 6 per layer, Table III's
+    latency); ``layer_timesteps`` is each layer's largest, ``population_timesteps`` the dict."""
     cfg, bert = model.config, model.spiking_bert
     geometry = dict(seq_len=seq_len, hidden_size=cfg.hidden_size, num_heads=cfg.num_attention_heads)
-    masks = (bert.head_mask.cpu(), bert.neuron_mask.cpu(), cfg.per_layer_timesteps)
-    steps = cfg.per_layer_timesteps
+    pop = cfg.per_population_timesteps
+    masks = (bert.head_mask.cpu(), bert.neuron_mask.cpu(), pop)
     return {"normalized_c": normalized_c(rates, *masks, **geometry, reference_timesteps=cfg.timesteps),
             "acs_fraction": float(acs_fraction(*masks, **geometry, reference_timesteps=cfg.timesteps)),
-            "layer_timesteps": steps,
-            "mean_latency": sum(steps) / len(steps)}
+            "layer_timesteps": cfg.per_layer_timesteps,
+            "population_timesteps": pop,
+            "mean_latency": population_latency(pop, cfg.num_hidden_layers)}

@@ -5,14 +5,22 @@
 * Masks are learned through sigmoid surrogates: logits ``z`` (initialised at +-``mask_init``
   from the post-training masks), the simulation uses the hard mask ``z > 0``, the gradient pass
   uses ``sigmoid(z)`` (its forward value is the simulated rate, its gradient that of the soft mask).
-* The AC penalty ``lambda * M`` (Eq. 15-21 on the soft masks) is on for the first
-  ``penalty_fraction`` of the steps only (staged optimisation), then the plain loss recovers
-  accuracy. The mask logits train at their own rate ``mask_lr``: at the weights' rate (AdamW
-  moves a parameter by about lr per step) a logit at +-2 could not cross 0 in one epoch.
-* Every ``pca_every`` steps the per-layer timesteps are re-allocated by PCA (Eq. 10).
+* The AC penalty ``lambda * (D_ref / D)**2 * M`` (Eq. 15-21 on the soft masks) is on for the
+  first ``penalty_fraction`` of the steps only (staged optimisation), then the plain loss
+  recovers accuracy. M(h, n, t) grows with the square of the hidden width D, and the paper's
+  lambda (Table I) is set for BERT-base: it is read as the lambda of the width-768 reference
+  (``penalty_reference_width``, D_ref = 768), so a width-384 model uses 4 lambda. ``None``
+  leaves lambda unscaled.
+* The mask logits train at their own rate ``mask_lr``: at the weights' rate (AdamW moves a
+  parameter by about lr per step) a logit at +-2 could not cross 0 in one epoch. With
+  ``freeze_masks`` they stop changing once the penalty phase ends (their gradient is dropped,
+  so neither the task loss nor AdamW's momentum can undo the pruning).
+* Every ``pca_every`` steps the timesteps are re-allocated by PCA (Eq. 10), per spiking
+  population (``granularity="sublayer"``) or per layer (``"layer"``).
 * The activity loss (Eq. 13, p = 2) is the L2 norm of each encoder layer's output ASR per
   example (valid tokens), summed over layers and averaged over the batch.
-* Learnable per-layer thresholds (Sec. III-D) make ``V_th`` a trained parameter.
+* Learnable per-layer thresholds (Sec. III-D) make ``V_th`` a trained parameter, in its own
+  AdamW group at ``threshold_lr`` without weight decay; start and end values are returned.
 """
 from __future__ import annotations
 
@@ -23,7 +31,9 @@ from torch import nn
 
 from . import acs
 from .acs import spiking_costs
-from .temporal import prune_timesteps, running_rate
+from .temporal import (check_granularity, collect_population_traces, flatten_populations,
+                       prune_population_timesteps, prune_timesteps, running_rate,
+                       unflatten_populations)
 from ..train.loop import evaluate, fit, model_inputs
 
 
@@ -42,7 +52,11 @@ class RetrainConfig:
     pca_base: float = 1.02
     t_conv: int = 85
     mask_init: float = 2.0
+    penalty_reference_width: int | None = 768   # lambda is the width-768 (BERT-base) value
+    freeze_masks: bool = True                   # mask logits fixed after the penalty phase
+    threshold_lr: float = 1e-3                  # own AdamW group, no weight decay
     seq_len: int = 128
+    granularity: str = "sublayer"         # PCA re-allocation: "sublayer" or "layer"
 
 
 class MaskLogits(nn.Module):
@@ -60,36 +74,69 @@ class MaskLogits(nn.Module):
         return (self.head > 0).float().detach(), (self.neuron > 0).float().detach()
 
 
+def mask_flips(head_start: torch.Tensor, neuron_start: torch.Tensor, head_end: torch.Tensor,
+               neuron_end: torch.Tensor) -> dict:
+    """Units pruned (kept -> pruned) and restored (pruned -> kept) between two mask sets."""
+    count = lambda a, b: int(((a.cpu() > 0) & ~(b.cpu() > 0)).sum())
+    return {"heads_pruned": count(head_start, head_end), "heads_restored": count(head_end, head_start),
+            "neurons_pruned": count(neuron_start, neuron_end),
+            "neurons_restored": count(neuron_end, neuron_start)}
+
+
+def penalty_scale(hidden_size: int, reference_width: int | None) -> float:
+    """The multiplier of lambda: ``(reference_width / hidden_size)**2`` (1 for ``None``)."""
+    return 1.0 if reference_width is None else (reference_width / hidden_size) ** 2
+
+
 def activity_loss(hidden_rates: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
     """Eq. 13 with p = 2: sum over encoder layers of ||a_l*||_2 (per example), batch mean."""
     valid = attention_mask.float()[..., None]
     return sum((a * valid).pow(2).sum((1, 2)).clamp_min(1e-12).sqrt().mean() for a in hidden_rates[1:])
 
 
-def measure_traces(model, loader, device, sim_dtype=torch.float32) -> list[torch.Tensor]:
-    """Per-layer output spike traces ``[T_conv, D]`` measured at uniform T_conv (unrolled)."""
-    bert = model.spiking_bert
-    saved = bert.config.layer_timesteps
+def measure_traces(model, loader, device, sim_dtype=torch.float32, granularity="sublayer"):
+    """Spike traces measured at uniform T_conv (unrolled); the timesteps are restored after.
+
+    ``granularity="layer"``: per-layer output traces ``[T_conv, D]`` (a list of L);
+    ``"sublayer"``: every spiking population's trace ``[T_conv, width]``, spikes per valid token
+    per step, as ``{"embedding": trace, "layers": [[trace per POPULATIONS]]}``."""
+    check_granularity(granularity, "measure_traces")
+    bert, cfg = model.spiking_bert, model.config
+    saved = (cfg.layer_timesteps, cfg.population_timesteps)
     bert.set_layer_timesteps(None)
     try:
-        traces = evaluate(model, loader, device, sim_dtype, record_traces=True)["traces"]
+        if granularity == "layer":
+            traces = evaluate(model, loader, device, sim_dtype, record_traces=True)["traces"]
+        else:
+            traces = collect_population_traces(model, loader, device, sim_dtype)
     finally:
-        bert.set_layer_timesteps(saved)
+        cfg.layer_timesteps, cfg.population_timesteps = saved
     return traces
 
 
 def reallocate_timesteps(model, loader, device, variance: float, base: float, t_conv: int,
-                         sim_dtype=torch.float32):
-    """Temporal pruning (Eq. 10): measure traces, count components, set per-layer timesteps."""
-    traces = measure_traces(model, loader, device, sim_dtype)
-    components, steps = prune_timesteps([running_rate(t) for t in traces], variance, base, t_conv)
-    model.spiking_bert.set_layer_timesteps(steps)
+                         sim_dtype=torch.float32, granularity="sublayer"):
+    """Temporal pruning (Eq. 10): measure traces, count components (PCA of running rates),
+    install the timesteps. ``"layer"``: returns (c list, t list) and sets ``layer_timesteps``;
+    ``"sublayer"``: (c dict, t dict) over all populations, sets ``population_timesteps``."""
+    traces = measure_traces(model, loader, device, sim_dtype, granularity)
+    if granularity == "layer":
+        components, steps = prune_timesteps([running_rate(t) for t in traces], variance, base,
+                                            t_conv)
+        model.spiking_bert.set_layer_timesteps(steps)
+    else:
+        running = unflatten_populations([running_rate(t) for t in flatten_populations(traces)])
+        components, steps = prune_population_timesteps(running, variance, base, t_conv)
+        model.spiking_bert.set_population_timesteps(steps)
     return components, steps
 
 
 def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None,
             trace_loader=None, progress: bool = True, sim_dtype=torch.float32) -> dict:
-    """Retrain a (pruned) SpikingBERT with Eq. 12-13; returns history and timestep log."""
+    """Retrain a (pruned) SpikingBERT with Eq. 12-13. Returns ``history``, ``timestep_log``,
+    ``mask_flips`` (relative to the masks at the start), ``penalty_scale`` (the multiplier of
+    lambda), ``penalty_steps`` (steps the penalty was applied), ``thresholds_start`` and
+    ``thresholds`` (per-layer V_th before and after)."""
     bert = model.spiking_bert
     if cfg.pca_every is not None and trace_loader is None:
         raise ValueError("`trace_loader` is needed when `pca_every` is set")
@@ -97,12 +144,20 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
     bert.config.learnable_threshold = cfg.learnable_threshold
     logits = MaskLogits(bert.head_mask, bert.neuron_mask, cfg.mask_init).to(device) if cfg.learn_masks else None
     penalty_steps = round(cfg.penalty_fraction * cfg.epochs * len(train_loader))
+    scale = penalty_scale(bert.config.hidden_size, cfg.penalty_reference_width)
+    masks_start = (bert.head_mask.detach().clone(), bert.neuron_mask.detach().clone())
+    vth_start = [float(v) for v in bert.vth().detach().cpu()]
     geometry = dict(seq_len=cfg.seq_len, hidden_size=bert.config.hidden_size,
                     num_heads=bert.config.num_attention_heads)
-    state = {"step": 0, "timesteps": []}
+    state = {"step": 0, "timesteps": [], "penalty_steps": 0}
+
+    def freeze():
+        if logits is not None and cfg.freeze_masks and state["step"] >= penalty_steps:
+            logits.requires_grad_(False)          # no gradient: AdamW skips them (no momentum)
 
     def loss_fn(m, batch, **kw):
         extra = {}
+        freeze()
         if logits is not None:
             hard_h, hard_n = logits.hard()
             bert.head_mask.copy_(hard_h)
@@ -111,8 +166,9 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
         out = m(**model_inputs(batch), labels=batch["labels"], **extra, **kw)
         loss = out.loss
         if logits is not None and cfg.penalty_lambda > 0 and state["step"] < penalty_steps:
-            m_acs = acs.count_acs(*logits.soft(), bert.config.per_layer_timesteps, **geometry)
-            loss = loss + cfg.penalty_lambda * m_acs.float()
+            m_acs = acs.count_acs(*logits.soft(), bert.config.per_population_timesteps, **geometry)
+            loss = loss + cfg.penalty_lambda * scale * m_acs.float()
+            state["penalty_steps"] += 1
         if cfg.activity_eta > 0:
             loss = loss + cfg.activity_eta * activity_loss(out.hidden_rates, batch["attention_mask"])
         return loss, out
@@ -121,17 +177,24 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
         state["step"] = step
         if cfg.pca_every and step % cfg.pca_every == 0:
             _, steps = reallocate_timesteps(model, trace_loader, device, cfg.pca_variance,
-                                            cfg.pca_base, cfg.t_conv, sim_dtype)
-            state["timesteps"].append({"step": step, "layer_timesteps": steps})
+                                            cfg.pca_base, cfg.t_conv, sim_dtype, cfg.granularity)
+            key = "layer_timesteps" if cfg.granularity == "layer" else "population_timesteps"
+            state["timesteps"].append({"step": step, key: steps})
             model.train()
 
+    freeze()                                      # penalty_fraction 0: frozen from the start
     history = fit(model, train_loader, epochs=cfg.epochs, lr=cfg.lr, loss_fn=loss_fn, device=device,
                   heldout_loader=heldout_loader, extra_modules=(logits,) if logits is not None else (),
                   extra_lr=cfg.mask_lr if logits is not None else None,
+                  param_groups=[{"params": [bert.thresholds], "lr": cfg.threshold_lr,
+                                 "weight_decay": 0.0}] if cfg.learnable_threshold else None,
                   progress=progress, on_step=on_step, sim_dtype=sim_dtype, seq_len=cfg.seq_len,
                   costs=spiking_costs, select_best=False, desc="retrain")
     if logits is not None:                        # the masks after the last optimiser step
         bert.head_mask.copy_(logits.hard()[0])
         bert.neuron_mask.copy_(logits.hard()[1])
     bert.set_masks(bert.head_mask.cpu(), bert.neuron_mask.cpu())       # sync the config lists
-    return {"history": history, "timestep_log": state["timesteps"]}
+    return {"history": history, "timestep_log": state["timesteps"],
+            "mask_flips": mask_flips(*masks_start, bert.head_mask, bert.neuron_mask),
+            "penalty_scale": scale, "penalty_steps": state["penalty_steps"],
+            "thresholds_start": vth_start, "thresholds": [float(v) for v in bert.vth().detach().cpu()]}

@@ -1,9 +1,14 @@
-"""Temporal pruning: PCA-derived temporal complexity c^l and timestep allocation (Eq. 10).
+"""Temporal pruning: PCA-derived temporal complexity c and timestep allocation (Eq. 10).
 
-For each encoder layer we record the running average spiking rate (ASR) of every neuron at
-every timestep, a trace ``[T, F]`` (rows = timesteps as samples, columns = neurons as
-features). The number of principal components needed to explain ``variance`` of it is the
-layer's temporal complexity c^l, and Eq. 10 maps the c^l to per-layer timesteps t^l.
+For each unit of allocation we record the running average spiking rate (ASR) of every neuron
+at every timestep, a trace ``[T, F]`` (rows = timesteps as samples, columns = neurons as
+features). The number of principal components needed to explain ``variance`` of it is its
+temporal complexity c, and Eq. 10 maps the c's to timesteps. Two granularities:
+
+* ``"layer"``: the L encoder layers' output populations, t^l per layer;
+* ``"sublayer"``: every spiking population -- the embedding and each layer's six
+  (``POPULATIONS``), 1 + 6 L in all (25 for 4 layers) -- one t per population, in the
+  ``{"embedding": t, "layers": [[t per POPULATIONS]]}`` form.
 """
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ import math
 from numbers import Integral, Real
 
 import torch
+
+from ..snn.layer import POPULATIONS
+from ..train.loop import model_inputs, to_device
+
+GRANULARITIES = ("sublayer", "layer")
+#: Trace readings of :func:`population_components`: (rate, aggregation).
+READINGS = {"running/tokens": ("running", "tokens"), "step/tokens": ("step", "tokens"),
+            "running/examples": ("running", "examples"), "step/examples": ("step", "examples")}
 
 
 def _check(ok: bool, fn: str, name: str, allowed: str, got) -> None:
@@ -83,8 +96,117 @@ def prune_timesteps(layer_traces, variance: float, base: float,
     return components, allocate_timesteps(components, base, t_conv)
 
 
+def check_granularity(granularity, fn: str) -> str:
+    _check(granularity in GRANULARITIES, fn, "granularity", f"one of {GRANULARITIES}",
+           granularity)
+    return granularity
+
+
+def flatten_populations(per_population: dict) -> list:
+    """``{"embedding": x, "layers": [[x per POPULATIONS]]}`` -> ``[x_emb, x_1key, ...]``."""
+    return [per_population["embedding"], *(x for row in per_population["layers"] for x in row)]
+
+
+def unflatten_populations(values) -> dict:
+    """Inverse of :func:`flatten_populations` (``1 + 6 L`` values)."""
+    values, k = list(values), len(POPULATIONS)
+    _check(len(values) >= 1 + k and (len(values) - 1) % k == 0, "unflatten_populations",
+           "values", f"1 + {k} L values", len(values))
+    return {"embedding": values[0],
+            "layers": [values[i:i + k] for i in range(1, len(values), k)]}
+
+
+def prune_population_timesteps(population_traces: dict, variance: float, base: float,
+                               t_conv: int) -> tuple[dict, dict]:
+    """Sublayer temporal pruning: Eq. 10 over all spiking populations at once.
+
+    ``population_traces``: ``{"embedding": [T, D], "layers": [[[T, width] per POPULATIONS]]}``
+    (already in the reading to analyse, e.g. running rates). Returns (c, t), both in the
+    ``{"embedding": ..., "layers": [[...]]}`` form."""
+    _check(isinstance(population_traces, dict) and set(population_traces) == {"embedding", "layers"}
+           and all(len(r) == len(POPULATIONS) for r in population_traces["layers"]),
+           "prune_population_timesteps", "population_traces",
+           f'{{"embedding": trace, "layers": rows of {len(POPULATIONS)} traces}}',
+           type(population_traces))
+    components, steps = prune_timesteps(flatten_populations(population_traces), variance, base,
+                                        t_conv)
+    return unflatten_populations(components), unflatten_populations(steps)
+
+
+@torch.no_grad()
+def collect_population_traces(model, loader, device, sim_dtype=torch.float32,
+                              per_example: bool = False) -> dict:
+    """Per-population spike traces at the model's current timesteps (no autograd).
+
+    Token-averaged (``per_example=False``): ``[t, width]``, each step's spikes summed over all
+    valid tokens of all examples, divided by the number of valid tokens (as the per-layer
+    output traces of :func:`stpcore.train.loop.evaluate`). Per example: each example's
+    ``[t, width]`` trace (divided by its own valid tokens), concatenated along the neuron axis
+    into ``[t, examples x width]`` -- the rows stay timesteps, so PCA still counts temporal
+    components, but example-to-example differences are no longer averaged away. Returned as
+    ``{"embedding": trace, "layers": [[trace per POPULATIONS]]}`` on the CPU."""
+    model.eval()
+    sums, parts, tokens = None, [], 0
+    for batch in loader:
+        batch = to_device(batch, device)
+        inputs = model_inputs(batch)
+        sim = model.spiking_bert.simulate(inputs["input_ids"], inputs["attention_mask"],
+                                          inputs.get("token_type_ids"), record_traces=True,
+                                          dtype=sim_dtype)
+        pt = sim.population_traces
+        flat = [pt["embedding"], *(row[p] for row in pt["layers"] for p in POPULATIONS)]
+        if per_example:
+            n = inputs["attention_mask"].float().sum(1).clamp_min(1)          # [B]
+            parts.append([(tr / n[None, :, None]).cpu() for tr in flat])      # [t, B, width]
+        else:
+            flat = [tr.sum(1).cpu() for tr in flat]
+            sums = flat if sums is None else [a + b for a, b in zip(sums, flat)]
+            tokens += sim.num_tokens
+    if per_example:
+        out = [torch.cat([p[i] for p in parts], dim=1) for i in range(len(parts[0]))]
+        out = [tr.reshape(tr.shape[0], -1) for tr in out]      # [t, examples x width]
+    else:
+        out = [tr / max(tokens, 1) for tr in sums]
+    return unflatten_populations(out)
+
+
+def population_components(model, loader, device, variance: float, readings=tuple(READINGS),
+                          sim_dtype=torch.float32) -> dict:
+    """c of every spiking population under several trace readings, measured at T_conv.
+
+    Readings (:data:`READINGS`): ``"running/tokens"`` (the running ASR of token-averaged
+    traces: what temporal pruning uses), ``"step/tokens"`` (the per-step rate instead of the
+    running rate), ``"running/examples"`` and ``"step/examples"`` (per-example traces
+    concatenated along the neuron axis, see :func:`collect_population_traces`). Returns
+    ``{reading: {"embedding": c, "layers": [[c per POPULATIONS]]}}``. The model's timesteps
+    are set to T_conv while measuring and restored afterwards."""
+    readings = tuple(readings)
+    _check(len(readings) >= 1 and all(r in READINGS for r in readings), "population_components",
+           "readings", f"a non-empty subset of {tuple(READINGS)}", readings)
+    bert, cfg = model.spiking_bert, model.config
+    saved = (cfg.layer_timesteps, cfg.population_timesteps)
+    bert.set_layer_timesteps(None)
+    try:
+        traces = {agg: collect_population_traces(model, loader, device, sim_dtype,
+                                                 per_example=agg == "examples")
+                  for agg in dict.fromkeys(READINGS[r][1] for r in readings)}
+    finally:
+        cfg.layer_timesteps, cfg.population_timesteps = saved
+    out = {}
+    for r in readings:
+        rate, agg = READINGS[r]
+        flat = flatten_populations(traces[agg])
+        if rate == "running":
+            flat = [running_rate(t) for t in flat]
+        out[r] = unflatten_populations([count_components(t, variance) for t in flat])
+    return out
+
+
 def mean_latency(layer_timesteps) -> float:
-    """Latency as in Table III: the mean of the per-layer timesteps."""
+    """Latency as in Table III: the mean of the timesteps, over the layers for a per-layer
+    list, over the spiking populations (embedding + 6 per layer) for the per-population dict."""
+    if isinstance(layer_timesteps, dict):
+        layer_timesteps = flatten_populations(layer_timesteps)
     steps = [float(t) for t in layer_timesteps]
     _check(len(steps) >= 1 and min(steps) >= 1, "mean_latency", "layer_timesteps",
            "a non-empty list of numbers >= 1", steps)

@@ -1,6 +1,10 @@
 """The foundation stages: teacher -> full-precision SpikingBERT -> 1-bit baseline.
 
-The 1-bit baseline is the starting point of every pruning experiment (Tables II-V).
+The 1-bit baseline is the starting point of every pruning experiment (Tables II-V). With
+``freeze_word_embeddings`` (default) the word embeddings stay at the teacher package's
+pretrained values in every stage, so a shipped checkpoint restores them from the package
+(:mod:`stpcore.runs.checkpoints`) instead of carrying 11.7 M numbers. Each epoch's history
+row logs dev accuracy beside the held-out accuracy that chooses the epoch (never dev).
 """
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from .runner import Run, stage
 def stage_teacher(run: Run):
     p = run.profile
     model = load_teacher(p.teacher, glue.TASKS[run.task].num_labels).to(run.device)
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(not p.freeze_word_embeddings)
     history = fit(model, run.loader("train"), epochs=p.teacher_epochs, lr=p.teacher_lr,
                   loss_fn=label_loss, device=run.device, heldout_loader=run.loader("heldout"),
+                  report_loader=run.loader("dev"),
                   progress=p.progress, desc="teacher")
     return {**run.dev_metrics(model), "history": history}, model
 
@@ -28,7 +34,9 @@ def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, seco
     p = run.profile
     layer_map = (student_layer_map(teacher.config.num_hidden_layers, p.student_layers)
                  if not is_spiking(teacher) else list(range(1, p.student_layers + 1)))
+    student.spiking_bert.word_embeddings.weight.requires_grad_(not p.freeze_word_embeddings)
     common = dict(device=run.device, heldout_loader=run.loader("heldout"), progress=p.progress,
+                  report_loader=run.loader("dev"),
                   sim_dtype=run.sim_dtype, seq_len=p.max_length, costs=spiking_costs)
     kd_loader = run.loader("train", batch_size=p.kd_batch_size)
     ikd = Distiller(teacher, layer_map, student.config.hidden_size, "intermediate").to(run.device)

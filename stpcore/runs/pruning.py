@@ -13,7 +13,8 @@ from .runner import Run, stage
 from ..prune.retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
 from ..prune.spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
                       score_units, search_mask, unit_costs)
-from ..prune.temporal import allocate_timesteps, count_components, running_rate
+from ..prune.temporal import (allocate_timesteps, count_components, flatten_populations,
+                              running_rate, unflatten_populations)
 
 
 def fisher_info(run: Run, model) -> dict:
@@ -58,8 +59,10 @@ def retrain_config(run: Run, **kw) -> RetrainConfig:
     p = run.profile
     base = dict(epochs=p.retrain_epochs, lr=p.retrain_lr, penalty_lambda=p.ac_penalty_lambda,
                 penalty_fraction=p.penalty_fraction, mask_lr=p.mask_lr,
+                penalty_reference_width=p.penalty_reference_width,
+                freeze_masks=p.freeze_masks, threshold_lr=p.threshold_lr,
                 pca_variance=p.pca_variance, pca_base=p.pca_base,
-                t_conv=p.t_conv, seq_len=p.max_length)
+                t_conv=p.t_conv, seq_len=p.max_length, granularity=p.temporal_granularity)
     return RetrainConfig(**{**base, **kw})
 
 
@@ -81,13 +84,26 @@ def post_temporal(run: Run, model) -> dict:
     """Post-training temporal pruning (Eq. 10) at the profile's base; installs the timesteps."""
     p = run.profile
     comps, _ = reallocate_timesteps(model, trace_loader(run), run.device, p.pca_variance,
-                                    p.pca_base, p.t_conv, run.sim_dtype)
-    return {"components": comps}
+                                    p.pca_base, p.t_conv, run.sim_dtype, p.temporal_granularity)
+    return {"components": comps, "temporal_granularity": p.temporal_granularity}
 
 
-def scaled(steps: list[int], scale: float) -> list[int]:
-    """Table III/V's adaptive-threshold setting: the timestep list scaled down."""
+def scaled(steps, scale: float):
+    """Table III/V's adaptive-threshold setting: the timesteps scaled down, each at least 1;
+    a per-layer list or the per-population dict (every population's timesteps scaled)."""
+    if isinstance(steps, dict):
+        return {"embedding": max(1, round(steps["embedding"] * scale)),
+                "layers": [[max(1, round(t * scale)) for t in row] for row in steps["layers"]]}
     return [max(1, round(t * scale)) for t in steps]
+
+
+def install_timesteps(model, steps) -> None:
+    """Per-layer list -> ``layer_timesteps``; per-population dict -> ``population_timesteps``;
+    None -> T_conv everywhere."""
+    if isinstance(steps, dict):
+        model.spiking_bert.set_population_timesteps(steps)
+    else:
+        model.spiking_bert.set_layer_timesteps(steps)
 
 
 # ---- Table II: post-training spatial pruning, four scorings --------------------------------------
@@ -111,6 +127,21 @@ for _scoring in SCORINGS:
 def stage_spatial_retrain(run: Run):
     model = run.model("spatial_fisher_asr")
     return run_retrain(run, model, learn_masks=True), model
+
+
+@stage("lambda_sweep", needs=("spatial_fisher_asr",))
+def stage_lambda_sweep(run: Run):
+    """The AC penalty's strength: retraining the post-training spatially pruned model with
+    learned masks at ``lambda_sweep`` multiples of Table I's lambda."""
+    p, points = run.profile, []
+    for mult in p.lambda_sweep:
+        model = run.model("spatial_fisher_asr")            # fresh each time
+        lam = mult * p.ac_penalty_lambda
+        out = run_retrain(run, model, learn_masks=True, penalty_lambda=lam)
+        points.append({"multiplier": mult, "lambda": lam,
+                       **{k: out[k] for k in ("dev_accuracy", "heldout_accuracy", "acs_fraction",
+                                              "normalized_c", "mask_flips")}})
+    return {"points": points}, None
 
 
 @stage("temporal_pca", needs=("baseline",))
@@ -141,7 +172,10 @@ def stage_two_stage(run: Run):
 def stage_joint_retrain(run: Run):
     """Table IV: spatial masks and PCA timesteps applied at once, one retraining."""
     model = run.model("spatial_fisher_asr")
-    model.spiking_bert.set_layer_timesteps(run.record("temporal_pca")["metrics"]["layer_timesteps"])
+    metrics = run.record("temporal_pca")["metrics"]
+    sublayer = run.profile.temporal_granularity == "sublayer" and "population_timesteps" in metrics
+    install_timesteps(model, metrics["population_timesteps"] if sublayer
+                      else metrics["layer_timesteps"])
     return run_retrain(run, model, learn_masks=True, pca_every=run.profile.pca_every), model
 
 
@@ -149,8 +183,10 @@ def retrain_adaptive(run: Run, source: str):
     """Table III/V's adaptive threshold: the timestep list of ``source``'s model scaled down
     by ``adaptive_scale``, then retraining with learnable per-layer thresholds."""
     model = run.model(source)
-    model.spiking_bert.set_layer_timesteps(scaled(model.config.per_layer_timesteps,
-                                                  run.profile.adaptive_scale))
+    cfg = model.config
+    steps = (cfg.per_population_timesteps if cfg.population_timesteps is not None
+             else cfg.per_layer_timesteps)
+    install_timesteps(model, scaled(steps, run.profile.adaptive_scale))
     return run_retrain(run, model, learnable_threshold=True), model
 
 
@@ -201,17 +237,23 @@ def stage_base_sweep(run: Run):
     """Fig. 4b: post-training temporal pruning at PCA bases 1.0-1.2 (1.0 = no pruning)."""
     p = run.profile
     model = run.model("baseline")
-    traces = measure_traces(model, trace_loader(run), run.device, run.sim_dtype)
-    comps = [count_components(running_rate(t), p.pca_variance) for t in traces]
+    g = p.temporal_granularity
+    traces = measure_traces(model, trace_loader(run), run.device, run.sim_dtype, g)
+    flat = traces if g == "layer" else flatten_populations(traces)
+    comps = [count_components(running_rate(t), p.pca_variance) for t in flat]
     points = []
     for base in p.base_sweep:
         steps = allocate_timesteps(comps, base, p.t_conv) if base > 1 else None
-        model.spiking_bert.set_layer_timesteps(steps)
+        if steps is not None and g == "sublayer":
+            steps = unflatten_populations(steps)
+        install_timesteps(model, steps)
         m = run.dev_metrics(model)
         points.append({"base": base, "layer_timesteps": model.config.per_layer_timesteps,
+                       "population_timesteps": model.config.per_population_timesteps,
                        **{k: m[k] for k in ("dev_accuracy", "heldout_accuracy", "acs_fraction",
                                             "normalized_c", "mean_latency")}})
-    return {"components": comps, "points": points}, None
+    return {"components": comps if g == "layer" else unflatten_populations(comps),
+            "temporal_granularity": g, "points": points}, None
 
 
 @stage("random_mask", needs=("baseline",))

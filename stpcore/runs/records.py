@@ -5,7 +5,8 @@ A record holds the configuration, the metrics, and where/when/how it was made
 (git commit, a digest of the library source, device, wall time, seed). Records are written atomically: a reader never
 sees a half-written file.
 
-Layout: ``data/results/<profile>/<task>/<stage>.json`` (``STP_RESULTS_DIR`` overrides the root).
+Layout: ``data/results/<profile>/<task>/<stage>.json`` for seed 0 and ``<stage>.seed<k>.json`` for
+seed k (``STP_RESULTS_DIR`` overrides the root).
 """
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ def results_root() -> Path:
     return Path(os.environ.get("STP_RESULTS_DIR", REPO_ROOT / "data" / "results"))
 
 
-def record_path(profile: str, task: str, stage: str, root: Path | None = None) -> Path:
-    return Path(root or results_root()) / profile / task / f"{stage}.json"
+def seed_suffix(seed: int) -> str:
+    """File-name suffix of a seed: none for seed 0, ``.seed<k>`` otherwise."""
+    return "" if seed == 0 else f".seed{seed}"
+
+
+def record_path(profile: str, task: str, stage: str, root: Path | None = None,
+                seed: int = 0) -> Path:
+    return Path(root or results_root()) / profile / task / f"{stage}{seed_suffix(seed)}.json"
 
 
 def git_commit() -> dict[str, Any]:
@@ -82,8 +89,9 @@ def atomic_write_json(path: Path, payload: Any) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True, default=_jsonable)
+            json.dump(payload, fh, indent=1, sort_keys=True, default=_jsonable, allow_nan=False)
             fh.write("\n")
+        os.chmod(tmp, 0o644)                    # world-readable, as any other file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -99,10 +107,32 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (data files, teacher weights, records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "datasets", "numpy", "triton"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: dict,
                  seed: int, wall_time_s: float, device: Any = None,
-                 root: Path | None = None) -> dict:
-    """Write one result record atomically and return it."""
+                 root: Path | None = None, inputs: dict | None = None) -> dict:
+    """Write one result record atomically and return it. ``inputs`` (data file hashes, teacher
+    hash, upstream records, base seed) goes into the provenance as it is."""
     import torch
     record = {
         "schema": SCHEMA_VERSION,
@@ -116,19 +146,22 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
             "source_sha256": SOURCE_SHA256,
             "device": describe_device(device),
             "torch": torch.__version__,
+            "libraries": library_versions(),
             "seed": seed,
+            **(inputs or {}),
             "wall_time_s": round(float(wall_time_s), 3),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **({"note": os.environ["STP_RUN_NOTE"]} if os.environ.get("STP_RUN_NOTE") else {}),
         },
     }
-    atomic_write_json(record_path(profile, task, stage, root), record)
+    atomic_write_json(record_path(profile, task, stage, root, seed), record)
     return record
 
 
-def read_record(profile: str, task: str, stage: str, root: Path | None = None) -> dict | None:
-    """The record of one stage, or None when that stage has not been run."""
-    path = record_path(profile, task, stage, root)
+def read_record(profile: str, task: str, stage: str, root: Path | None = None,
+                seed: int = 0) -> dict | None:
+    """The record of one stage and seed, or None when it has not been run."""
+    path = record_path(profile, task, stage, root, seed)
     if not path.exists():
         return None
     with open(path) as fh:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,8 +26,9 @@ import torch
 from ..train import data as glue
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import PRUNING_KEYS, Profile, get_profile
-from .records import REPO_ROOT, read_record, write_record
-from ..train.teacher import load_tokenizer
+from .records import (REPO_ROOT, file_sha256, read_record, record_path, seed_suffix,
+                      write_record)
+from ..train.teacher import load_tokenizer, resolve_teacher
 from ..prune.acs import spiking_costs
 from ..train.loop import evaluate, pick_device
 
@@ -50,10 +52,22 @@ def seed_everything(seed: int) -> None:
 
 
 class Run:
-    """One (task, profile, seed): data loaders, checkpoints, records."""
+    """One (task, profile, seed): data loaders, checkpoints, records.
 
-    def __init__(self, task: str, profile: str = "smoke", seed: int = 0, **overrides):
+    ``base_seed`` (default: ``seed``) is the seed of the foundation (teacher, full-precision and
+    1-bit models) that pruning stages start from, and of the held-out split; ``seed`` drives
+    everything a pruning stage draws (shuffling, random masks, Bernoulli inputs). So three
+    retraining seeds can share one trained baseline."""
+
+    def __init__(self, task: str, profile: str = "smoke", seed: int = 0,
+                 base_seed: int | None = None, **overrides):
+        for name, value in (("seed", seed), ("base_seed", base_seed)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):
+                raise ValueError(f"`{name}` must be an int >= 0; got {value!r}")
         self.task, self.seed = task, seed
+        self.base_seed = seed if base_seed is None else base_seed
+        self.overrides = overrides
         self.profile: Profile = get_profile(profile, task, **overrides)
         self.device = pick_device()
         if self.profile.name == "smoke":
@@ -69,10 +83,12 @@ class Run:
     @property
     def data(self) -> dict:
         p = self.profile
-        key = (self.task, p.teacher, p.max_length, p.heldout_fraction, self.seed)
+        key = (self.task, p.teacher, p.max_length, p.heldout_fraction, p.heldout_rule,
+               self.base_seed)
         if key not in _DATA_CACHE:
             _DATA_CACHE[key] = glue.load_task(self.task, self.tokenizer, p.max_length,
-                                              heldout_fraction=p.heldout_fraction, seed=self.seed)
+                                              heldout_fraction=p.heldout_fraction,
+                                              heldout_rule=p.heldout_rule, seed=self.base_seed)
         return _DATA_CACHE[key]
 
     def loader(self, split: str, batch_size: int | None = None, limit: int | None = None):
@@ -91,18 +107,44 @@ class Run:
         held = evaluate(model, self.loader("heldout"), self.device, dtype, self.profile.max_length,
                         costs=spiking_costs)
         out = {"dev_accuracy": dev.pop("accuracy"), "heldout_accuracy": held["accuracy"],
-               "dev_examples": dev.pop("examples")}
+               "dev_examples": dev.pop("examples"),
+               "dev_predictions": "".join(map(str, dev.pop("predictions"))),
+               "dev_labels": "".join(map(str, dev.pop("labels")))}
+        held.pop("predictions"), held.pop("labels")
+        rates = dev.get("population_rates")
+        if rates is not None and not any([rates["embedding"], *sum(rates["layers"], [])]):
+            raise RuntimeError(f"{self.task}: the model emits no spikes at all (every population "
+                               f"rate is 0; thresholds {model.config.threshold}); a silent network "
+                               f"is an error, not a score of Normalized #C = 0")
         out.update(dev)
         return out
 
     # ---- checkpoints and records -----------------------------------------------------------
+    def for_stage(self, name: str) -> "Run":
+        """The Run that owns stage ``name``: this one, or for a foundation stage the Run of
+        ``base_seed``."""
+        if name in FOUNDATION and self.base_seed != self.seed:
+            return Run(self.task, self.profile.name, self.base_seed, **self.overrides)
+        return self
+
     def checkpoint(self, name: str) -> Path:
-        return self.ckpt_root / name
+        return self.ckpt_root / f"{name}{seed_suffix(self.seed)}"
+
+    def checkpoint_ok(self, name: str, rec: dict | None = None) -> bool:
+        """Whether stage ``name``'s checkpoint exists and is the one its record names."""
+        rec = rec or read_record(self.profile.name, self.task, name, seed=self.seed)
+        weights = self.checkpoint(name) / "model.safetensors"
+        want = (rec or {}).get("provenance", {}).get("checkpoint_sha256")
+        return weights.is_file() and want is not None and file_sha256(weights) == want
 
     def model(self, name: str):
-        """The trained model of stage ``name`` (from its checkpoint, running the stage if needed)."""
+        """The trained model of stage ``name`` (from its checkpoint, running the stage if needed).
+        A checkpoint that is not the one its record names is never used: the stage reruns."""
+        owner = self.for_stage(name)
+        if owner is not self:
+            return owner.model(name)
         path = self.checkpoint(name)
-        if not path.exists():
+        if not self.checkpoint_ok(name):
             self.record(name, force=True)
         if name == "teacher":
             from transformers import BertForSequenceClassification
@@ -119,6 +161,8 @@ class Run:
         epoch count reruns the stage; a changed mask learning rate does not retrain the teacher."""
         if rec is None or rec["provenance"]["seed"] != self.seed:
             return False
+        if rec["provenance"].get("base_seed", rec["provenance"]["seed"]) != self.base_seed:
+            return False
         skip = {"progress"} | (PRUNING_KEYS if name in FOUNDATION else set())
         now = json.loads(json.dumps(self.profile.to_dict()))     # tuples -> lists, as recorded
         keys = set(now) - skip              # a knob the code no longer has cannot matter
@@ -129,28 +173,68 @@ class Run:
         stages it needs) and written."""
         if name not in STAGES:
             raise ValueError(f"`stage` must be one of {sorted(STAGES)}; got {name!r}")
-        rec = read_record(self.profile.name, self.task, name)
+        owner = self.for_stage(name)
+        if owner is not self:
+            return owner.record(name, force=force)
+        rec = read_record(self.profile.name, self.task, name, seed=self.seed)
         if not force and self.reusable(rec, name):
             return rec
         needs, fn = STAGES[name]
+        upstream = {}
         for dep in needs:
-            self.record(dep)
-            if not self.checkpoint(dep).exists():
-                self.record(dep, force=True)
+            dep_run = self.for_stage(dep)
+            dep_rec = dep_run.record(dep)
+            if (dep_rec["provenance"].get("checkpoint_sha256")
+                    and not dep_run.checkpoint_ok(dep, dep_rec)):
+                dep_rec = dep_run.record(dep, force=True)
+            upstream[dep] = {"record": str(record_path(self.profile.name, self.task, dep,
+                                                       seed=dep_run.seed)),
+                             "finished": dep_rec["provenance"]["finished"],
+                             "checkpoint_sha256": dep_rec["provenance"].get("checkpoint_sha256")}
         seed_everything(self.seed)
         start = time.perf_counter()
         metrics, model = fn(self)
-        if model is not None:
-            model.save_pretrained(self.checkpoint(name))
+        inputs = {"base_seed": self.base_seed, "upstream": upstream, **self.input_hashes()}
+        if model is None:
+            return self._write(name, metrics, start, inputs)
+        # checkpoint and record as one unit: weights aside, record naming their hash, rename
+        final, tmp = self.checkpoint(name), self.checkpoint(name).with_name(
+            self.checkpoint(name).name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        inputs["checkpoint_sha256"] = file_sha256(tmp / "model.safetensors")
+        shutil.rmtree(final, ignore_errors=True)          # the old record no longer matches
+        rec = self._write(name, metrics, start, inputs)
+        os.replace(tmp, final)
+        return rec
+
+    def _write(self, name: str, metrics: dict, start: float, inputs: dict) -> dict:
         return write_record(self.profile.name, self.task, name, config=self.profile.to_dict(),
                             metrics=metrics, seed=self.seed, wall_time_s=time.perf_counter() - start,
-                            device=self.device)
+                            device=self.device, inputs=inputs)
+
+    def input_hashes(self) -> dict:
+        """sha256 of the GLUE files read and of the teacher's weights (where they are files)."""
+        out = {"data_sha256": {}}
+        root = glue.resolve_glue_dir()
+        if root is not None:
+            for split in ("train", *glue.TASKS[self.task].dev_splits):
+                path = root / self.task / f"{split}.parquet"
+                if path.is_file():
+                    out["data_sha256"][f"{self.task}/{split}"] = file_sha256(path)
+        try:
+            weights = Path(resolve_teacher(self.profile.teacher)) / "model.safetensors"
+        except ImportError:
+            weights = None
+        if weights is not None and weights.is_file():
+            out["teacher_sha256"] = file_sha256(weights)
+        return out
 
 
 def run_stage(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
-              force: bool = False, **overrides) -> dict:
+              force: bool = False, base_seed: int | None = None, **overrides) -> dict:
     """Run (or reuse) one stage and return its record."""
-    return Run(task, profile, seed, **overrides).record(stage_name, force=force)
+    return Run(task, profile, seed, base_seed, **overrides).record(stage_name, force=force)
 
 
 def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
@@ -160,4 +244,4 @@ def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0
     is, or None for a stage nobody has run (shown as 'not run'); never computed on the fly."""
     if profile == "smoke" or recompute:
         return run_stage(task, stage_name, profile, seed, force=recompute)
-    return read_record(profile, task, stage_name)
+    return read_record(profile, task, stage_name, seed=seed)

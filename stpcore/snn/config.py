@@ -14,6 +14,28 @@ def _check(ok: bool, name: str, allowed: str, got) -> None:
         raise ValueError(f"SpikingBertConfig: `{name}` must be {allowed}; got {got!r}")
 
 
+#: Spiking populations per encoder layer (``stpcore.snn.layer.POPULATIONS``).
+NUM_POPULATIONS = 6
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_population_timesteps(value, L: int) -> dict:
+    """Validate ``population_timesteps``; return a plain-dict copy."""
+    allowed = (f'None or {{"embedding": int >= 1, "layers": {L} lists of {NUM_POPULATIONS} '
+               f'ints >= 1}} (no bools, floats or strings)')
+    ok = isinstance(value, dict) and set(value) == {"embedding", "layers"}
+    ok = ok and _is_int(value["embedding"]) and value["embedding"] >= 1
+    rows = value.get("layers") if isinstance(value, dict) else None
+    ok = ok and isinstance(rows, (list, tuple)) and len(rows) == L
+    ok = ok and all(isinstance(r, (list, tuple)) and len(r) == NUM_POPULATIONS
+                    and all(_is_int(t) and t >= 1 for t in r) for r in rows)
+    _check(ok, "population_timesteps", allowed, value)
+    return {"embedding": value["embedding"], "layers": [list(r) for r in rows]}
+
+
 class SpikingBertConfig(PretrainedConfig):
     """Configuration of :class:`stpcore.snn.model.SpikingBertForSequenceClassification`.
 
@@ -27,6 +49,11 @@ class SpikingBertConfig(PretrainedConfig):
     - ``layer_timesteps``: per-encoder-layer timesteps ``[t^1..t^L]`` after temporal pruning
       (Eq. 10); None means every layer runs ``timesteps``. Non-uniform lists are run by the
       Bernoulli sequential executor (Eq. 11).
+    - ``population_timesteps``: per-spiking-population timesteps after sublayer-granularity
+      temporal pruning, ``{"embedding": t, "layers": [[t per POPULATIONS] per layer]}`` (6 ints
+      per layer in ``stpcore.snn.layer.POPULATIONS`` order); None means none set. At most one of
+      ``layer_timesteps`` and ``population_timesteps`` may be set. Non-uniform values are run by
+      the population-by-population Bernoulli executor (Eq. 11).
     - ``threshold``: V_th per encoder layer (a float is broadcast); the embedding population
       uses layer 1's threshold. ``learnable_threshold`` makes them parameters (Sec. III-D).
     - ``leak``: gamma of Eq. 1; 1.0 (integrate-and-fire) is the public SpikingBERT's value.
@@ -42,7 +69,8 @@ class SpikingBertConfig(PretrainedConfig):
     def __init__(self, vocab_size=30522, hidden_size=384, num_hidden_layers=4,
                  num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
                  type_vocab_size=2, layer_norm_eps=1e-12, timesteps=85, layer_timesteps=None,
-                 threshold=1.0, leak=1.0, learnable_threshold=False, head_mask=None,
+                 threshold=1.0, leak=1.0,
+                 population_timesteps=None, learnable_threshold=False, head_mask=None,
                  neuron_mask=None, binary_weights=False, time_chunk=32, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
@@ -55,6 +83,7 @@ class SpikingBertConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.timesteps = timesteps
         self.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
+        self.population_timesteps = population_timesteps
         if isinstance(threshold, (int, float)):
             threshold = [float(threshold)] * num_hidden_layers
         self.threshold = [float(v) for v in threshold]
@@ -78,6 +107,11 @@ class SpikingBertConfig(PretrainedConfig):
         if self.layer_timesteps is not None:
             _check(len(self.layer_timesteps) == L and min(self.layer_timesteps) >= 1,
                    "layer_timesteps", f"None or {L} ints >= 1", self.layer_timesteps)
+        if self.population_timesteps is not None:
+            _check(self.layer_timesteps is None, "population_timesteps",
+                   "None when `layer_timesteps` is set (at most one of the two)",
+                   self.population_timesteps)
+            self.population_timesteps = _check_population_timesteps(self.population_timesteps, L)
         _check(len(self.threshold) == L and min(self.threshold) > 0, "threshold",
                f"a float > 0 or {L} floats > 0", self.threshold)
         _check(0 < self.leak <= 1, "leak", "in (0, 1]", self.leak)
@@ -93,9 +127,26 @@ class SpikingBertConfig(PretrainedConfig):
 
     @property
     def per_layer_timesteps(self) -> list[int]:
-        """``[t^1..t^L]``: the configured list, or T_conv for every layer."""
+        """``[t^1..t^L]``: the configured list, or T_conv for every layer. With
+        ``population_timesteps`` set: each layer's largest population timesteps (the number of
+        steps the layer is busy), not a cost or latency -- use ``per_population_timesteps``."""
+        if self.population_timesteps is not None:
+            return [max(row) for row in self.population_timesteps["layers"]]
         return list(self.layer_timesteps or [self.timesteps] * self.num_hidden_layers)
 
     @property
+    def per_population_timesteps(self) -> dict:
+        """``{"embedding": t, "layers": [[t per POPULATIONS] per layer]}`` (a fresh copy): the
+        configured ``population_timesteps``; else from ``layer_timesteps`` (every population of
+        layer l runs t^l, the embedding t^1); else T_conv everywhere."""
+        if self.population_timesteps is not None:
+            pt = self.population_timesteps
+            return {"embedding": pt["embedding"], "layers": [list(r) for r in pt["layers"]]}
+        steps = self.per_layer_timesteps
+        return {"embedding": steps[0], "layers": [[t] * NUM_POPULATIONS for t in steps]}
+
+    @property
     def uniform_timesteps(self) -> bool:
-        return len(set(self.per_layer_timesteps)) == 1
+        """True when every spiking population (embedding included) runs the same steps."""
+        pt = self.per_population_timesteps
+        return len({pt["embedding"], *(t for row in pt["layers"] for t in row)}) == 1

@@ -19,6 +19,11 @@ from .quant import QuantLinear
 #: The six spiking populations of an encoder layer, in simulation order (Appendix A).
 POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", "output")
 
+#: Each population's presynaptic populations ("input": the layer input), Eq. 11's sources.
+PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "key", "value"),
+               "attention_output": ("attention", "input"), "intermediate": ("attention_output",),
+               "output": ("intermediate", "attention_output")}
+
 
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Forward value ``value`` (the simulated rate), gradient of ``f`` (the equilibrium map)."""
@@ -131,6 +136,33 @@ class SpikingEncoderLayer(nn.Module):
         fire_norm("output", self.ln_output, lin(out["intermediate"], "output"),
                   out["attention_output"])
         return out
+
+    def population_block(self, name, s, w, ext_mask, state, vth, leak, kv_cols, dt):
+        """Simulate one population over a block of steps from its presynaptic spikes ``s``
+        (``{"input": [t, B, N, D], population: [t, B, N, width]}``; see :data:`PRESYNAPTIC`),
+        as :meth:`simulate_block` would; returns its spikes ``[t, B, N, width]`` in ``dt``."""
+        lin = lambda x, n: nn.functional.linear(x.to(dt), *w[n])
+        if name in ("key", "value"):
+            current = lin(s["input"], name)
+        elif name == "attention":
+            k, v = s["key"].to(dt), s["value"].to(dt)
+            if kv_cols is not None:
+                k, v = k[..., kv_cols], v[..., kv_cols]
+            current = self.context(lin(s["input"], "query"), k, v, ext_mask)
+        elif name == "intermediate":
+            current = lin(s["attention_output"], "intermediate")
+        else:
+            pre, residual, ln = (("attention", "input", self.ln_attention)
+                                 if name == "attention_output" else
+                                 ("intermediate", "attention_output", self.ln_output))
+            current, res = lin(s[pre], name), s[residual].float()
+            if dt != torch.float32 and current.is_cuda and use_fused_lif(current.device):
+                spikes, state[name] = fused_norm_lif_scan(current, res, ln, vth, leak,
+                                                          state.get(name), spike_dtype=dt)
+                return spikes
+            current = self.residual_norm(ln, current, res)
+        spikes, state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
+        return spikes
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):
         """Eq. 4's map f for this layer, evaluated at the simulated input rates (see module doc).

@@ -34,6 +34,7 @@ from .config import SpikingBertConfig
 from .layer import POPULATIONS, SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan
 from .quant import QuantLinear
+from .sequential import simulate_populations
 
 
 @dataclass
@@ -43,7 +44,12 @@ class Simulation:
     rates: per layer, ``{population: ASR [B, N, width]}``; embedding_rate ``[B, N, D]``.
     population_rates: ``{"embedding": float, "layers": [[6 floats]]}`` mean over valid tokens
     (Key and Value: over the neurons of kept heads; the others over the whole population).
-    traces: per layer, ``[t^l, D]`` output spikes summed over valid tokens at each step (or None).
+    traces: per layer, ``[t, D]`` output spikes summed over valid tokens at each step (or None).
+    timesteps: per layer, :attr:`SpikingBertConfig.per_layer_timesteps`;
+    population_timesteps: ``{"embedding": t, "layers": [[t per POPULATIONS]]}``.
+    population_traces: ``{"embedding": [t, B, D], "layers": [{population: [t, B, width]}]}``,
+    each population's spikes summed over each example's valid tokens at each of its steps
+    (pruned units compact: kept units only), or None.
     """
     embedding_rate: torch.Tensor
     rates: list[dict[str, torch.Tensor]]
@@ -51,6 +57,8 @@ class Simulation:
     timesteps: list[int]
     num_tokens: int
     traces: list[torch.Tensor] | None = None
+    population_timesteps: dict | None = None
+    population_traces: dict | None = None
 
 
 @dataclass
@@ -135,8 +143,26 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                     m.binary = bool(binary)
 
     def set_layer_timesteps(self, layer_timesteps=None) -> None:
+        """Per-layer timesteps ``[t^1..t^L]`` (None = T_conv); clears ``population_timesteps``."""
+        saved = self.config.population_timesteps
+        self.config.population_timesteps = None
         self.config.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
-        self.config.validate()
+        try:
+            self.config.validate()
+        except ValueError:
+            self.config.population_timesteps = saved
+            raise
+
+    def set_population_timesteps(self, population_timesteps=None) -> None:
+        """Per-population timesteps ``{"embedding": t, "layers": [[t per POPULATIONS]]}``
+        (None = none); clears ``layer_timesteps``. Validated; the config is unchanged on error."""
+        saved = (self.config.layer_timesteps, self.config.population_timesteps)
+        self.config.layer_timesteps, self.config.population_timesteps = None, population_timesteps
+        try:
+            self.config.validate()
+        except ValueError:
+            self.config.layer_timesteps, self.config.population_timesteps = saved
+            raise
 
     def vth(self) -> torch.Tensor:
         return self.thresholds.clamp(min=1e-3)
@@ -163,18 +189,20 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         prune_kv: skip the Key and Value neurons of pruned heads too (their rates read 0). They
         affect no spike; only a gradient pass with soft head masks (mask learning) needs them.
 
-        executor: "unrolled" (complete spatial unrolling, every layer T_conv steps, exact spike
-        propagation) or "sequential" (Eq. 11: layer l runs its own t^l steps on Bernoulli input
-        spikes drawn from layer l-1's ASR, one layer's state at a time). Default: unrolled when
-        all layers have the same timesteps, else sequential.
+        executor: "unrolled" (complete spatial unrolling, every population T_conv steps, exact
+        spike propagation) or "sequential" (Eq. 11 population by population: each population
+        runs its own steps on Bernoulli spikes drawn from its presynaptic populations' ASRs; see
+        :mod:`stpcore.snn.sequential`). Default: unrolled when all populations have the same
+        timesteps, else sequential.
         """
         cfg = self.config
-        steps = cfg.per_layer_timesteps
+        steps, pop_steps = cfg.per_layer_timesteps, cfg.per_population_timesteps
         executor = executor or ("unrolled" if cfg.uniform_timesteps else "sequential")
         if executor not in ("unrolled", "sequential"):
             raise ValueError(f"`executor` must be 'unrolled' or 'sequential'; got {executor!r}")
         if executor == "unrolled" and not cfg.uniform_timesteps:
-            raise ValueError("`executor`='unrolled' needs uniform layer_timesteps; use 'sequential'")
+            raise ValueError("`executor`='unrolled' needs uniform timesteps (layer_timesteps / "
+                             "population_timesteps); use 'sequential'")
         x = self.embed(input_ids, token_type_ids).float()
         ext = self.extended_mask(attention_mask)
         valid = attention_mask.float()[..., None]                       # [B, N, 1]
@@ -185,45 +213,17 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             heads = _kept(hm)
             kept.append((None if heads is None else layer.head_columns(heads), _kept(nm)))
         weights = [layer.weights(dtype, *kept[l], prune_kv) for l, layer in enumerate(self.layers)]
-        sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
-        traces = [[] for _ in range(L)] if record_traces else None
-        emb_sum, emb_state = 0.0, {}
-        states = [{} for _ in range(L)]
-        run = lambda l, s_in: self.layers[l].simulate_block(
-            s_in, weights[l], ext, states[l], vth[l], cfg.leak, None if prune_kv else kept[l][0], dtype)
-
-        def emb_block(t):
-            s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak, emb_state.get("s"),
-                                         spike_dtype=dtype)
-            return s
-
-        def accumulate(l, out):
-            for p in POPULATIONS:
-                sums[l][p] = sums[l][p] + out[p].sum(0, dtype=torch.float32)
-            if record_traces:
-                traces[l].append((out["output"].float() * valid).sum(dim=(1, 2)))
-
-        if executor == "unrolled":
-            for t0 in range(0, steps[0], chunk):
-                s = emb_block(min(chunk, steps[0] - t0))
-                emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
-                for l in range(L):
-                    out = run(l, s)
-                    accumulate(l, out)
-                    s = out["output"]
+        kv_cols = [None if prune_kv else kept[l][0] for l in range(L)]
+        if executor == "sequential":
+            emb_rate, rates, pop_traces = simulate_populations(
+                self.layers, weights, x, ext, valid, vth, cfg.leak, kv_cols, dtype, chunk,
+                pop_steps, generator, record_traces)
         else:
-            prev = None
-            for l in range(L):
-                for t0 in range(0, steps[l], chunk):
-                    t = min(chunk, steps[l] - t0)
-                    if l == 0:
-                        s = emb_block(t)
-                        emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
-                    else:
-                        s = torch.bernoulli(prev.expand(t, *prev.shape), generator=generator)
-                    accumulate(l, run(l, s))
-                prev = sums[l]["output"] / steps[l]
-        rates = [{p: sums[l][p] / steps[l] for p in POPULATIONS} for l in range(L)]
+            emb_rate, rates, pop_traces = self._simulate_unrolled(
+                x, ext, valid, vth, weights, kv_cols, dtype, steps[0], record_traces)
+        traces = None
+        if record_traces:           # per layer: output spikes summed over all valid tokens
+            traces = [tr["output"].sum(1) for tr in pop_traces["layers"]]
         for l, (cols, neurons) in enumerate(kept):         # pruned units: silent, full width
             if cols is not None:
                 for p in ("key", "value", "attention") if prune_kv else ("attention",):
@@ -231,7 +231,6 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             if neurons is not None:
                 rates[l]["intermediate"] = _expand(rates[l]["intermediate"], neurons,
                                                    cfg.intermediate_size)
-        emb_rate = emb_sum / steps[0]
         n_tok = valid.sum()
         mean = lambda r: float((r * valid).sum() / (n_tok * max(r.shape[-1], 1)))
 
@@ -242,8 +241,38 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             return mean(r)
         pop = {"embedding": mean(emb_rate), "layers": [[pop_rate(l, p) for p in POPULATIONS]
                                                        for l in range(L)]}
-        return Simulation(emb_rate, rates, pop, steps, int(n_tok),
-                          [torch.cat(tr) for tr in traces] if record_traces else None)
+        return Simulation(emb_rate, rates, pop, steps, int(n_tok), traces, pop_steps, pop_traces)
+
+    def _simulate_unrolled(self, x, ext, valid, vth, weights, kv_cols, dtype, steps,
+                           record_traces):
+        """Complete spatial unrolling: every population ``steps`` steps, exact spikes."""
+        cfg, L = self.config, len(self.layers)
+        sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
+        states = [{} for _ in range(L)]
+        emb_sum, emb_state = 0.0, {}
+        record = (lambda s: (s.float() * valid).sum(dim=2)) if record_traces else None
+        emb_tr, traces = [], [{p: [] for p in POPULATIONS} for _ in range(L)]
+        for t0 in range(0, steps, cfg.time_chunk):
+            t = min(cfg.time_chunk, steps - t0)
+            s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak,
+                                         emb_state.get("s"), spike_dtype=dtype)
+            emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
+            if record:
+                emb_tr.append(record(s))
+            for l in range(L):
+                out = self.layers[l].simulate_block(s, weights[l], ext, states[l], vth[l],
+                                                    cfg.leak, kv_cols[l], dtype)
+                for p in POPULATIONS:
+                    sums[l][p] = sums[l][p] + out[p].sum(0, dtype=torch.float32)
+                    if record:
+                        traces[l][p].append(record(out[p]))
+                s = out["output"]
+        rates = [{p: sums[l][p] / steps for p in POPULATIONS} for l in range(L)]
+        pop_traces = None
+        if record:
+            pop_traces = {"embedding": torch.cat(emb_tr),
+                          "layers": [{p: torch.cat(tr[p]) for p in POPULATIONS} for tr in traces]}
+        return emb_sum / steps, rates, pop_traces
 
     def equilibrium(self, input_ids, attention_mask, token_type_ids, sim: Simulation,
                     head_mask=None, neuron_mask=None):

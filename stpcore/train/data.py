@@ -105,12 +105,29 @@ def load_split(task: str, split: str, glue_dir: str | os.PathLike | None = None,
     return datasets.load_dataset("parquet", data_files=str(path), split="train")
 
 
+HELDOUT_RULES = ("match_dev", "random")
+
+
+def word_lengths(dataset: datasets.Dataset, text_columns: tuple[str, ...]) -> np.ndarray:
+    """Words per example (whitespace split, text columns added up)."""
+    return np.array([sum(len(str(row[c]).split()) for c in text_columns) for row in dataset])
+
+
 def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: int = 2000,
-                  seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
+                  seed: int = 0, match_lengths=None, text_columns: tuple[str, ...] = ()
+                  ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Split a *train* split into ``(train, heldout)``, deterministically for a given ``seed``.
 
-    The held-out slice has ``min(max_size, round(fraction * n))`` rows (at least 1), drawn at
-    random; both parts keep the original row order.
+    The held-out slice has ``min(max_size, round(fraction * n))`` rows (at least 1). Without
+    ``match_lengths`` they are drawn at random. With ``match_lengths`` (the dev split's word
+    counts) they are drawn so that their length distribution matches: per decile bin of the
+    reference lengths, as many rows as that bin's share (fewer where train has too few).
+    SST-2's train split is mostly short phrases while dev holds whole sentences, so a random
+    slice reads about 10 points above dev; a length-matched one holds sentences like dev's.
+
+    With one text column, train rows whose text occurs inside a held-out text are dropped from
+    train: SST-2's train split holds the phrases of its sentences, which would otherwise leak
+    the held-out sentences' labels into training. Both parts keep the original row order.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction={fraction!r} must be in (0, 1)")
@@ -120,8 +137,46 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     if n < 2:
         raise ValueError(f"dataset has {n} rows; split_heldout needs at least 2")
     size = min(max_size, max(1, round(fraction * n)), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    return dataset.select(np.sort(perm[size:])), dataset.select(np.sort(perm[:size]))
+    rng = np.random.default_rng(seed)
+    if match_lengths is None:
+        held = rng.permutation(n)[:size]
+    else:
+        ref = np.asarray(match_lengths)
+        if ref.ndim != 1 or len(ref) < 1:
+            raise ValueError("match_lengths must be a non-empty 1-D list of lengths")
+        lengths = word_lengths(dataset, text_columns)
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)))
+        ref_bin = np.clip(np.searchsorted(edges, ref, side="right") - 1, 0, len(edges) - 2)
+        own_bin = np.searchsorted(edges, lengths, side="right") - 1
+        own_bin[lengths >= edges[-1]] = len(edges) - 2          # longer than dev: last bin
+        own_bin[lengths < edges[0]] = -1                        # shorter than any dev example
+        held = []
+        for b in range(len(edges) - 1):
+            want = round(size * float((ref_bin == b).mean()))
+            pool = np.flatnonzero(own_bin == b)
+            held.append(rng.permutation(pool)[:want])
+        held = np.concatenate(held).astype(int)
+    mask = np.ones(n, dtype=bool)
+    mask[held] = False
+    if len(text_columns) == 1:
+        blob = "\n".join(str(t) for t in dataset.select(np.sort(held))[text_columns[0]])
+        texts = dataset[text_columns[0]]
+        leak = np.array([mask[i] and str(texts[i]) in blob for i in range(n)], dtype=bool)
+        mask &= ~leak
+    keep = np.flatnonzero(mask)
+    return dataset.select(keep), dataset.select(np.sort(held))
+
+
+def check_labels(dataset: datasets.Dataset, task: str, split: str) -> None:
+    """Labels must be ints in [0, num_labels); a split must not be empty."""
+    spec = task_spec(task)
+    if len(dataset) == 0:
+        raise ValueError(f"{task}/{split} is empty")
+    labels = np.asarray(dataset["label"])
+    bad = labels[(labels < 0) | (labels >= spec.num_labels)]
+    if len(bad):
+        raise ValueError(f"{task}/{split}: labels must be in [0, {spec.num_labels}); found "
+                         f"{sorted(set(bad.tolist()))[:5]} in {int(len(bad))} rows")
 
 
 def _check_max_length(max_length: Any) -> None:
@@ -192,7 +247,8 @@ def make_loader(tokenized: datasets.Dataset, batch_size: int, shuffle: bool, see
 
 def load_task(task: str, tokenizer: Any, max_length: int = 128,
               glue_dir: str | os.PathLike | None = None, source: str = "auto",
-              heldout_fraction: float = 0.05, seed: int = 0) -> dict[str, datasets.Dataset]:
+              heldout_fraction: float = 0.05, seed: int = 0,
+              heldout_rule: str = "match_dev") -> dict[str, datasets.Dataset]:
     """Tokenised ``{"train", "heldout", "dev"}`` of ``task`` (mnli adds ``"dev_mismatched"``).
 
     ``heldout`` is a slice of the train split (see :func:`split_heldout`); ``dev`` is the first
@@ -200,9 +256,17 @@ def load_task(task: str, tokenizer: Any, max_length: int = 128,
     """
     spec = task_spec(task)
     _check_max_length(max_length)
-    train, heldout = split_heldout(load_split(task, "train", glue_dir, source),
-                                   fraction=heldout_fraction, seed=seed)
-    parts = {"train": train, "heldout": heldout}
+    if heldout_rule not in HELDOUT_RULES:
+        raise ValueError(f"heldout_rule={heldout_rule!r} is not supported; allowed: "
+                         f"{', '.join(HELDOUT_RULES)}")
+    parts = {}
     for name, split in zip(("dev", "dev_mismatched"), spec.dev_splits):
         parts[name] = load_split(task, split, glue_dir, source)
+        check_labels(parts[name], task, split)
+    full = load_split(task, "train", glue_dir, source)
+    check_labels(full, task, "train")
+    match = word_lengths(parts["dev"], spec.text_columns) if heldout_rule == "match_dev" else None
+    parts["train"], parts["heldout"] = split_heldout(full, fraction=heldout_fraction, seed=seed,
+                                                     match_lengths=match,
+                                                     text_columns=spec.text_columns)
     return {name: tokenize(ds, task, tokenizer, max_length) for name, ds in parts.items()}

@@ -38,13 +38,13 @@ def is_spiking(model) -> bool:
 @torch.no_grad()
 def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
              record_traces: bool = False, costs: Callable | None = None) -> dict:
-    """Accuracy (%) and, for SpikingBERT, the token-weighted population rates
+    """Accuracy (%), per-example ``predictions`` and ``labels`` (loader order) and, for SpikingBERT, the token-weighted population rates
     (``{"embedding": a, "layers": [[a per POPULATIONS]]}``), each layer's output ASR and
     optionally per-layer output traces for PCA. ``costs(model, rates, seq_len) -> dict`` adds
     cost metrics (the pruning package's :func:`stpcore.prune.acs.spiking_costs`: Normalized #C,
     AC fraction, latency)."""
     model.eval()
-    correct = total = 0
+    predictions, labels = [], []
     spiking = is_spiking(model)
     pop_sum, tokens, traces = None, 0, None
     for batch in loader:
@@ -62,9 +62,12 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
                 traces = tr if traces is None else [a + b for a, b in zip(traces, tr)]
         else:
             out = model(**model_inputs(batch))
-        correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
-        total += len(batch["labels"])
-    result = {"accuracy": 100.0 * correct / max(total, 1), "examples": total}
+        predictions += out.logits.argmax(-1).tolist()
+        labels += batch["labels"].tolist()
+    total = len(labels)
+    correct = sum(int(a == b) for a, b in zip(predictions, labels))
+    result = {"accuracy": 100.0 * correct / max(total, 1), "examples": total,
+              "predictions": predictions, "labels": labels}
     if spiking:
         flat, L = pop_sum / tokens, model.config.num_hidden_layers
         rates = {"embedding": float(flat[0]), "layers": flat[1:].view(L, len(POPULATIONS)).tolist()}
@@ -82,18 +85,30 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
         on_step: Callable | None = None, on_epoch: Callable | None = None,
         sim_dtype=torch.float32, seq_len: int = 128, select_best: bool = True,
         weight_decay: float = 0.01, extra_lr: float | None = None,
-        costs: Callable | None = None, desc: str = "train") -> list[dict]:
+        param_groups: list[dict] | None = None,
+        costs: Callable | None = None, report_loader=None, desc: str = "train") -> list[dict]:
     """Train ``model`` with ``loss_fn(model, batch) -> (loss, output)``; keep the weights of the
     epoch with the best held-out accuracy. ``extra_modules`` (a KD projection, mask logits)
-    train too, at ``extra_lr`` if given (without weight decay); ``costs`` goes to :func:`evaluate`.
+    train too, at ``extra_lr`` if given (without weight decay); ``param_groups`` are extra AdamW
+    groups (``{"params": [...], "lr": ..., ...}``, weight decay 0 unless given) whose parameters
+    leave the main groups (e.g. learnable thresholds at their own rate); ``costs`` goes to
+    :func:`evaluate`. ``report_loader`` (the dev split) is evaluated after each epoch
+    and logged as ``dev_accuracy`` only, to show how well held-out accuracy tracks it; it never
+    chooses anything. A non-finite loss stops training with ``FloatingPointError``.
     Returns the per-epoch history."""
     if epochs < 1 or lr <= 0:
         raise ValueError(f"`epochs` must be >= 1 and `lr` > 0; got {epochs}, {lr}")
-    trainable = lambda mods: [p for m in mods for p in m.parameters() if p.requires_grad]
-    params = trainable((model, *extra_modules))
+    special = [{"weight_decay": 0.0, **g, "params": [p for p in g["params"] if p.requires_grad]}
+               for g in (param_groups or ())]
+    special = [g for g in special if g["params"]]
+    taken = {id(p) for g in special for p in g["params"]}
+    trainable = lambda mods: [p for m in mods for p in m.parameters()
+                              if p.requires_grad and id(p) not in taken]
     groups = ([{"params": trainable((model,))},
                {"params": trainable(extra_modules), "lr": extra_lr, "weight_decay": 0.0}]
-              if extra_lr is not None else [{"params": params}])
+              if extra_lr is not None else [{"params": trainable((model, *extra_modules))}])
+    groups += special
+    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     total = epochs * len(train_loader)
     warm = max(1, total // 10)
@@ -108,13 +123,18 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
                           leave=False):
             batch = to_device(batch, device)
             loss, out = loss_fn(model, batch, **kw)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{desc}: the training loss is {value} at epoch {epoch}, "
+                                         f"step {step + 1}; lower the learning rate (nothing is "
+                                         f"recorded for this stage)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             step += 1
-            loss_sum += float(loss.detach()) * len(batch["labels"])
+            loss_sum += value * len(batch["labels"])
             correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
             seen += len(batch["labels"])
             if on_step is not None:
@@ -127,6 +147,8 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
                                            "mean_latency") if k in ev})
             if select_best and ev["accuracy"] > best_acc:
                 best_acc, best = ev["accuracy"], copy.deepcopy(model.state_dict())
+        if report_loader is not None:
+            row["dev_accuracy"] = evaluate(model, report_loader, device, sim_dtype, seq_len)["accuracy"]
         if on_epoch is not None:
             row.update(on_epoch(epoch) or {})
         history.append(row)
