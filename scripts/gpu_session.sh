@@ -30,7 +30,7 @@ setup)
   rm -rf $S/code $S/glue $S/teacher && mkdir -p $S/code
   cp -r stpcore $S/code/ && cp -r .glue $S/glue && cp -r .teacher $S/teacher
   echo "${STP_GIT_COMMIT:?set STP_GIT_COMMIT}" > $S/commit
-  python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.get_device_name())" ;;
+  PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.get_device_name())" ;;
 task)
   env_setup; task=$2; found=$3; pre=$4; shift 4
   (
