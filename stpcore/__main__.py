@@ -32,14 +32,20 @@ def main(argv=None) -> int:
                      help="override a profile field (repeatable), e.g. --set train_limit=20000")
     sub.add_parser("book", help="execute the notebooks and build the book (see --help there)")
     args = parser.parse_args(argv)
-    stages = list(STAGES) if args.stages == "all" else args.stages.split(",")
-    overrides = {"teacher": args.teacher} if args.teacher else {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    # Everything is checked before the first stage runs: a bad input exits 2 with one message.
+    from .runs.profiles import get_profile
+    from .runs.validate import check_output_dirs, check_seed, check_stages, parse_set_items
+    try:
+        stages = check_stages(STAGES if args.stages == "all" else args.stages.split(","), STAGES)
+        check_seed("--seed", args.seed)
+        if args.base_seed is not None:
+            check_seed("--base-seed", args.base_seed)
+        overrides = {"teacher": args.teacher} if args.teacher is not None else {}
+        overrides.update(parse_set_items(args.set))
+        get_profile(args.profile, args.task, **overrides)
+        check_output_dirs()
+    except ValueError as exc:
+        parser.error(str(exc))
     for name in stages:
         rec = run_stage(args.task, name, args.profile, args.seed, force=args.force,
                         base_seed=args.base_seed, **overrides)
@@ -66,6 +72,13 @@ def pack_main(argv) -> int:
     parser.add_argument("--teacher-dtype", default="float32", choices=["float32", "float16"],
                         help="dtype of the teacher copy the model was trained from")
     args = parser.parse_args(argv)
+    from .runs.profiles import get_profile
+    from .runs.validate import check_seed
+    try:
+        check_seed("--seed", args.seed)
+        get_profile(args.profile, args.task)
+    except ValueError as exc:
+        parser.error(str(exc))
     run = Run(args.task, args.profile, args.seed)
     rec = run.record(args.stage)
     out = pack_checkpoint(run.model(args.stage), args.out, rec, args.teacher_dtype)

@@ -18,6 +18,12 @@ STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
                 "baseline": "SpikingBERT, 1-bit (ours; the paper's baseline)"}
 
 
+#: The headline claim's three checks (used by :func:`headline_verdict` and by
+#: :func:`stpcore.report.seeds.headline_verdicts`): accuracy change >= -tolerance (points);
+#: ACs kept <= the paper's share + slack (points); latency kept <= target (% of T_conv).
+ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_TARGET = 1.0, 5.0, 55.0
+
+
 def paper_reference(task: str, stage: str) -> float | None:
     """The paper's number to compare a foundation stage with (None where it has none)."""
     paper = load_paper_results()
@@ -101,8 +107,8 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
 
 
 def headline_verdict(records: Mapping[tuple[str, str], dict | None],
-                     tasks: Iterable[str] = ("sst2", "mrpc"), accuracy_tolerance: float = 1.0,
-                     acs_slack: float = 5.0, latency_target: float = 55.0) -> str:
+                     tasks: Iterable[str] = ("sst2", "mrpc"), accuracy_tolerance: float = ACCURACY_TOLERANCE,
+                     acs_slack: float = ACS_SLACK, latency_target: float = LATENCY_TARGET) -> str:
     """The headline claim as three checks per task, each with its criterion and our number:
     accuracy within ``accuracy_tolerance`` points of the baseline; ACs kept at most the
     paper's share plus ``acs_slack`` points ("roughly 40 % / 18 %"); mean latency kept at most

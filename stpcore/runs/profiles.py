@@ -8,7 +8,10 @@ rates, sample counts) is set here, with the public SpikingBERT code's value wher
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any, Callable, NamedTuple
 
 from ..train.data import TASKS
 
@@ -92,6 +95,155 @@ class Profile:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def validate(self) -> "Profile":
+        """Check every field against its rule in ``FIELD_RULES`` (type and range), then the rules
+        that tie fields together; ``ValueError`` naming the field, what is allowed and what was
+        given. Lists given for tuple fields (``--set budget_sweep=[0.4,1.0]``) become tuples.
+        Returns ``self``."""
+        for f in dataclasses.fields(self):
+            rule = FIELD_RULES.get(f.name)
+            if rule is None:
+                raise ValueError(f"profile field `{f.name}` has no validation rule; add one to "
+                                 f"stpcore.runs.profiles.FIELD_RULES")
+            value = getattr(self, f.name)
+            if not rule.ok(value):
+                raise ValueError(f"profile field `{f.name}` must be {rule.allowed}; got {value!r}")
+            if rule.normalise is not None:
+                setattr(self, f.name, rule.normalise(value))
+        for check in CROSS_FIELD_RULES:
+            check(self)
+        return self
+
+
+# ---- validation rules: one per Profile field (a field without a rule fails `validate`) -----------
+class Rule(NamedTuple):
+    allowed: str                               # shown in the error: "must be <allowed>; got ..."
+    ok: Callable[[Any], bool]
+    normalise: Callable[[Any], Any] | None = None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def int_rule(low: int = 1, optional: bool = False) -> Rule:
+    text = f"an int >= {low}" + (" or None" if optional else "")
+    return Rule(text, lambda v: (optional and v is None) or (_is_int(v) and v >= low))
+
+
+def float_rule(low: float | None = None, high: float | None = None, low_open: bool = False,
+               high_open: bool = False) -> Rule:
+    """A finite real number in the given interval (ints are accepted; bools are not)."""
+    if low is not None and high is not None:
+        text = f"a finite number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        text = f"a finite number {'>' if low_open else '>='} {low}"
+    else:
+        text = "a finite number"
+
+    def ok(v) -> bool:
+        if not _is_real(v):
+            return False
+        if low is not None and (v <= low if low_open else v < low):
+            return False
+        return high is None or (v < high if high_open else v <= high)
+    return Rule(text, ok)
+
+
+def choice_rule(*allowed: str) -> Rule:
+    return Rule(f"one of {list(allowed)}", lambda v: isinstance(v, str) and v in allowed)
+
+
+def floats_rule(item: Rule) -> Rule:
+    """A non-empty tuple (or list) of numbers, each satisfying ``item``."""
+    return Rule(f"a non-empty tuple of numbers, each {item.allowed}",
+                lambda v: isinstance(v, (tuple, list)) and len(v) >= 1 and all(map(item.ok, v)),
+                tuple)
+
+
+BOOL = Rule("a bool (true/false)", lambda v: isinstance(v, bool))
+POSITIVE = float_rule(0, low_open=True)              # learning rates, thresholds
+NON_NEGATIVE = float_rule(0)                         # penalty weights
+COUNT = int_rule(1)
+LIMIT = int_rule(1, optional=True)
+DEFAULT_TEACHER_LAYERS = {"all-minilm-l6-v2": 6}     # teachers whose depth is known up front
+MAX_POSITIONS = {"all-minilm-l6-v2": 512}
+
+FIELD_RULES: dict[str, Rule] = {
+    "name": Rule("one of ['paper', 'smoke']", lambda v: isinstance(v, str) and v in PROFILES),
+    "teacher": Rule("a non-empty string (a teacher name, hub id or folder)",
+                    lambda v: isinstance(v, str) and v.strip() != ""),
+    "student_layers": COUNT,
+    "max_length": int_rule(2),                       # [CLS] and [SEP] at least
+    "train_limit": LIMIT,
+    "eval_limit": LIMIT,
+    "heldout_fraction": float_rule(0, 1, low_open=True, high_open=True),
+    "heldout_rule": choice_rule("match_dev", "random"),
+    "freeze_word_embeddings": BOOL,
+    "t_conv": COUNT,
+    "initial_vth": POSITIVE,
+    "train_batch_size": COUNT,
+    "eval_batch_size": COUNT,
+    "teacher_epochs": COUNT,
+    "teacher_lr": POSITIVE,
+    "kd_batch_size": COUNT,
+    "fp_ikd_epochs": COUNT,
+    "fp_pred_epochs": COUNT,
+    "binary_ikd_epochs": COUNT,
+    "binary_ft_epochs": COUNT,
+    "kd_lr": POSITIVE,
+    "pred_lr": POSITIVE,
+    "retrain_epochs": COUNT,
+    "retrain_limit": LIMIT,
+    "trace_samples": COUNT,
+    "fisher_batch_size": COUNT,
+    "retrain_lr": POSITIVE,
+    "penalty_fraction": float_rule(0, 1),            # 0: masks frozen from the start
+    "mask_lr": POSITIVE,
+    "penalty_reference_width": LIMIT,
+    "freeze_masks": BOOL,
+    "threshold_lr": POSITIVE,
+    "lambda_sweep": floats_rule(NON_NEGATIVE),
+    "pca_every": COUNT,
+    "fisher_samples": COUNT,
+    "ac_penalty_lambda": NON_NEGATIVE,
+    "activity_eta": NON_NEGATIVE,
+    "pca_variance": float_rule(0, 1, low_open=True),
+    "pca_base": float_rule(1, low_open=True),        # Eq. 10 needs b > 1
+    "temporal_granularity": choice_rule("sublayer", "layer"),
+    "ac_budget": float_rule(0, 1, low_open=True),
+    "adaptive_scale": float_rule(0, 1, low_open=True),
+    "paper_learning_rate": NON_NEGATIVE,             # listed by the paper, not used
+    "budget_sweep": floats_rule(float_rule(0, 1, low_open=True)),
+    "base_sweep": floats_rule(float_rule(1)),        # 1.0 = no temporal pruning
+    "sim_dtype": choice_rule("float32", "bfloat16", "float16"),
+    "time_chunk": COUNT,
+    "progress": BOOL,
+    "extra": Rule("a dict", lambda v: isinstance(v, dict)),
+}
+
+
+def _check_student_layers(p: Profile) -> None:
+    depth = DEFAULT_TEACHER_LAYERS.get(p.teacher)
+    if depth is not None and p.student_layers > depth:
+        raise ValueError(f"profile field `student_layers` must be an int in [1, {depth}] (the "
+                         f"teacher {p.teacher!r} has {depth} layers); got {p.student_layers!r}")
+
+
+def _check_max_length(p: Profile) -> None:
+    most = MAX_POSITIONS.get(p.teacher)
+    if most is not None and p.max_length > most:
+        raise ValueError(f"profile field `max_length` must be an int in [2, {most}] (the teacher "
+                         f"{p.teacher!r} has {most} positions); got {p.max_length!r}")
+
+
+# Rules that tie fields together (run after every field passed its own rule).
+CROSS_FIELD_RULES: list[Callable[[Profile], None]] = [_check_student_layers, _check_max_length]
+
 
 PROFILES = {
     # CPU, a few hundred examples, 2 layers, small T: the whole pipeline in minutes.
@@ -127,11 +279,13 @@ def get_profile(name: str, task: str, **overrides) -> Profile:
         raise ValueError(f"`task` must be one of {sorted(TASKS)}; got {task!r}")
     values = {**SHARED, **TABLE_I[task], **PROFILES[name], **TASK_OVERRIDES.get((name, task), {})}
     values.update(values.pop("extra", {}) or {})
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Profile)}
+    fields = sorted(f.name for f in dataclasses.fields(Profile) if f.name != "name")
+    unknown = set(overrides) - set(fields)
     if unknown:
-        raise ValueError(f"unknown profile override(s) {sorted(unknown)}")
+        raise ValueError(f"unknown profile override(s) {sorted(unknown)}; allowed: "
+                         f"{', '.join(fields)}")
     values.update(overrides)
-    return Profile(name=name, **{k: v for k, v in values.items() if k != "name"})
+    return Profile(name=name, **{k: v for k, v in values.items() if k != "name"}).validate()
 
 
 def hyperparameters(task: str, profile: str = "paper") -> dict:

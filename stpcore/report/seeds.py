@@ -1,0 +1,284 @@
+"""Our numbers over several seeds, with intervals, and the headline claim decided from them.
+
+Records come as ``{(task, stage, seed): record_or_None}`` (:func:`collect_seeded`). The
+reference of every accuracy change is the **seed-0 baseline** (the pruning stages at seeds
+0, 1, 2 all start from it, ``provenance.base_seed == 0``). Statistics: :mod:`stpcore.report.stats`.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .notes import SST2_ONLY, paper_value
+from .summary import ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_TARGET
+from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES
+
+SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
+REFERENCE = ("baseline", 0)
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+
+
+# ---------------------------------------------------------------------------- collection
+def collect_seeded(tasks: Iterable[str], stages: Iterable[str], seeds: Iterable[int], profile: str = "smoke",
+                   recompute: bool = False,
+                   getter: Callable[..., dict | None] | None = None) -> dict[tuple[str, str, int], dict | None]:
+    """``{(task, stage, seed): record_or_None}`` from :func:`stpcore.runs.runner.get_record`
+    (paper profile: None for what was never run; smoke: runs what is missing)."""
+    if getter is None:
+        from ..runs.runner import get_record as getter
+    stages, seeds = list(stages), [int(s) for s in seeds]
+    return {(task, stage, seed): getter(task, stage, profile=profile, seed=seed, recompute=recompute)
+            for task in tasks for stage in stages for seed in seeds}
+
+
+def collect_seeded_for(artifact: str, tasks: Iterable[str], seeds: Iterable[int], profile: str = "smoke",
+                       recompute: bool = False, getter: Callable[..., dict | None] | None = None,
+                       known: Mapping[tuple[str, str], dict | None] | None = None, known_seed: int = 0,
+                       stages: Iterable[str] | None = None):
+    """:func:`collect_seeded` for an artifact's stages (``TABLE_STAGES``, or ``stages``; SST-2
+    only where the paper is), plus the seed-0 baseline (the reference) when ``seeds`` lacks 0.
+
+    ``known``: records already collected at ``known_seed`` as ``{(task, stage): record}`` (e.g.
+    the notebook's :func:`~stpcore.report.notes.collect_for` result); they are reused, not
+    fetched (or, with ``recompute``, rerun) again."""
+    if getter is None:
+        from ..runs.runner import get_record as getter
+    known = known or {}
+    fetch = getter
+
+    def cached(task, stage, profile, seed, recompute):
+        if seed == known_seed and (task, stage) in known:
+            return known[(task, stage)]
+        return fetch(task, stage, profile=profile, seed=seed, recompute=recompute)
+    tasks = [t for t in tasks if artifact not in SST2_ONLY or t == "sst2"]
+    stages = list(TABLE_STAGES[artifact] if stages is None else stages)
+    out = collect_seeded(tasks, stages, seeds, profile, recompute, cached)
+    for task in tasks:
+        if (task, *REFERENCE) not in out:
+            out.update(collect_seeded([task], [REFERENCE[0]], [REFERENCE[1]], profile, recompute, cached))
+    return out
+
+
+def _present(records: SeededRecords, task: str, stage: str, seeds: Iterable[int] | None) -> dict[int, dict]:
+    """``{seed: record}`` of the records found for ``(task, stage)`` (all seeds if ``seeds`` is None)."""
+    found = {s: r for (t, st, s), r in records.items() if t == task and st == stage and r is not None}
+    return {s: found[s] for s in sorted(found) if seeds is None or s in set(seeds)}
+
+
+def _metric(rec: dict, key: str, scale: float = 1.0) -> float | None:
+    v = (rec.get("metrics") or {}).get(key)
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) * scale
+
+
+def _values(recs: Mapping[int, dict], key: str, scale: float = 1.0) -> list[float]:
+    return [v for v in (_metric(r, key, scale) for r in recs.values()) if v is not None]
+
+
+# ---------------------------------------------------------------------------- the accuracy change
+def accuracy_change(records: SeededRecords, task: str, stage: str, seeds: Iterable[int] | None = None,
+                    n_boot: int = 10000, level: float = 0.95) -> dict | None:
+    """Dev accuracy of ``stage`` (pooled over its seeds) minus the seed-0 baseline's, with an interval.
+
+    * **paired bootstrap** when the baseline and at least one seed of the stage have
+      per-example predictions: :func:`stats.pooled_bootstrap_ci`, i.e. every replicate draws
+      the dev examples once and averages the per-seed differences (seeds without predictions
+      are left out; ``seeds`` in the result counts those used);
+    * otherwise **binomial, unpaired**: the mean over seeds minus the baseline, +- z * the
+      root sum of squares of the two binomial standard errors (:func:`stats.sampling_error`).
+      Ignoring the pairing makes this interval wider than the paired one (conservative).
+
+    For the ``baseline`` stage itself its seeds other than 0 are compared with seed 0 (seed-to-seed
+    spread of the foundation); None when there are none. Returns ``{"diff", "low", "high",
+    "n", "seeds", "basis"}`` or None (no baseline or no record of the stage)."""
+    base = records.get((task, *REFERENCE))
+    recs = _present(records, task, stage, seeds)
+    if stage == REFERENCE[0]:
+        recs.pop(REFERENCE[1], None)
+    if base is None or not recs:
+        return None
+    vb = stats.correct_vector(base)
+    vecs = [v for v in (stats.correct_vector(r) for r in recs.values())
+            if v is not None and vb is not None and v.size == vb.size]
+    if vecs:
+        out = stats.pooled_bootstrap_ci(vb, vecs, n_boot=n_boot, level=level)
+        out["basis"] = f"paired bootstrap, {len(vecs)} seed{'s' if len(vecs) > 1 else ''}"
+        return out
+    accs, b = _values(recs, "dev_accuracy"), _metric(base, "dev_accuracy")
+    n = _metric(base, "dev_examples")
+    if not accs or b is None:
+        return None
+    mean = sum(accs) / len(accs)
+    if not n:
+        return {"diff": mean - b, "low": None, "high": None, "n": None, "seeds": len(accs),
+                "basis": "point only (no predictions, no example count)"}
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    half = z * float(np.hypot(stats.sampling_error(b, int(n)), stats.sampling_error(mean, int(n))))
+    return {"diff": mean - b, "low": mean - b - half, "high": mean - b + half, "n": int(n),
+            "seeds": len(accs), "basis": "binomial approx., unpaired (no predictions)"}
+
+
+# ---------------------------------------------------------------------------- formatting
+def _num(value: float | None, digits: int = 2, missing: str = NO_METRIC):
+    return missing if value is None else round(float(value), digits)
+
+
+def _interval(ci: Mapping | None, digits: int = 2, missing: str = NO_METRIC) -> str:
+    if not ci or ci.get("low") is None:
+        return missing
+    return f"[{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def _paper_accuracy(task: str, stage: str, paper_table: str) -> float | None:
+    for table in dict.fromkeys((paper_table, "table_ii", "table_iii", "table_iv", "table_v")):
+        v = paper_value(table, task, stage, "accuracy")
+        if v is not None:
+            return v
+    return None
+
+
+SEEDED_COLUMNS = ["seeds found", "dev acc mean (%)", "dev acc 95% CI (seeds)", "ACs kept mean (%)",
+                  "latency mean", "paper acc (%)", "Δ acc vs baseline s0 (pt)", "Δ 95% CI",
+                  "Δ basis", "verdict"]
+
+
+# ---------------------------------------------------------------------------- the seeded table
+def seeded_table(records: SeededRecords, task: str, stages: Iterable[str], seeds: Iterable[int] | None = None,
+                 paper_table: str = "table_ii", n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
+    """One task, one row per stage: the seeds found; the mean dev accuracy over them with its
+    Student t interval (:func:`stats.mean_ci`; "n/a" with one seed); the ACs kept (% of the
+    unpruned model) and latency (mean timesteps over layers), means over seeds; the paper's
+    accuracy (``paper_table``, else the first other table that has the stage); and the change
+    against the seed-0 baseline from :func:`accuracy_change` (pooled over seeds by averaging
+    the per-seed differences inside each bootstrap replicate) with its interval, basis and
+    :func:`stats.verdict` ("better" / "worse" / "same within noise"). "not run" without records."""
+    rows = []
+    for stage in stages:
+        recs = _present(records, task, stage, seeds)
+        if not recs:
+            rows.append([NOT_RUN] * 5 + [_num(_paper_accuracy(task, stage, paper_table))] + [NOT_RUN] * 4)
+            continue
+        acc = stats.mean_ci(_values(recs, "dev_accuracy"), level)
+        acs, lat = _values(recs, "acs_fraction", 100.0), _values(recs, "mean_latency")
+        ch = accuracy_change(records, task, stage, seeds, n_boot, level)
+        if stage == REFERENCE[0] and ch is None:
+            delta = ["reference", "reference", "", ""]
+        elif ch is None:
+            delta = [NO_METRIC, NO_METRIC, "no seed-0 baseline" if records.get((task, *REFERENCE)) is None
+                     else NO_METRIC, NO_METRIC]
+        else:
+            delta = [_num(ch["diff"]), _interval(ch), ch["basis"], stats.verdict(ch)]
+        rows.append([",".join(map(str, recs)), _num(acc["mean"]), _interval(acc),
+                     _num(float(np.mean(acs)) if acs else None), _num(float(np.mean(lat)) if lat else None),
+                     _num(_paper_accuracy(task, stage, paper_table))] + delta)
+    return pd.DataFrame(rows, index=pd.Index(list(stages), name="stage"), columns=SEEDED_COLUMNS)
+
+
+def seeded_tables(records: SeededRecords, tasks: Iterable[str], stages: Iterable[str],
+                  seeds: Iterable[int] | None = None, paper_table: str = "table_ii",
+                  n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
+    """:func:`seeded_table` of every task, stacked (index ``(task, stage)``)."""
+    tasks, stages = list(tasks), list(stages)
+    if not tasks:
+        return pd.DataFrame(columns=SEEDED_COLUMNS, index=pd.MultiIndex.from_tuples([], names=["task", "stage"]))
+    return pd.concat({t: seeded_table(records, t, stages, seeds, paper_table, n_boot, level) for t in tasks},
+                     names=["task", "stage"])
+
+
+def seeded_tables_for(artifact: str, records: SeededRecords, tasks: Iterable[str], seeds: Iterable[int] | None = None,
+                      paper_table: str | None = None, n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
+    """:func:`seeded_tables` for an artifact's stages (``TABLE_STAGES``) and tasks (SST-2 only
+    where the paper is); the paper's accuracy from ``paper_table`` (default: the artifact)."""
+    tasks = [t for t in tasks if artifact not in SST2_ONLY or t == "sst2"]
+    return seeded_tables(records, tasks, TABLE_STAGES[artifact], seeds, paper_table or artifact, n_boot, level)
+
+
+# ---------------------------------------------------------------------------- the headline, decided
+VERDICT_RULES = (
+    "Each claim is decided from a 95 % interval of our estimate against its threshold: "
+    "'reproduced' when the whole interval lies on the claim's side of the threshold, 'not reproduced' "
+    "when the whole interval lies on the other side, 'inconclusive' when it straddles the threshold "
+    "(or there is nothing to decide from). Accuracy: the two-stage model's dev accuracy minus the "
+    "seed-0 baseline's (paired bootstrap over dev examples, pooled over the two-stage seeds; a binomial "
+    "unpaired interval where records lack per-example predictions) must stay above -{tol:g} points. "
+    "ACs kept (% of the unpruned model) must be at most the paper's share + {slack:g} points, and "
+    "latency kept (two-stage mean timesteps over the seed-0 baseline's, %) at most {lat:g} % of T_conv; "
+    "both use a Student t interval over seeds, and with a single seed the point value decides "
+    "(basis '1 seed: point').")
+
+
+def verdict_rules(accuracy_tolerance: float = ACCURACY_TOLERANCE, acs_slack: float = ACS_SLACK,
+                  latency_target: float = LATENCY_TARGET) -> str:
+    """The rules of :func:`headline_verdicts` in words (for the notebook)."""
+    return VERDICT_RULES.format(tol=accuracy_tolerance, slack=acs_slack, lat=latency_target)
+
+
+def decide(low: float | None, high: float | None, threshold: float, at_most: bool) -> str:
+    """``at_most``: the claim is "value <= threshold" (else "value >= threshold"). Reproduced
+    when the interval ``[low, high]`` lies entirely on the claim's side, not reproduced when it
+    lies entirely on the other side, inconclusive otherwise or without an interval."""
+    if low is None or high is None:
+        return INCONCLUSIVE
+    if at_most:
+        return REPRODUCED if high <= threshold else NOT_REPRODUCED if low > threshold else INCONCLUSIVE
+    return REPRODUCED if low >= threshold else NOT_REPRODUCED if high < threshold else INCONCLUSIVE
+
+
+def _seed_interval(values: list[float], level: float) -> tuple[dict, str]:
+    ci = stats.mean_ci(values, level)
+    if ci["n"] == 1:
+        ci = {**ci, "low": ci["mean"], "high": ci["mean"]}
+        return ci, "1 seed: point"
+    return ci, f"t interval, {ci['n']} seeds"
+
+
+def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
+                      seeds: Iterable[int] | None = None, accuracy_tolerance: float = ACCURACY_TOLERANCE,
+                      acs_slack: float = ACS_SLACK, latency_target: float = LATENCY_TARGET,
+                      n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
+    """The claims of :func:`stpcore.report.summary.headline_verdict` per task, each
+    "reproduced" / "not reproduced" / "inconclusive" by the rules of :func:`verdict_rules`
+    (:func:`decide`). Index ``(task, claim)``; columns: criterion, our estimate, its interval,
+    the basis of the interval, verdict. ``seeds``: the two-stage seeds to use (default: all found)."""
+    rows, index = [], []
+    for task in tasks:
+        pruned = _present(records_by_seed, task, "two_stage", seeds)
+        base = records_by_seed.get((task, *REFERENCE))
+        # accuracy
+        ch = accuracy_change(records_by_seed, task, "two_stage", seeds, n_boot, level)
+        crit = f"change vs baseline >= -{accuracy_tolerance:g} pt"
+        if ch is None:
+            rows.append([crit, NOT_RUN, NO_METRIC, NO_METRIC, INCONCLUSIVE])
+        else:
+            rows.append([crit, _num(ch["diff"]), _interval(ch), ch["basis"],
+                         decide(ch["low"], ch["high"], -accuracy_tolerance, at_most=False)])
+        index.append((task, "accuracy kept"))
+        # ACs kept
+        p_acs = paper_value("table_ii", task, "two_stage", "acs_percent")
+        acs = _values(pruned, "acs_fraction", 100.0)
+        crit = (f"ACs kept <= paper's {p_acs:g} % + {acs_slack:g} pt" if p_acs is not None
+                else "ACs kept: the paper gives no number")
+        if not acs or p_acs is None:
+            rows.append([crit, NOT_RUN if not pruned else NO_METRIC, NO_METRIC, NO_METRIC, INCONCLUSIVE])
+        else:
+            ci, basis = _seed_interval(acs, level)
+            rows.append([crit, _num(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
+                         decide(ci["low"], ci["high"], p_acs + acs_slack, at_most=True)])
+        index.append((task, "ACs kept"))
+        # latency kept
+        t_conv = None if base is None else _metric(base, "mean_latency")
+        lat = [100.0 * v / t_conv for v in _values(pruned, "mean_latency")] if t_conv else []
+        crit = f"latency kept <= {latency_target:g} % of T_conv"
+        if not lat:
+            rows.append([crit, NOT_RUN if not pruned or base is None else NO_METRIC, NO_METRIC, NO_METRIC,
+                         INCONCLUSIVE])
+        else:
+            ci, basis = _seed_interval(lat, level)
+            rows.append([crit, _num(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
+                         decide(ci["low"], ci["high"], latency_target, at_most=True)])
+        index.append((task, "latency kept"))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "claim"]),
+                        columns=["criterion", "ours", "95% interval", "basis", "verdict"])
