@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session on a box without network (the `device` tool), with jobs that outlive the call.
+# Measured on an H200 (2026-12-01): 4 foundation processes side by side, then 22 pruning
+# processes at once ran out of GPU memory (about 10 GiB each); keep to about 12 at a time.
 # Everything the jobs read or write lives under /tmp/stp, because each call re-copies the
 # working tree and replaces carried folders (.whl .glue .teacher must be carried on `setup`).
 #
@@ -18,8 +20,8 @@ env_setup() {
   export STP_RESULTS_DIR=$S/results STP_RUNS_DIR=$S/runs STP_GIT_COMMIT=$(cat $S/commit)
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 }
-stages() {  # TASK SEED STAGES LOG
-  python3 -m stpcore run --task "$1" --profile paper --seed "$2" --base-seed 0 --stages "$3" \
+stages() {  # TASK SEED STAGES LOG (run from the frozen copy: `-m` puts the cwd first on sys.path)
+  cd $S/code && python3 -m stpcore run --task "$1" --profile paper --seed "$2" --base-seed 0 --stages "$3" \
     --set progress=false >> "$4" 2>&1
 }
 case $1 in
@@ -33,6 +35,7 @@ setup)
   PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.get_device_name())" ;;
 task)
   env_setup; task=$2; found=$3; pre=$4; shift 4
+  cd $S/code                    # never the working tree, which the next call replaces
   (
     for seed in ${found//,/ }; do
       ( python3 -m stpcore run --task $task --profile paper --seed $seed \

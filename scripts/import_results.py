@@ -1,6 +1,6 @@
 """Bring result records back from a GPU box into data/results, with checked provenance.
 
-Usage: python scripts/import_results.py RESULTS_ROOT [--since ISO_TIME]
+Usage: python scripts/import_results.py RESULTS_ROOT [--since ISO_TIME] [--dest DIR] [--tasks a,b]
 RESULTS_ROOT is the box's STP_RESULTS_DIR copy (holding <profile>/<task>/<stage>.json). Records
 finished before --since are skipped (older copies that travelled with the tree). Each record's
 ``provenance.source_sha256`` is matched against the library source of the last 50 commits. A
@@ -36,13 +36,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("root", type=Path)
     ap.add_argument("--since", default="")
+    ap.add_argument("--dest", type=Path, default=ROOT / "data" / "results",
+                    help="results root to write into (default: data/results)")
+    ap.add_argument("--tasks", default="", help="comma-separated tasks to import (default: all)")
     args = ap.parse_args()
     digests = commit_digests()
     oldest = {d: sha for sha, d in digests.items()}          # newest first: the oldest wins
     for path in sorted(args.root.glob("*/*/*.json")):
         rec = json.loads(path.read_text())
         prov = rec["provenance"]
-        if prov["finished"] < args.since:
+        if prov["finished"] < args.since or (args.tasks and rec["task"] not in args.tasks.split(",")):
             continue
         digest = prov.get("source_sha256")
         launched = prov.get("git_commit")
@@ -56,9 +59,9 @@ def main() -> None:
             notes.append("its source digest matches none of the last 50 commits")
         if notes:
             prov["note"] = "; ".join(notes)
-        dest = ROOT / "data" / "results" / path.relative_to(args.root)
+        dest = args.dest / path.relative_to(args.root)
         atomic_write_json(dest, rec)
-        print(f"{dest.relative_to(ROOT)}: {rec['metrics'].get('dev_accuracy', '')} "
+        print(f"{dest}: {rec['metrics'].get('dev_accuracy', '')} "
               f"commit {str(prov.get('git_commit'))[:7]}")
 
 
