@@ -386,3 +386,31 @@ def test_lambda_sweep_stage_on_the_smoke_profile():
     assert pruned(big) > pruned(zero)
     assert big["mask_flips"]["heads_pruned"] <= 7 and big["mask_flips"]["neurons_pruned"] <= 64
     assert big["acs_fraction"] < zero["acs_fraction"]
+
+
+@pytest.mark.parametrize("grad_scale", [1e-5, 1.0, 1e8])
+def test_adamw_moves_a_logit_about_one_lr_per_step_whatever_lambda(grad_scale):
+    """The bound behind max_logit_travel: a constant gradient of any size (above Adam's eps,
+    below which it moves even less) moves an AdamW
+    parameter by ~lr per step, so 150 steps at 0.01 cannot take a logit from +2 across 0,
+    and 250 steps can."""
+    from stpcore.prune.retrain import max_logit_travel
+    z = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = torch.optim.AdamW([z], lr=0.01, weight_decay=0.0)
+    for step in range(1, 251):
+        opt.zero_grad()
+        z.grad = torch.tensor([grad_scale])
+        opt.step()
+        if step == 150:
+            assert float(z) > 0 and 2.0 - float(z) <= max_logit_travel(0.01, 150) + 1e-6
+    assert float(z) < 0 and 2.0 - float(z) <= max_logit_travel(0.01, 250) + 1e-6
+
+
+def test_retrain_warns_when_no_mask_can_flip():
+    cfg = RetrainConfig(epochs=1, learn_masks=True, penalty_lambda=1.0, mask_lr=1e-3,
+                        penalty_fraction=0.5, seq_len=10)
+    with pytest.warns(UserWarning, match="no mask can flip"):
+        out = retrain(make_tiny_model(), loader(4), cfg, "cpu", progress=False)
+    assert out["max_logit_travel"] == pytest.approx(1e-3 * 2)
+    assert out["mask_flips"] == {"heads_pruned": 0, "heads_restored": 0, "neurons_pruned": 0,
+                                 "neurons_restored": 0}

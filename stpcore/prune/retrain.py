@@ -11,8 +11,13 @@
   lambda (Table I) is set for BERT-base: it is read as the lambda of the width-768 reference
   (``penalty_reference_width``, D_ref = 768), so a width-384 model uses 4 lambda. ``None``
   leaves lambda unscaled.
-* The mask logits train at their own rate ``mask_lr``: at the weights' rate (AdamW moves a
-  parameter by about lr per step) a logit at +-2 could not cross 0 in one epoch. With
+* The mask logits train at their own rate ``mask_lr``. AdamW moves a parameter by about its
+  learning rate per step whatever the gradient's size (a consistent gradient sign gives
+  |m/sqrt(v)| ~ 1), so during the penalty phase a logit travels at most about
+  ``mask_lr x penalty_steps`` (:func:`max_logit_travel`, recorded); when that is below
+  ``mask_init`` no mask can flip, whatever lambda is. Measured on MRPC (2026-12-01): 164 penalty
+  steps at mask_lr 1e-2 travel 1.64 < 2, and lambda from 0 to 16 x Table I's (x 4 for the
+  width) flipped no mask at all; hence the default mask_lr 0.05. With
   ``freeze_masks`` they stop changing once the penalty phase ends (their gradient is dropped,
   so neither the task loss nor AdamW's momentum can undo the pruning).
 * Every ``pca_every`` steps the timesteps are re-allocated by PCA (Eq. 10), per spiking
@@ -24,6 +29,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +50,7 @@ class RetrainConfig:
     learn_masks: bool = False
     penalty_lambda: float = 0.0
     penalty_fraction: float = 0.5
-    mask_lr: float = 1e-2
+    mask_lr: float = 0.05
     activity_eta: float = 0.0
     learnable_threshold: bool = False
     pca_every: int | None = None          # None: timesteps stay fixed
@@ -86,6 +92,12 @@ def mask_flips(head_start: torch.Tensor, neuron_start: torch.Tensor, head_end: t
 def penalty_scale(hidden_size: int, reference_width: int | None) -> float:
     """The multiplier of lambda: ``(reference_width / hidden_size)**2`` (1 for ``None``)."""
     return 1.0 if reference_width is None else (reference_width / hidden_size) ** 2
+
+
+def max_logit_travel(mask_lr: float, penalty_steps: int) -> float:
+    """The most a mask logit can move during the penalty phase under AdamW (about one learning
+    rate per step for a gradient of consistent sign): ``mask_lr * penalty_steps``."""
+    return float(mask_lr) * int(penalty_steps)
 
 
 def activity_loss(hidden_rates: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
@@ -150,6 +162,11 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
     geometry = dict(seq_len=cfg.seq_len, hidden_size=bert.config.hidden_size,
                     num_heads=bert.config.num_attention_heads)
     state = {"step": 0, "timesteps": [], "penalty_steps": 0}
+    travel = max_logit_travel(cfg.mask_lr, penalty_steps)
+    if logits is not None and cfg.penalty_lambda > 0 and travel <= cfg.mask_init:
+        warnings.warn(f"retrain: mask logits start at +-{cfg.mask_init} but can travel at most "
+                      f"mask_lr x penalty steps = {travel:.3g} during the penalty phase: no mask "
+                      f"can flip; raise mask_lr or the penalty steps")
 
     def freeze():
         if logits is not None and cfg.freeze_masks and state["step"] >= penalty_steps:
@@ -197,4 +214,5 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
     return {"history": history, "timestep_log": state["timesteps"],
             "mask_flips": mask_flips(*masks_start, bert.head_mask, bert.neuron_mask),
             "penalty_scale": scale, "penalty_steps": state["penalty_steps"],
+            "max_logit_travel": travel if logits is not None else 0.0,
             "thresholds_start": vth_start, "thresholds": [float(v) for v in bert.vth().detach().cpu()]}

@@ -70,7 +70,8 @@ class Profile:
     fisher_batch_size: int = 16
     retrain_lr: float = 2e-5
     penalty_fraction: float = 0.5           # share of retraining steps with the AC penalty on
-    mask_lr: float = 1e-2                   # learning rate of the mask logits
+    mask_lr: float = 0.05                   # learning rate of the mask logits (see
+                                            # prune.retrain.max_logit_travel)
     penalty_reference_width: int | None = 768  # Table I's lambda is for width 768 (scaled (768/D)^2)
     freeze_masks: bool = True               # mask logits fixed after the penalty phase
     threshold_lr: float = 1e-3              # learnable thresholds' own AdamW rate (no decay)

@@ -13,8 +13,9 @@ from .runner import Run, stage
 from ..prune.retrain import RetrainConfig, measure_traces, reallocate_timesteps, retrain
 from ..prune.spatial import (SCORINGS, collect_mask_grads, compute_fisher_info, rearrange_mask,
                       score_units, search_mask, unit_costs)
+from ..prune.acs import acs_fraction, population_latency
 from ..prune.temporal import (allocate_timesteps, count_components, flatten_populations,
-                              running_rate, unflatten_populations)
+                              population_components, running_rate, unflatten_populations)
 
 
 def fisher_info(run: Run, model) -> dict:
@@ -282,3 +283,33 @@ def stage_precision_check(run: Run):
         m = run.dev_metrics(model, getattr(torch, name))
         out[name] = {k: m[k] for k in keys}
     return out, None
+
+
+@stage("temporal_readings", needs=("baseline",))
+def stage_temporal_readings(run: Run):
+    """The evidence for the temporal granularity: c of every population under four trace
+    readings (running vs per-step rates; tokens averaged vs per-example traces), and for each
+    reading the Eq. 10 allocation at both granularities (per population, and per layer from
+    each layer's output population) with the ACs and latency it keeps. No accuracy: the
+    allocations are closed-form from the c."""
+    p = run.profile
+    model = run.model("baseline")
+    cfg, L = model.config, model.config.num_hidden_layers
+    readings = population_components(model, trace_loader(run), run.device, p.pca_variance,
+                                     sim_dtype=run.sim_dtype)
+    ones = (torch.ones(L, cfg.num_attention_heads), torch.ones(L, cfg.intermediate_size))
+    geometry = dict(seq_len=p.max_length, hidden_size=cfg.hidden_size,
+                    num_heads=cfg.num_attention_heads, reference_timesteps=p.t_conv)
+    out = {}
+    for name, comps in readings.items():
+        per_pop = unflatten_populations(allocate_timesteps(flatten_populations(comps),
+                                                           p.pca_base, p.t_conv))
+        per_layer = allocate_timesteps([row[-1] for row in comps["layers"]], p.pca_base, p.t_conv)
+        out[name] = {"components": comps, "allocation": {
+            "sublayer": {"timesteps": per_pop, "mean_latency": population_latency(per_pop, L),
+                         "acs_fraction": float(acs_fraction(*ones, per_pop, **geometry))},
+            "layer": {"timesteps": per_layer, "mean_latency": population_latency(per_layer, L),
+                      "mean_layer_latency": sum(per_layer) / L,
+                      "acs_fraction": float(acs_fraction(*ones, per_layer, **geometry))}}}
+    return {"readings": out, "base": p.pca_base, "t_conv": p.t_conv,
+            "trace_examples": p.trace_samples}, None

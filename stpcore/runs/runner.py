@@ -34,6 +34,8 @@ from ..train.loop import evaluate, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
 FOUNDATION = ("teacher", "spiking_fp", "baseline")     # stages that ignore the pruning knobs
+# How a later stage simulates (not what the foundation was): never retrains the foundation.
+RUNTIME_KEYS = frozenset({"sim_dtype", "time_chunk"})
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
@@ -137,13 +139,37 @@ class Run:
         want = (rec or {}).get("provenance", {}).get("checkpoint_sha256")
         return weights.is_file() and want is not None and file_sha256(weights) == want
 
+    def shipped(self, name: str, rec: dict | None = None) -> Path | None:
+        """The shipped checkpoint (``data/checkpoints/<task>-seed<k>``, see
+        :mod:`stpcore.runs.checkpoints`) packed from exactly the model this stage's record names,
+        or None."""
+        from .checkpoints import CHECKPOINTS_DIR
+        rec = rec or read_record(self.profile.name, self.task, name, seed=self.seed)
+        folder = CHECKPOINTS_DIR / f"{self.task}-seed{self.seed}"
+        want = (rec or {}).get("provenance", {}).get("checkpoint_sha256")
+        if name != "baseline" or want is None or not (folder / "record.json").is_file():
+            return None
+        packed = json.loads((folder / "record.json").read_text())
+        same = (packed["provenance"].get("checkpoint_sha256") == want
+                and packed["profile"] == self.profile.name)
+        return folder if same else None
+
+    def has_model(self, name: str, rec: dict | None = None) -> bool:
+        return self.checkpoint_ok(name, rec) or self.shipped(name, rec) is not None
+
     def model(self, name: str):
-        """The trained model of stage ``name`` (from its checkpoint, running the stage if needed).
-        A checkpoint that is not the one its record names is never used: the stage reruns."""
+        """The trained model of stage ``name``: from its checkpoint, else from the shipped
+        checkpoint of that very model, else by running the stage. A checkpoint that is not the
+        one its record names is never used: the stage reruns."""
         owner = self.for_stage(name)
         if owner is not self:
             return owner.model(name)
         path = self.checkpoint(name)
+        if not self.checkpoint_ok(name) and self.shipped(name) is not None:
+            from .checkpoints import load_checkpoint
+            m = load_checkpoint(self.shipped(name))
+            m.config.time_chunk = self.profile.time_chunk
+            return m.to(self.device)
         if not self.checkpoint_ok(name):
             self.record(name, force=True)
         if name == "teacher":
@@ -163,7 +189,7 @@ class Run:
             return False
         if rec["provenance"].get("base_seed", rec["provenance"]["seed"]) != self.base_seed:
             return False
-        skip = {"progress"} | (PRUNING_KEYS if name in FOUNDATION else set())
+        skip = {"progress"} | (PRUNING_KEYS | RUNTIME_KEYS if name in FOUNDATION else set())
         now = json.loads(json.dumps(self.profile.to_dict()))     # tuples -> lists, as recorded
         keys = set(now) - skip              # a knob the code no longer has cannot matter
         return all(rec["config"].get(k, None) == now[k] for k in keys)
@@ -185,7 +211,7 @@ class Run:
             dep_run = self.for_stage(dep)
             dep_rec = dep_run.record(dep)
             if (dep_rec["provenance"].get("checkpoint_sha256")
-                    and not dep_run.checkpoint_ok(dep, dep_rec)):
+                    and not dep_run.has_model(dep, dep_rec)):
                 dep_rec = dep_run.record(dep, force=True)
             upstream[dep] = {"record": str(record_path(self.profile.name, self.task, dep,
                                                        seed=dep_run.seed)),
