@@ -11,7 +11,10 @@
 4. ``jupyter-book build book/ -W -n --keep-going`` (strict) with execution off.
 
 Any notebook error, missing reference or Sphinx warning makes the build fail (exit code 1)
-with a message naming it.
+with a message naming it. Before building, every executed notebook the TOC points at is checked
+(:func:`incomplete_notebooks`): one that papermill did not run to the end (an exception recorded,
+a cell that failed or never ran) is not published; with ``--no-execute`` this is what stops a
+stale, half-run ``book/executed/`` copy from reaching the HTML.
 """
 from __future__ import annotations
 
@@ -118,6 +121,81 @@ def execute_notebooks(profile: str = "smoke", tasks: list[str] | None = None, on
         os.environ.clear()
         os.environ.update(old_env)
     return failures
+
+
+# ---------------------------------------------------------------------------- executed copies
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"     # papermill's banner cells above a failure
+
+
+def notebook_problems(path: Path) -> list[str]:
+    """Why an executed notebook must not be published; empty when papermill ran it to the end.
+
+    Papermill records the run in the notebook: ``metadata.papermill`` (``exception`` true when a
+    cell raised, ``end_time`` set when the run concluded) and, per cell, ``metadata.papermill``
+    (``status`` pending/running/completed/failed, ``exception``); a failed run also gets banner
+    cells tagged ``papermill-error-cell-tag``. Any of those, an ``error`` output, or a code cell
+    that never ran (no execution count) counts as incomplete.
+    """
+    import json
+    path = Path(path)
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return [f"unreadable ({type(err).__name__}: {err})"]
+    problems = []
+    pm_meta = (nb.get("metadata") or {}).get("papermill")
+    if not isinstance(pm_meta, dict):
+        return ["not executed by papermill (no metadata.papermill)"]
+    if pm_meta.get("exception"):
+        problems.append("papermill recorded an exception (metadata.papermill.exception)")
+    if not pm_meta.get("end_time"):
+        problems.append("the run did not conclude (metadata.papermill.end_time is empty)")
+    first_bad = None
+    for i, cell in enumerate(nb.get("cells") or []):
+        meta = cell.get("metadata") or {}
+        if PAPERMILL_ERROR_TAG in (meta.get("tags") or []):
+            if first_bad is None:
+                first_bad = f"papermill error banner at cell {i}"
+            continue
+        if cell.get("cell_type") != "code":
+            continue
+        errors = [o for o in cell.get("outputs") or [] if o.get("output_type") == "error"]
+        status = (meta.get("papermill") or {}).get("status")
+        src = cell.get("source") or ""
+        src = "".join(src) if isinstance(src, list) else src
+        if errors:
+            reason = f"cell {i} raised {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        elif (meta.get("papermill") or {}).get("exception") or status == "failed":
+            reason = f"cell {i} failed (papermill status {status!r})"
+        elif status not in (None, "completed"):
+            reason = f"cell {i} has papermill status {status!r}"
+        elif src.strip() and cell.get("execution_count") is None:
+            reason = f"cell {i} was not executed (no outputs or execution count)"
+        else:
+            continue
+        if first_bad is None:
+            first_bad = reason
+        problems.append(reason)
+    if first_bad and first_bad not in problems:
+        problems.insert(0, first_bad)
+    return problems
+
+
+def incomplete_notebooks(executed_dir: Path, names: list[str] | None = None) -> dict[str, list[str]]:
+    """``{name: problems}`` of the executed notebooks (``names``, default all ``*.ipynb`` in
+    ``executed_dir``) that must not be published (see :func:`notebook_problems`); absent files
+    are left to the caller."""
+    executed_dir = Path(executed_dir)
+    if names is None:
+        names = sorted(p.stem for p in executed_dir.glob("*.ipynb"))
+    out = {}
+    for name in names:
+        path = executed_dir / f"{name}.ipynb"
+        if path.is_file():
+            problems = notebook_problems(path)
+            if problems:
+                out[name] = problems
+    return out
 
 
 # ---------------------------------------------------------------------------- API page
@@ -262,6 +340,14 @@ def build_book(profile: str = "smoke", tasks: list[str] | None = None, strict: b
     index = book_dir / "_build" / "html" / "index.html"
     if not build:
         return index
+    bad = incomplete_notebooks(book_dir / EXECUTED, toc_notebooks(book_dir))
+    if bad:
+        detail = "\n".join(f"  {EXECUTED}/{n}.ipynb: " + "; ".join(p[:3]) + (" ..." if len(p) > 3 else "")
+                           for n, p in bad.items())
+        if strict:
+            raise BookError("refusing to publish incomplete executed notebook(s) "
+                            f"({', '.join(bad)}); rerun them (e.g. --only NAME):\n{detail}")
+        _log(f"publishing incomplete notebook(s) (--no-strict):\n{detail}")
     write_api_page(book_dir)
     ensure_mathjax(book_dir)
     code, warnings = build_html(book_dir, strict)
@@ -294,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     try:
         index = build_book(args.profile, tasks, strict=args.strict, only=args.only, execute=args.execute,
-                           build=args.build, seed=args.seed, recompute=True if args.recompute else None)
+                           build=args.build, seed=args.seed, recompute=True if args.recompute else None,
+                           book_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR)
     except BookError as err:
         print(f"book: FAILED: {err}", file=sys.stderr)
         return 1

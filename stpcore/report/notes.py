@@ -2,10 +2,13 @@
 history tables, and the summaries the notebooks print under their tables."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
+from ..runs.records import SOURCE_SHA256, results_root
 from .paper import load_paper_results, task_label
 from .tables import (NO_METRIC, NOT_RUN, TABLE_I_KEYS, TABLE_STAGES, _is_missing, as_record_map,
                      collect_records, fmt_missing, get_metric)
@@ -13,11 +16,80 @@ from .tables import (NO_METRIC, NOT_RUN, TABLE_I_KEYS, TABLE_STAGES, _is_missing
 
 # ---------------------------------------------------------------------------- provenance & prose
 PROVENANCE_COLUMNS = ["profile", "device", "seed", "wall time (s)", "git commit", "git dirty", "finished",
-                      "note"]
+                      "status", "note"]
+#: :func:`record_status` of a record made by the code this process runs.
+CURRENT_CODE = "current code"
+
+
+def _upstream_on_disk(entry: Mapping, root: Path | None = None) -> dict | None:
+    """The record an ``provenance.upstream`` entry points at, as it is on disk now (None if absent).
+
+    The stored path is where the run wrote it (often another machine's results folder): its last
+    three parts (``<profile>/<task>/<stage>.json``) are looked up under the current results root
+    first, then the path itself."""
+    stored = entry.get("record") if isinstance(entry, Mapping) else None
+    if not stored:
+        return None
+    stored = Path(stored)
+    candidates = []
+    if len(stored.parts) >= 3:
+        candidates.append(Path(root or results_root()).joinpath(*stored.parts[-3:]))
+    candidates.append(stored)
+    for path in candidates:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def record_status(record: Mapping | None, current_source: str | None = SOURCE_SHA256,
+                  upstream: Mapping[str, Mapping | None] | Callable[[str, Mapping], Mapping | None] | None = None
+                  ) -> str:
+    """Whether a record was made by the code this process runs, and whether its inputs changed.
+
+    ``"current code"`` when ``provenance.source_sha256`` equals ``current_source`` (the digest of
+    the library as imported, :data:`stpcore.runs.records.SOURCE_SHA256`); otherwise ``"made by
+    commit <7 chars> (older code)"`` (``unknown commit`` where the record names none). For each
+    ``provenance.upstream`` entry (``{stage: {"record": path, "finished": iso, ...}}``) whose
+    upstream record now has a different ``finished`` time, ``"; upstream <stage> rerun since"``
+    is appended (an upstream record that is gone adds ``"; upstream <stage> missing"``).
+
+    ``upstream``: the current upstream records, ``{stage: record or None}`` or a callable
+    ``(stage, entry) -> record or None``; None reads them from disk (see :func:`_upstream_on_disk`).
+    A missing record gives :data:`~stpcore.report.tables.NOT_RUN`.
+    """
+    if record is None:
+        return NOT_RUN
+    prov = record.get("provenance") or {}
+    source = prov.get("source_sha256")
+    if source and current_source and source == current_source:
+        text = CURRENT_CODE
+    else:
+        commit = prov.get("git_commit")
+        text = f"made by commit {commit[:7]} (older code)" if commit else "made by unknown commit (older code)"
+    for stage, entry in sorted((prov.get("upstream") or {}).items()):
+        if not isinstance(entry, Mapping):
+            continue
+        if upstream is None:
+            now = _upstream_on_disk(entry)
+        elif callable(upstream):
+            now = upstream(stage, entry)
+        else:
+            now = upstream.get(stage)
+        if now is None:
+            text += f"; upstream {stage} missing"
+        elif (now.get("provenance") or {}).get("finished") != entry.get("finished"):
+            text += f"; upstream {stage} rerun since"
+    return text
 
 
 def provenance_table(records) -> pd.DataFrame:
-    """Where each number came from: one row per ``(task, stage)``; "not run" where no record."""
+    """Where each number came from: one row per ``(task, stage)``; "not run" where no record.
+
+    The ``status`` column is :func:`record_status`: whether the record was made by the current
+    code (else the commit that made it) and which of its upstream records were rerun since."""
     rows, index = [], []
     for (task, stage), rec in sorted(as_record_map(records).items()):
         index.append((task, stage))
@@ -28,7 +100,7 @@ def provenance_table(records) -> pd.DataFrame:
         commit = prov.get("git_commit")
         rows.append([rec.get("profile"), prov.get("device"), prov.get("seed"), prov.get("wall_time_s"),
                      commit[:10] if commit else NO_METRIC, prov.get("git_dirty"), prov.get("finished"),
-                     prov.get("note", "")])
+                     record_status(rec), prov.get("note", "")])
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "stage"]) if index
                         else pd.MultiIndex.from_tuples([], names=["task", "stage"]),
                         columns=PROVENANCE_COLUMNS)

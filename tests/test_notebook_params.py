@@ -1,0 +1,200 @@
+"""The notebooks' papermill parameters: every notebook checks them right after its ``parameters``
+cell, and the papermill commands the README shows run as written.
+
+The README's commands are read from between ``<!-- papermill-commands:start -->`` and
+``<!-- papermill-commands:end -->`` and compared with :data:`README_PAPERMILL_COMMANDS`, so the
+README and this test cannot drift apart. The runs use the paper profile, which only renders the
+committed records: they read a copy of ``data/results`` and must leave it (and the runs folder)
+untouched.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from stpcore.report.book import notebook_problems
+from stpcore.runs.validate import NOTEBOOK_PARAMS
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+START, END = "<!-- papermill-commands:start -->", "<!-- papermill-commands:end -->"
+OUT_PLACEHOLDER = "out.ipynb"
+
+#: The papermill lines of the README's "Run the pipeline yourself" section, verbatim.
+README_PAPERMILL_COMMANDS = [
+    """papermill notebooks/table_ii.ipynb out.ipynb -p tasks '["mrpc"]' -p profile paper""",
+    """papermill notebooks/table_iii.ipynb out.ipynb -p profile paper -p recompute no   # renders the committed records, computes nothing""",
+]
+
+#: Notebooks that must validate their parameters (baseline and tutorial are maintained elsewhere).
+VALIDATED = ("table_i", "table_ii", "table_iii", "table_iv", "table_v", "fig_3", "fig_4", "fig_5",
+             "findings", "benchmarks")
+
+#: ``-p`` arguments that must stop a notebook, and the parameter the message must name.
+BAD_PARAMS = [
+    ("table_i", ["-p", "profile", "foo"], "profile"),
+    ("fig_5", ["-p", "recompute", "maybe"], "recompute"),
+    ("table_ii", ["-p", "tasks", '["nope"]', "-p", "profile", "paper"], "tasks"),
+]
+
+
+# ---------------------------------------------------------------------------- helpers
+def readme_commands(text: str | None = None) -> list[str]:
+    """The papermill lines between the README markers."""
+    text = README.read_text() if text is None else text
+    assert text.count(START) == 1 and text.count(END) == 1, "README papermill markers missing"
+    block = text[text.index(START) + len(START):text.index(END)]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("papermill ")]
+
+
+def command_argv(line: str, out: Path) -> list[str]:
+    """A README line as argv (``python -m papermill``), its output path replaced by ``out``."""
+    words = shlex.split(line, comments=True)
+    assert words[0] == "papermill" and words.count(OUT_PLACEHOLDER) == 1, line
+    words = [str(out) if w == OUT_PLACEHOLDER else w for w in words]
+    return [sys.executable, "-m", "papermill", *words[1:], "--no-progress-bar"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def notebook_cells(name: str):
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    return nb, i
+
+
+def defined_names(source: str) -> list[str]:
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+# ---------------------------------------------------------------------------- static checks
+def test_readme_commands_match_the_test_data():
+    assert readme_commands() == README_PAPERMILL_COMMANDS
+    text = README.read_text()
+    for line in README_PAPERMILL_COMMANDS:
+        assert line in text
+    assert any("table_ii.ipynb" in c and "mrpc" in c for c in README_PAPERMILL_COMMANDS)
+    assert any("-p recompute no" in c and "-p profile paper" in c for c in README_PAPERMILL_COMMANDS)
+
+
+def test_readme_commands_reads_between_markers():
+    text = f"papermill a.ipynb out.ipynb\n{START}\n```bash\npapermill b.ipynb out.ipynb -p x 1\n```\n{END}\n"
+    assert readme_commands(text) == ["papermill b.ipynb out.ipynb -p x 1"]
+    assert command_argv("papermill b.ipynb out.ipynb -p t '[\"a\"]'  # c", Path("/x.ipynb"))[3:] == \
+        ["b.ipynb", "/x.ipynb", "-p", "t", '["a"]', "--no-progress-bar"]
+
+
+@pytest.mark.parametrize("name", VALIDATED)
+def test_cell_after_parameters_validates_every_parameter(name):
+    nb, i = notebook_cells(name)
+    params = [n for n in defined_names(nb.cells[i].source) if n in NOTEBOOK_PARAMS]
+    nxt = nb.cells[i + 1]
+    assert nxt.cell_type == "code" and "validate_notebook_params(" in nxt.source
+    call = next(n for n in ast.walk(ast.parse(nxt.source)) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", None) == "validate_notebook_params")
+    assert [k.arg for k in call.keywords] == params
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs committed"
+
+
+def _run_check(name: str, injected: dict) -> dict:
+    """The parameters cell, papermill's injected values, then the check cell's check block."""
+    nb, i = notebook_cells(name)
+    check = nb.cells[i + 1].source.split("# -- end of the check --", 1)[0]
+    ns: dict = {}
+    exec(nb.cells[i].source, ns)
+    ns.update(injected)
+    exec(check, ns)
+    return ns
+
+
+@pytest.mark.parametrize("name", [n for n in VALIDATED if n != "benchmarks"])
+def test_check_cell_normalises_papermill_strings(name):
+    ns = _run_check(name, {"profile": "paper", "recompute": "no", "tasks": '["mrpc"]', "seed": "1"})
+    assert ns["recompute"] is False and ns["tasks"] == ["mrpc"] and ns["seed"] == 1
+    assert _run_check(name, {"recompute": "YES", "tasks": "sst2,mrpc", "profile": "paper"})["tasks"] == ["sst2", "mrpc"]
+    with pytest.raises(ValueError, match="`profile`"):
+        _run_check(name, {"profile": "foo"})
+    with pytest.raises(ValueError, match="`recompute`"):
+        _run_check(name, {"recompute": "maybe"})
+    with pytest.raises(ValueError, match="`task`"):
+        _run_check(name, {"task": "cola"})
+    if "smoke_seeds" in defined_names(notebook_cells(name)[0].cells[notebook_cells(name)[1]].source):
+        with pytest.raises(ValueError, match="`smoke_seeds`"):
+            _run_check(name, {"smoke_seeds": [-1]})
+        assert _run_check(name, {"seeds": "[3, 4]"})["seeds"] == [3, 4]
+
+
+def test_benchmarks_check_cell():
+    assert _run_check("benchmarks", {"bench_dir": None, "profile": "smoke"})["bench_dir"] is None
+    with pytest.raises(ValueError, match="`bench_dir`"):
+        _run_check("benchmarks", {"bench_dir": ""})
+
+
+# ---------------------------------------------------------------------------- papermill runs
+@pytest.fixture(scope="module")
+def papermill_runs(tmp_path_factory):
+    """All papermill runs of this module, started together (each costs a kernel start)."""
+    tmp = tmp_path_factory.mktemp("papermill")
+    results, runs = tmp / "results", tmp / "runs"
+    shutil.copytree(REPO / "data" / "results", results)
+    before = tree_digest(results)
+    env = dict(os.environ, STP_RESULTS_DIR=str(results), STP_RUNS_DIR=str(runs), TQDM_DISABLE="1",
+               MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(
+                   [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    jobs = {}
+    for k, line in enumerate(README_PAPERMILL_COMMANDS):
+        out = tmp / f"readme{k}.ipynb"
+        jobs[("readme", line)] = (out, command_argv(line, out))
+    for name, args, _ in BAD_PARAMS:
+        out = tmp / f"bad_{name}.ipynb"
+        jobs[("bad", name)] = (out, [sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(out),
+                                     *args, "--no-progress-bar"])
+    procs = {key: subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+             for key, (out, argv) in jobs.items()}
+    done = {}
+    for key, proc in procs.items():
+        text, _ = proc.communicate(timeout=600)
+        done[key] = (proc.returncode, text, jobs[key][0])
+    return {"runs": done, "results": results, "before": before, "runs_dir": runs}
+
+
+@pytest.mark.parametrize("line", README_PAPERMILL_COMMANDS)
+def test_readme_papermill_command_runs(papermill_runs, line):
+    rc, text, out = papermill_runs["runs"][("readme", line)]
+    assert rc == 0, text[-4000:]
+    assert notebook_problems(out) == []
+    nb = nbformat.read(out, as_version=4)
+    shown = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Profile 'paper'" in shown
+
+
+def test_paper_commands_compute_nothing(papermill_runs):
+    """``-p recompute no`` (and the paper profile) only read records: nothing written."""
+    for line in README_PAPERMILL_COMMANDS:
+        assert papermill_runs["runs"][("readme", line)][0] == 0
+    assert tree_digest(papermill_runs["results"]) == papermill_runs["before"]
+    runs = papermill_runs["runs_dir"]
+    assert not runs.exists() or not any(runs.rglob("*"))
+
+
+@pytest.mark.parametrize("name,args,param", BAD_PARAMS)
+def test_bad_parameter_fails_the_run_naming_it(papermill_runs, name, args, param):
+    rc, text, out = papermill_runs["runs"][("bad", name)]
+    assert rc != 0
+    assert re.search(rf"ValueError: `{param}` must be", text), text[-4000:]
+    assert notebook_problems(out)            # and the book would refuse to publish it
