@@ -46,14 +46,48 @@ def main(argv=None) -> int:
         check_output_dirs()
     except ValueError as exc:
         parser.error(str(exc))
-    for name in stages:
-        rec = run_stage(args.task, name, args.profile, args.seed, force=args.force,
-                        base_seed=args.base_seed, **overrides)
-        shown = {k: v for k, v in rec["metrics"].items()
-                 if not isinstance(v, (list, dict, str))}
-        print(f"{args.task} {name}: {json.dumps(shown)} "
-              f"({rec['provenance']['wall_time_s']:.0f} s, {rec['provenance']['device']})", flush=True)
+    distributed = _init_distributed()
+    try:
+        for name in stages:
+            rec = run_stage(args.task, name, args.profile, args.seed, force=args.force,
+                            base_seed=args.base_seed, **overrides)
+            shown = {k: v for k, v in rec["metrics"].items()
+                     if not isinstance(v, (list, dict, str))}
+            if _rank() == 0:
+                print(f"{args.task} {name}: {json.dumps(shown)} "
+                      f"({rec['provenance']['wall_time_s']:.0f} s, {rec['provenance']['device']})",
+                      flush=True)
+    finally:
+        if distributed:
+            import torch.distributed as dist
+            dist.destroy_process_group()
     return 0
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _init_distributed() -> bool:
+    """Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1): join the process group
+    (nccl on CUDA, each rank on ``cuda:LOCAL_RANK``; gloo on CPU) and return True (the caller
+    destroys the group at the end). Training
+    then averages gradients over the ranks and only rank 0 writes records and checkpoints
+    (:func:`stpcore.train.loop.fit`, :meth:`stpcore.runs.runner.Run.record`)."""
+    import os
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+    if dist.is_initialized():            # someone else owns the group (and tears it down)
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+    return True
 
 
 def pack_main(argv) -> int:

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from stpcore.runs import runner
 from stpcore.runs import records
@@ -130,3 +131,52 @@ def test_source_digest_names_the_code(tmp_path):
     assert records.source_digest(pkg) == first
     (pkg / "a.py").write_text("x = 2\n")
     assert records.source_digest(pkg) != first
+
+
+@pytest.fixture
+def model_stage(tmp_path, monkeypatch):
+    """A stage that returns a (tiny) model, so it writes a checkpoint with its record."""
+    from conftest import make_tiny_model
+    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
+    calls = []
+
+    def fn(run):
+        calls.append(1)
+        torch.manual_seed(len(calls))
+        return {"value": float(len(calls))}, make_tiny_model()
+
+    monkeypatch.setitem(runner.STAGES, "_model", ((), fn))
+    return calls
+
+
+def test_a_kill_between_checkpoint_and_record_never_pairs_them_wrongly(model_stage, monkeypatch):
+    run = runner.Run("sst2", "smoke", 0)
+    first = run.record("_model")
+    assert run.checkpoint_ok("_model", first)
+    def killed(*a, **kw):
+        raise KeyboardInterrupt("killed while writing the record")
+    original = runner.write_record
+    monkeypatch.setattr(runner, "write_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.record("_model", force=True)
+    monkeypatch.setattr(runner, "write_record", original)
+    # the old record is still there, but its checkpoint is gone: never new weights, old record
+    assert read_record("smoke", "sst2", "_model")["metrics"]["value"] == 1.0
+    assert not run.checkpoint_ok("_model")
+    model = run.model("_model")                       # so the stage reruns, and pairs again
+    rec = read_record("smoke", "sst2", "_model")
+    assert rec["metrics"]["value"] == 3.0 and run.checkpoint_ok("_model", rec)
+    assert model is not None and not run.checkpoint("_model").with_name("_model.tmp").exists()
+
+
+def test_a_corrupt_record_is_named_and_recomputed(counting_stages):
+    calls, root = counting_stages
+    runner.run_stage("sst2", "_parent", "smoke")
+    path = records.record_path("smoke", "sst2", "_parent")
+    path.write_text('{"config": {')                     # truncated
+    with pytest.raises(ValueError, match="_parent.json.*--force"):
+        read_record("smoke", "sst2", "_parent")
+    with pytest.warns(UserWarning, match="recomputing _parent"):
+        runner.run_stage("sst2", "_parent", "smoke")
+    assert calls == ["parent", "parent"] and read_record("smoke", "sst2", "_parent")

@@ -4,14 +4,25 @@ All functions build a :class:`matplotlib.figure.Figure` directly (Agg canvas, no
 state, no GUI backend), with fixed sizes, and return it. :func:`to_png` / :func:`to_svg` /
 :func:`save_figure` render without timestamps, so the same records give the same bytes.
 A missing record draws "not run" in its panel instead of a curve.
+
+One seaborn theme (``whitegrid`` style, ``notebook`` context, ``deep`` palette) is used for the
+book's figures. It is applied through ``matplotlib.rc_context`` around each figure function
+(:data:`THEME`), never with ``sns.set_theme``, so importing this module changes no global
+state; the font is pinned to DejaVu Sans (seaborn would prefer Arial where installed) to keep
+the bytes machine-independent. Sweeps given several seed records draw the mean with a
++-1 standard deviation band (``sns.lineplot(errorbar="sd")``: no bootstrap, deterministic).
 """
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import matplotlib
+import pandas as pd
+import seaborn as sns
+from cycler import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg canvas; pyplot's backend is untouched
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -20,12 +31,24 @@ from .paper import load_paper_results, task_label
 
 NOT_RUN = "not run"
 _RC = {"svg.hashsalt": "stpcore", "svg.fonttype": "path", "font.family": "DejaVu Sans"}
+# The book's seaborn theme as plain rcParams (applied per figure, not globally); _RC last.
+THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85),
+         "axes.prop_cycle": cycler(color=sns.color_palette("deep")), **_RC}
 WIDE = (10.0, 4.0)
+
+
+def _themed(fn):
+    """Run a figure function inside the book's theme (artists take their style when created)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(THEME):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # ---------------------------------------------------------------------------- rendering
 def _new_figure(size=WIDE, ncols: int = 2) -> tuple[Figure, list]:
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(THEME):
         fig = Figure(figsize=size, dpi=100)
         FigureCanvasAgg(fig)
         axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
@@ -91,6 +114,34 @@ def _metrics(record: Any) -> dict | None:
     return record.get("metrics", record)
 
 
+def _seed_metrics(record: Any) -> list[dict]:
+    """The metrics of one record, or of each of several seed records (a list or tuple)."""
+    recs = record if isinstance(record, (list, tuple)) else [record]
+    return [m for m in (_metrics(r) for r in recs) if m]
+
+
+def _sweep_frame(record: Any, x: str, columns: Mapping[str, Any]) -> tuple[pd.DataFrame, int]:
+    """Long table of a sweep's points (one row per seed and point; ``columns``: name ->
+    function of a point) and the number of seed records that have points."""
+    rows, seeds = [], 0
+    for seed, m in enumerate(_seed_metrics(record)):
+        points = m.get("points") or []
+        seeds += bool(points)
+        rows += [{"seed": seed, x: p[x], **{c: f(p) for c, f in columns.items()}} for p in points]
+    frame = pd.DataFrame(rows, columns=["seed", x, *columns])
+    return frame.sort_values([x, "seed"], kind="stable").reset_index(drop=True), seeds
+
+
+def _sweep_line(ax, frame: pd.DataFrame, x: str, y: str, seeds: int, fmt: str, color: str,
+                label: str) -> None:
+    """One record: the points joined; several seeds: their mean with a +-1 sd band."""
+    if seeds > 1:
+        sns.lineplot(data=frame, x=x, y=y, ax=ax, errorbar="sd", color=color,
+                     marker=fmt[-1], label=f"{label}, mean +- sd over {seeds} seeds")
+    else:
+        ax.plot(frame[x], frame[y], fmt, color=color, label=label)
+
+
 def _not_run(ax, text: str = NOT_RUN) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=14, color="0.4")
 
@@ -105,6 +156,7 @@ def _by_task(records: Any) -> dict[str, dict | None]:
 
 
 # ---------------------------------------------------------------------------- Fig. 3
+@_themed
 def plot_activity_loss(with_record: Any, without_record: Any, title: str | None = None) -> Figure:
     """Fig. 3. (a) mean ASR per encoder layer over epochs, solid with the activity loss
     (L1, L2, ...), dashed without (L1', L2', ...); (b) Normalized #C over epochs.
@@ -145,22 +197,23 @@ def plot_activity_loss(with_record: Any, without_record: Any, title: str | None 
 
 
 # ---------------------------------------------------------------------------- Fig. 4
+@_themed
 def plot_budget_sweep(record: Any, paper: Mapping | None = None, task: str = "sst2",
                       accuracy_key: str = "dev_accuracy") -> Figure:
     """Fig. 4a: accuracy after post-training spatial pruning vs the ACs budget (0.4-1.0).
 
-    ``record``: the ``budget_sweep`` record (``metrics.points``: ``budget``, accuracies).
+    ``record``: the ``budget_sweep`` record (``metrics.points``: ``budget``, accuracies), or a
+    list of such records of several seeds (drawn as mean +- sd).
     ``paper``: :func:`stpcore.report.paper.load_paper_results` output; the paper publishes no curve,
     so its Table II points are drawn (budget 0.6: post-training FIM + ASR; 1.0: baseline)
     and its chosen budget as a dotted line.
     """
     paper = paper if paper is not None else load_paper_results()
     fig, (ax,) = _new_figure((6.0, 4.0), 1)
-    m = _metrics(record)
-    points = sorted((m or {}).get("points") or [], key=lambda p: p["budget"])
-    if points:
-        ax.plot([p["budget"] for p in points], [p.get(accuracy_key, float("nan")) for p in points],
-                "-o", color="C0", label=f"ours ({accuracy_key})")
+    frame, seeds = _sweep_frame(record, "budget",
+                                {"accuracy": lambda p: p.get(accuracy_key, float("nan"))})
+    if seeds:
+        _sweep_line(ax, frame, "budget", "accuracy", seeds, "-o", "C0", f"ours ({accuracy_key})")
     else:
         _not_run(ax)
     rows = {r["stage"]: r["values"][task]["accuracy"] for r in paper["table_ii"]["rows"]}
@@ -177,25 +230,29 @@ def plot_budget_sweep(record: Any, paper: Mapping | None = None, task: str = "ss
     return fig
 
 
+@_themed
 def plot_base_sweep(record: Any, task: str = "sst2", accuracy_key: str = "dev_accuracy",
                     chosen_base: float | None = None) -> Figure:
     """Fig. 4b: retained ACs (% of baseline) and accuracy vs the PCA base b (1.0-1.2).
 
     ``record``: the ``base_sweep`` record (``metrics.points``: ``base``, ``acs_fraction``,
-    accuracies). The paper's chosen base (1.02) is the dotted line.
+    accuracies), or a list of such records of several seeds (mean +- sd). The paper's chosen
+    base (1.02) is the dotted line.
     """
     if chosen_base is None:
         chosen_base = load_paper_results()["ablations"]["fig_4b"]["chosen_pca_base"]
     fig, (ax,) = _new_figure((6.0, 4.0), 1)
-    m = _metrics(record)
-    points = sorted((m or {}).get("points") or [], key=lambda p: p["base"])
+    frame, seeds = _sweep_frame(record, "base", {
+        "acs": lambda p: 100.0 * p.get("acs_fraction", float("nan")),
+        "accuracy": lambda p: p.get(accuracy_key, float("nan"))})
     ax2 = ax.twinx()
-    if points:
-        bases = [p["base"] for p in points]
-        ax.plot(bases, [100.0 * p.get("acs_fraction", float("nan")) for p in points], "-o", color="C0",
-                label="ACs (%)")
-        ax2.plot(bases, [p.get(accuracy_key, float("nan")) for p in points], "-s", color="C1",
-                 label=f"accuracy ({accuracy_key})")
+    ax2.grid(False)
+    if seeds:
+        _sweep_line(ax, frame, "base", "acs", seeds, "-o", "C0", "ACs (%)")
+        _sweep_line(ax2, frame, "base", "accuracy", seeds, "-s", "C1", f"accuracy ({accuracy_key})")
+        for a in (ax, ax2):
+            if a.get_legend() is not None:
+                a.get_legend().remove()
     else:
         _not_run(ax)
     ax.axvline(chosen_base, linestyle=":", color="0.3", label=f"paper's choice ({chosen_base})")
@@ -210,6 +267,7 @@ def plot_base_sweep(record: Any, task: str = "sst2", accuracy_key: str = "dev_ac
 
 
 # ---------------------------------------------------------------------------- Fig. 5
+@_themed
 def plot_random_mask(two_stage_records: Any, random_records: Any, masked_records: Any = None,
                      accuracy_key: str = "dev_accuracy", tasks: Iterable[str] | None = None) -> Figure:
     """Fig. 5. Left: dev accuracy right after masking and after retraining, per task, for

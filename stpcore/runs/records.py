@@ -160,12 +160,21 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
 
 def read_record(profile: str, task: str, stage: str, root: Path | None = None,
                 seed: int = 0) -> dict | None:
-    """The record of one stage and seed, or None when it has not been run."""
+    """The record of one stage and seed, or None when it has not been run. A file that is not
+    a complete record raises ``ValueError`` naming it and the fix."""
     path = record_path(profile, task, stage, root, seed)
     if not path.exists():
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            rec = json.load(fh)
+        ok = isinstance(rec, dict) and all(k in rec for k in ("config", "metrics", "provenance"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        ok, rec = False, err
+    if not ok:
+        raise ValueError(f"record {str(path)!r} is not a complete record ({rec if not isinstance(rec, dict) else 'missing keys'}); "
+                         f"delete it, or rerun the stage with --force")
+    return rec
 
 
 def list_records(profile: str | None = None, root: Path | None = None) -> list[dict]:

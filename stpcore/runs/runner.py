@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,11 +27,11 @@ import torch
 from ..train import data as glue
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import PRUNING_KEYS, Profile, get_profile
-from .records import (REPO_ROOT, file_sha256, read_record, record_path, seed_suffix,
-                      write_record)
+from .records import (REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
+                      seed_suffix, write_record)
 from ..train.teacher import load_tokenizer, resolve_teacher
 from ..prune.acs import spiking_costs
-from ..train.loop import evaluate, pick_device
+from ..train.loop import barrier, evaluate, is_main_process, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
 FOUNDATION = ("teacher", "spiking_fp", "baseline")     # stages that ignore the pruning knobs
@@ -181,18 +182,38 @@ class Run:
         return m.to(self.device)
 
     def reusable(self, rec: dict | None, name: str) -> bool:
-        """A record is reused only if it was made with this seed and the same configuration:
-        every current profile value for a pruning stage, all but the pruning knobs
-        (``profiles.PRUNING_KEYS``) for a foundation stage. Another teacher or a changed
-        epoch count reruns the stage; a changed mask learning rate does not retrain the teacher."""
+        """A record is reused only if it was made with this seed and base seed, the same
+        configuration (every current profile value for a pruning stage; all but the pruning
+        knobs, ``profiles.PRUNING_KEYS``, and the execution settings for a foundation stage), the
+        same data and teacher files (sha256), and, for a pruning stage, the same library source
+        and the same upstream records. Another teacher or a changed epoch count reruns the stage;
+        a changed mask learning rate does not retrain the teacher. A foundation record made by
+        other code is reused (training it costs most of a GPU session); its pages mark it with
+        the commit that made it."""
         if rec is None or rec["provenance"]["seed"] != self.seed:
             return False
-        if rec["provenance"].get("base_seed", rec["provenance"]["seed"]) != self.base_seed:
+        prov = rec["provenance"]
+        if prov.get("base_seed", prov["seed"]) != self.base_seed:
             return False
         skip = {"progress"} | (PRUNING_KEYS | RUNTIME_KEYS if name in FOUNDATION else set())
         now = json.loads(json.dumps(self.profile.to_dict()))     # tuples -> lists, as recorded
         keys = set(now) - skip              # a knob the code no longer has cannot matter
-        return all(rec["config"].get(k, None) == now[k] for k in keys)
+        if not all(rec["config"].get(k, None) == now[k] for k in keys):
+            return False
+        hashes = self.input_hashes()
+        if any(prov.get(k) != v for k, v in hashes.items()):
+            return False
+        if name in FOUNDATION:
+            return True
+        if prov.get("source_sha256") != SOURCE_SHA256:
+            return False
+        for dep in STAGES[name][0]:
+            dep_run = self.for_stage(dep)
+            current = read_record(self.profile.name, self.task, dep, seed=dep_run.seed)
+            if current is None or prov.get("upstream", {}).get(dep, {}).get(
+                    "finished") != current["provenance"]["finished"]:
+                return False
+        return True
 
     def record(self, name: str, force: bool = False) -> dict:
         """The record of stage ``name``: reused when :meth:`reusable`, else computed (with the
@@ -202,7 +223,11 @@ class Run:
         owner = self.for_stage(name)
         if owner is not self:
             return owner.record(name, force=force)
-        rec = read_record(self.profile.name, self.task, name, seed=self.seed)
+        try:
+            rec = read_record(self.profile.name, self.task, name, seed=self.seed)
+        except ValueError as err:               # a corrupt record: say so, then recompute
+            warnings.warn(f"{err}: recomputing {name}")
+            rec = None
         if not force and self.reusable(rec, name):
             return rec
         needs, fn = STAGES[name]
@@ -221,8 +246,15 @@ class Run:
         start = time.perf_counter()
         metrics, model = fn(self)
         inputs = {"base_seed": self.base_seed, "upstream": upstream, **self.input_hashes()}
+        # Data-parallel runs (torchrun): every rank trained the same weights; rank 0 alone writes
+        # the checkpoint and record, the others wait at the barrier and read what it wrote.
+        if not is_main_process():
+            barrier()
+            return read_record(self.profile.name, self.task, name, seed=self.seed)
         if model is None:
-            return self._write(name, metrics, start, inputs)
+            rec = self._write(name, metrics, start, inputs)
+            barrier()
+            return rec
         # checkpoint and record as one unit: weights aside, record naming their hash, rename
         final, tmp = self.checkpoint(name), self.checkpoint(name).with_name(
             self.checkpoint(name).name + ".tmp")
@@ -232,6 +264,7 @@ class Run:
         shutil.rmtree(final, ignore_errors=True)          # the old record no longer matches
         rec = self._write(name, metrics, start, inputs)
         os.replace(tmp, final)
+        barrier()
         return rec
 
     def _write(self, name: str, metrics: dict, start: float, inputs: dict) -> dict:

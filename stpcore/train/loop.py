@@ -3,14 +3,29 @@
 ``fit`` is the one loop every stage uses (teacher fine-tuning, KD, 1-bit fine-tuning, pruning
 retraining): AdamW, linear warm-up/decay, gradient clipping, and checkpoint selection on a
 held-out slice of the *train* split (never on the dev split that is reported).
+
+Data-parallel training: when a ``torch.distributed`` process group of more than one process is
+initialised (``torchrun --nproc-per-node N python -m stpcore run ...``), ``fit`` shards the
+training batches over the ranks (a :class:`~torch.utils.data.DistributedSampler`, seeded like
+the loader's shuffle, each rank taking ``batch_size // world_size`` rows of a step, so the global
+batch and the number of steps stay those of one process) and averages the gradients of every
+trained parameter (model, ``extra_modules``, ``param_groups``) with one ``all_reduce`` after each
+backward pass, before clipping. No ``DistributedDataParallel`` wrapper: ``loss_fn(model, batch)``
+and the model's no-grad simulation + equilibrium pass run unchanged. Every rank evaluates the
+same full held-out set; rank 0's accuracy decides the checkpoint for all ranks. With one process
+nothing of this runs.
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+import os
+import sys
+from typing import Callable, Iterable
 
 import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from ..snn.layer import POPULATIONS
@@ -20,7 +35,121 @@ MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``cuda:LOCAL_RANK`` under a launcher that sets ``LOCAL_RANK`` (torchrun), else ``cuda``
+    (or ``cpu`` without a GPU)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local = os.environ.get("LOCAL_RANK")
+    return torch.device(f"cuda:{int(local)}" if local not in (None, "") else "cuda")
+
+
+# ---- torch.distributed helpers (all no-ops with one process) ----------------------------------
+def world_size() -> int:
+    """Processes in the default process group (1 when none is initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """All-reduce the gradients of ``params`` and divide by the world size, in one flat buffer.
+    A parameter without a gradient on some rank contributes zeros there; one without a gradient
+    on every rank keeps ``grad = None`` (so AdamW still skips it, as with one process)."""
+    n = world_size()
+    if n == 1:
+        return
+    params = list(params)
+    if not params:
+        return
+    device = params[0].device
+    flat = torch.cat([(p.grad.detach().reshape(-1).to(device, torch.float32) if p.grad is not None
+                       else torch.zeros(p.numel(), device=device)) for p in params] +
+                     [torch.tensor([float(p.grad is not None) for p in params], device=device)])
+    dist.all_reduce(flat)
+    present, offset = flat[-len(params):], 0
+    for p, seen in zip(params, present.tolist()):
+        k = p.numel()
+        if seen > 0:
+            g = (flat[offset:offset + k] / n).view_as(p).to(p.dtype)
+            if p.grad is None:
+                p.grad = g.clone()
+            else:
+                p.grad.copy_(g)
+        offset += k
+
+
+def _broadcast_float(value: float) -> float:
+    """Rank 0's ``value`` on every rank."""
+    if world_size() == 1:
+        return value
+    backend = dist.get_backend()
+    dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.float64, device=dev)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def _sum_over_ranks(*values: float) -> list[float]:
+    if world_size() == 1:
+        return list(values)
+    backend = dist.get_backend()
+    dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def shard_loader(loader):
+    """The training ``loader`` split over the ranks: a DataLoader over the same dataset with a
+    :class:`DistributedSampler` (shuffled iff ``loader`` shuffles, seeded with the loader's
+    generator seed; ``set_epoch`` is called each epoch by :func:`fit`) and ``batch_size //
+    world_size`` rows per rank and step. Any other iterable of batches (a list of dicts) is
+    split row-wise: rank ``r`` takes rows ``r::world_size`` of each batch. Returns ``loader``
+    itself with one process."""
+    n, r = world_size(), rank()
+    if n == 1:
+        return loader
+    if isinstance(loader, DataLoader) and loader.batch_size is not None:
+        shuffle = isinstance(loader.sampler, RandomSampler)
+        seed = loader.generator.initial_seed() if loader.generator is not None else 0
+        sampler = DistributedSampler(loader.dataset, num_replicas=n, rank=r, shuffle=shuffle,
+                                     seed=seed, drop_last=False)
+        return DataLoader(loader.dataset, batch_size=max(1, loader.batch_size // n), sampler=sampler,
+                          collate_fn=loader.collate_fn, num_workers=loader.num_workers,
+                          pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+    return [{k: v[r::n] for k, v in batch.items()} for batch in loader]
+
+
+# ---- progress bars -----------------------------------------------------------------------------
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def progress_kwargs(progress: bool, total: int | None, file=None) -> dict:
+    """tqdm keywords for a loop of ``total`` steps. Off when ``progress`` is false, when
+    ``TQDM_DISABLE`` or ``CI`` is set, and on ranks other than 0. On a terminal: tqdm's usual
+    bar. In a log (``file``, default stderr, is not a terminal): at most one update per ~5 % of
+    the loop (``miniters = total // 20``; tqdm's monitor thread may not lower it), still no
+    more often than ``TQDM_MININTERVAL`` seconds when that is set."""
+    file = sys.stderr if file is None else file
+    if not progress or _env_on("TQDM_DISABLE") or _env_on("CI") or not is_main_process():
+        return {"disable": True}
+    isatty = getattr(file, "isatty", None)
+    if isatty is not None and isatty():
+        return {"disable": False, "file": file}
+    return {"disable": False, "file": file, "miniters": max(1, (total or 0) // 20),
+            "maxinterval": float("inf"), "ascii": True}
 
 
 def to_device(batch: dict, device) -> dict:
@@ -110,6 +239,9 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
     groups += special
     params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    distributed = world_size() > 1
+    train_loader = shard_loader(train_loader)
+    sampler = getattr(train_loader, "sampler", None)
     total = epochs * len(train_loader)
     warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -119,8 +251,11 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
     for epoch in range(1, epochs + 1):
         model.train()
         loss_sum = correct = seen = 0
-        for batch in tqdm(train_loader, desc=f"{desc} {epoch}/{epochs}", disable=not progress,
-                          leave=False):
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        for batch in tqdm(train_loader, desc=f"{desc} {epoch}/{epochs}", leave=False,
+                          total=len(train_loader),
+                          **progress_kwargs(progress, len(train_loader))):
             batch = to_device(batch, device)
             loss, out = loss_fn(model, batch, **kw)
             value = float(loss.detach())
@@ -130,6 +265,8 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
                                          f"recorded for this stage)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if distributed:
+                average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
@@ -139,9 +276,13 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
             seen += len(batch["labels"])
             if on_step is not None:
                 on_step(step)
+        if distributed:         # the epoch's figures over all ranks' shards, identical everywhere
+            loss_sum, correct, seen = _sum_over_ranks(loss_sum, correct, seen)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen}
         if heldout_loader is not None:
             ev = evaluate(model, heldout_loader, device, sim_dtype, seq_len, costs=costs)
+            if distributed:     # every rank saw the same held-out set; rank 0's figure decides
+                ev["accuracy"] = _broadcast_float(ev["accuracy"])
             row["heldout_accuracy"] = ev["accuracy"]
             row.update({k: ev[k] for k in ("layer_asr", "normalized_c", "acs_fraction",
                                            "mean_latency") if k in ev})
