@@ -13,7 +13,7 @@
   leaves lambda unscaled.
 * The mask logits train at their own rate ``mask_lr``. AdamW moves a parameter by about its
   learning rate per step whatever the gradient's size (a consistent gradient sign gives
-  |m/sqrt(v)| ~ 1), so during the penalty phase a logit travels at most about
+  ``|m / sqrt(v)|`` ~ 1), so during the penalty phase a logit travels at most about
   ``mask_lr x penalty_steps`` (:func:`max_logit_travel`, recorded); when that is below
   ``mask_init`` no mask can flip, whatever lambda is. Measured on MRPC (2026-12-01): 164 penalty
   steps at mask_lr 1e-2 travel 1.64 < 2, and lambda from 0 to 16 x Table I's (x 4 for the

@@ -50,7 +50,7 @@ def record_status(record: Mapping | None, current_source: str | None = SOURCE_SH
     """Whether a record was made by the code this process runs, and whether its inputs changed.
 
     ``"current code"`` when ``provenance.source_sha256`` equals ``current_source`` (the digest of
-    the library as imported, :data:`stpcore.runs.records.SOURCE_SHA256`); otherwise ``"made by
+    the library as imported, ``stpcore.runs.records.SOURCE_SHA256``); otherwise ``"made by
     commit <7 chars> (older code)"`` (``unknown commit`` where the record names none). For each
     ``provenance.upstream`` entry (``{stage: {"record": path, "finished": iso, ...}}``) whose
     upstream record now has a different ``finished`` time, ``"; upstream <stage> rerun since"``
@@ -58,7 +58,7 @@ def record_status(record: Mapping | None, current_source: str | None = SOURCE_SH
 
     ``upstream``: the current upstream records, ``{stage: record or None}`` or a callable
     ``(stage, entry) -> record or None``; None reads them from disk (see :func:`_upstream_on_disk`).
-    A missing record gives :data:`~stpcore.report.tables.NOT_RUN`.
+    A missing record gives ``NOT_RUN`` ("not run").
     """
     if record is None:
         return NOT_RUN
