@@ -115,6 +115,7 @@ def plot_population_rates(table: pd.DataFrame):
     data = table
     fig, (ax,) = _new_figure((7.5, 3.0), ncols=1)
     im = ax.imshow(data.values, cmap="viridis", vmin=0.0, aspect="auto")
+    ax.grid(False)                      # the theme's grid would cross the cells
     ax.set_xticks(range(data.shape[1]), [c.replace("_", "\n") for c in data.columns], fontsize=8)
     ax.set_yticks(range(data.shape[0]), list(data.index), fontsize=8)
     for (r, c), v in np.ndenumerate(data.values):
