@@ -180,3 +180,31 @@ def test_a_corrupt_record_is_named_and_recomputed(counting_stages):
     with pytest.warns(UserWarning, match="recomputing _parent"):
         runner.run_stage("sst2", "_parent", "smoke")
     assert calls == ["parent", "parent"] and read_record("smoke", "sst2", "_parent")
+
+
+def test_a_rewritten_config_json_is_never_used(model_stage):
+    run = runner.Run("sst2", "smoke", 0)
+    rec = run.record("_model")
+    (run.checkpoint("_model") / "config.json").write_text("garbage")
+    assert not run.checkpoint_ok("_model", rec)
+    run.model("_model")                                   # reruns instead of loading garbage
+    assert model_stage == [1, 1] and run.checkpoint_ok("_model")
+
+
+def test_a_truncated_fisher_cache_is_named_and_recomputed(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    from stpcore.runs import pruning
+    grads = (torch.zeros(1, 2, 4), torch.zeros(1, 2, 8), torch.zeros(2, 4), torch.zeros(2, 8))
+    calls = []
+    monkeypatch.setattr(pruning, "collect_mask_grads", lambda *a: calls.append(1) or grads)
+    fake = SimpleNamespace(profile=SimpleNamespace(fisher_samples=4, fisher_batch_size=2),
+                           record=lambda name: {"provenance": {"finished": "2026-12-01T00:00:00"}},
+                           checkpoint=lambda name: tmp_path / name, loader=lambda *a, **k: [],
+                           device="cpu", sim_dtype=torch.float32)
+    pruning.fisher_info(fake, None)
+    path = next(tmp_path.glob("fisher-*.pt"))
+    path.write_bytes(path.read_bytes()[:20])              # a kill mid-write, or a full disk
+    with pytest.warns(UserWarning, match="Fisher cache .*fisher-.*unreadable"):
+        info = pruning.fisher_info(fake, None)
+    assert calls == [1, 1] and set(info) >= {"head_grads", "seconds"}
+    assert not list(tmp_path.glob("*.tmp"))

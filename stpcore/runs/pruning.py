@@ -5,7 +5,9 @@ Retraining stages run ``retrain_epochs`` over ``retrain_limit`` training example
 """
 from __future__ import annotations
 
+import os
 import time
+import warnings
 
 import torch
 
@@ -25,14 +27,23 @@ def fisher_info(run: Run, model) -> dict:
     made = run.record("baseline")["provenance"]["finished"].replace(":", "")
     path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}.pt")
     if path.exists():
-        return torch.load(path)
+        try:
+            info = torch.load(path)
+            if set(info) >= {"head_grads", "neuron_grads", "head_rate", "neuron_rate", "seconds"}:
+                return info
+            raise ValueError("missing keys")
+        except Exception as err:                    # truncated or foreign: say so, recompute
+            warnings.warn(f"Fisher cache {str(path)!r} is unreadable ({err}); recomputing it")
+            path.unlink()
     start = time.perf_counter()
     loader = run.loader("train", batch_size=p.fisher_batch_size, limit=p.fisher_samples)
     hg, ng, hr, nr = collect_mask_grads(model, loader, run.device, p.fisher_samples, run.sim_dtype)
     info = {"head_grads": hg, "neuron_grads": ng, "head_rate": hr, "neuron_rate": nr,
             "seconds": time.perf_counter() - start}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(info, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(info, tmp)
+    os.replace(tmp, path)                           # a kill never leaves half a cache
     return info
 
 

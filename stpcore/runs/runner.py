@@ -12,6 +12,7 @@ anything else is recomputed. Every run writes a JSON record with provenance, ato
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -46,6 +47,15 @@ def stage(name: str, needs: tuple[str, ...] = ()):
         STAGES[name] = (needs, fn)
         return fn
     return deco
+
+
+def checkpoint_digest(folder: Path) -> str | None:
+    """sha256 over a checkpoint folder's ``config.json`` and ``model.safetensors`` (names and
+    bytes); None when either is missing. A truncated, emptied or rewritten file changes it."""
+    files = [Path(folder) / n for n in ("config.json", "model.safetensors")]
+    if not all(f.is_file() for f in files):
+        return None
+    return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)};" for f in files).encode()).hexdigest()
 
 
 def seed_everything(seed: int) -> None:
@@ -134,11 +144,11 @@ class Run:
         return self.ckpt_root / f"{name}{seed_suffix(self.seed)}"
 
     def checkpoint_ok(self, name: str, rec: dict | None = None) -> bool:
-        """Whether stage ``name``'s checkpoint exists and is the one its record names."""
+        """Whether stage ``name``'s checkpoint exists and is the one its record names (its
+        weights and its config.json, :func:`checkpoint_digest`)."""
         rec = rec or read_record(self.profile.name, self.task, name, seed=self.seed)
-        weights = self.checkpoint(name) / "model.safetensors"
         want = (rec or {}).get("provenance", {}).get("checkpoint_sha256")
-        return weights.is_file() and want is not None and file_sha256(weights) == want
+        return want is not None and checkpoint_digest(self.checkpoint(name)) == want
 
     def shipped(self, name: str, rec: dict | None = None) -> Path | None:
         """The shipped checkpoint (``data/checkpoints/<task>-seed<k>``, see
@@ -260,7 +270,7 @@ class Run:
             self.checkpoint(name).name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
-        inputs["checkpoint_sha256"] = file_sha256(tmp / "model.safetensors")
+        inputs["checkpoint_sha256"] = checkpoint_digest(tmp)
         shutil.rmtree(final, ignore_errors=True)          # the old record no longer matches
         rec = self._write(name, metrics, start, inputs)
         os.replace(tmp, final)
