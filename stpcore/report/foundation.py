@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from . import stats
 from .plots import _new_figure, _not_run, _themed
 from .summary import FOUNDATION_STAGES, STAGE_LABELS, paper_reference
-from .tables import NO_METRIC, NOT_RUN
+from .tables import NO_METRIC, NOT_RUN, fmt_missing
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 
@@ -30,14 +30,13 @@ PHASE_LABELS = {"prediction": "prediction-layer KD", "labels": "fine-tuning on l
                 "intermediate_kd": "intermediate-layer KD"}
 
 
-def _r(value, digits: int = 2):
-    return NO_METRIC if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else round(float(value), digits)
-
-
 def _acc(rec: dict | None) -> float | None:
     v = ((rec or {}).get("metrics") or {}).get("dev_accuracy")
     return None if v is None else float(v)
+
+
+def _cell(value, digits: int = 2):
+    return fmt_missing(value, digits, NO_METRIC)
 
 
 # ---------------------------------------------------------------------------- majority class
@@ -88,15 +87,15 @@ def seed_accuracy_table(records: SeededRecords, tasks: Iterable[str], seeds: Ite
             n = next((int(r["metrics"]["dev_examples"]) for r in recs.values()
                       if r and (r.get("metrics") or {}).get("dev_examples")), None)
             row = {"task": task, "model": STAGE_LABELS[stage]}
-            row.update({f"seed {s}": _r(_acc(r)) if r else NOT_RUN for s, r in recs.items()})
+            row.update({f"seed {s}": _cell(_acc(r)) if r else NOT_RUN for s, r in recs.items()})
             row.update({
-                "mean": _r(ci["mean"]),
-                "seed sd (pt)": _r(ci.get("sd")),
-                "max - min (pt)": _r(max(accs) - min(accs)) if len(accs) > 1 else NO_METRIC,
+                "mean": _cell(ci["mean"]),
+                "seed sd (pt)": _cell(ci.get("sd")),
+                "max - min (pt)": _cell(max(accs) - min(accs)) if len(accs) > 1 else NO_METRIC,
                 "dev examples": n if n else NO_METRIC,
-                "binomial SE (pt)": _r(stats.sampling_error(ci["mean"], n)) if n and accs else NO_METRIC,
-                "majority class (%)": _r(major[1]) if major else NO_METRIC,
-                "paper / reference": _r(paper_reference(task, stage))})
+                "binomial SE (pt)": _cell(stats.sampling_error(ci["mean"], n)) if n and accs else NO_METRIC,
+                "majority class (%)": _cell(major[1]) if major else NO_METRIC,
+                "paper / reference": _cell(paper_reference(task, stage))})
             rows.append(row)
     return pd.DataFrame(rows).set_index(["task", "model"])
 
@@ -121,13 +120,13 @@ def seed_difference_table(records: SeededRecords, tasks: Iterable[str], pair: tu
             va, vb = stats.correct_vector(ra), stats.correct_vector(rb)
             diff = _acc(rb) - _acc(ra)
             if va is None or vb is None or va.size != vb.size:
-                rows.append({**row, f"seed {b} - seed {a} (pt)": _r(diff),
+                rows.append({**row, f"seed {b} - seed {a} (pt)": _cell(diff),
                              "95 % interval (pt)": f"{NO_METRIC} (no per-example predictions)",
                              "verdict": NO_METRIC, "disagreeing examples": NO_METRIC, "examples": NO_METRIC})
                 continue
             ci = stats.paired_bootstrap_ci(va, vb, n_boot=n_boot)
             pa, pb = ra["metrics"]["dev_predictions"], rb["metrics"]["dev_predictions"]
-            rows.append({**row, f"seed {b} - seed {a} (pt)": _r(ci["diff"]),
+            rows.append({**row, f"seed {b} - seed {a} (pt)": _cell(ci["diff"]),
                          "95 % interval (pt)": f"[{ci['low']:+.2f}, {ci['high']:+.2f}]",
                          "verdict": stats.verdict(ci), "disagreeing examples": sum(x != y for x, y in zip(pa, pb)),
                          "examples": ci["n"]})
@@ -266,7 +265,7 @@ def selection_table(entries: Mapping[tuple, dict]) -> pd.DataFrame:
         summ = selection_summary(rec)
         rows.append({"task": task, "stage": SHORT_LABELS.get(stage, stage), "seed": seed,
                      "records": source or "paper",
-                     **{k: (_r(v) if isinstance(v, float) or v is None else v) for k, v in summ.items()}})
+                     **{k: (_cell(v) if isinstance(v, float) or v is None else v) for k, v in summ.items()}})
     if not rows:
         return pd.DataFrame({"note": ["no record logs dev accuracy per epoch"]})
     return pd.DataFrame(rows).set_index(["task", "stage", "seed", "records"])

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from ..prune.retrain import max_logit_travel
+from ..prune.retrain import RetrainConfig, max_logit_travel
 
 
 def _flips(m: dict) -> int | str:
@@ -32,7 +32,7 @@ def lambda_sweep_table(record: dict | None) -> pd.DataFrame | None:
 
 def travel_table(records: Mapping[str, dict | None]) -> pd.DataFrame:
     """Per retraining record: penalty steps, mask_lr, the logit travel they allow against
-    ``mask_init`` (2), the penalty scale, and the mask flips counted."""
+    ``mask_init``, the penalty scale, and the mask flips counted."""
     rows = []
     for label, rec in records.items():
         if rec is None:
@@ -43,7 +43,7 @@ def travel_table(records: Mapping[str, dict | None]) -> pd.DataFrame:
         rows.append({"run": label, "mask_lr": c["mask_lr"], "penalty steps": steps,
                      "max logit travel": None if steps is None else
                      round(max_logit_travel(c["mask_lr"], steps), 2),
-                     "logit start": 2.0, "penalty scale": m.get("penalty_scale"),
+                     "logit start": RetrainConfig.mask_init, "penalty scale": m.get("penalty_scale"),
                      "masks flipped": _flips(m),
                      "ACs kept (%)": round(100 * m["acs_fraction"], 2),
                      "dev accuracy": round(m["dev_accuracy"], 2)})

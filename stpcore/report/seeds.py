@@ -15,7 +15,7 @@ import pandas as pd
 from . import stats
 from .notes import SST2_ONLY, paper_value
 from .summary import ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_TARGET
-from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES
+from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES, fmt_missing
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 REFERENCE = ("baseline", 0)
@@ -122,8 +122,8 @@ def accuracy_change(records: SeededRecords, task: str, stage: str, seeds: Iterab
 
 
 # ---------------------------------------------------------------------------- formatting
-def _num(value: float | None, digits: int = 2, missing: str = NO_METRIC):
-    return missing if value is None else round(float(value), digits)
+def _cell(value, digits: int = 2, missing: str = NO_METRIC):
+    return fmt_missing(value, digits, missing)
 
 
 def _interval(ci: Mapping | None, digits: int = 2, missing: str = NO_METRIC) -> str:
@@ -159,7 +159,7 @@ def seeded_table(records: SeededRecords, task: str, stages: Iterable[str], seeds
     for stage in stages:
         recs = _present(records, task, stage, seeds)
         if not recs:
-            rows.append([NOT_RUN] * 5 + [_num(_paper_accuracy(task, stage, paper_table))] + [NOT_RUN] * 4)
+            rows.append([NOT_RUN] * 5 + [_cell(_paper_accuracy(task, stage, paper_table))] + [NOT_RUN] * 4)
             continue
         acc = stats.mean_ci(_values(recs, "dev_accuracy"), level)
         acs, lat = _values(recs, "acs_fraction", 100.0), _values(recs, "mean_latency")
@@ -170,10 +170,10 @@ def seeded_table(records: SeededRecords, task: str, stages: Iterable[str], seeds
             delta = [NO_METRIC, NO_METRIC, "no seed-0 baseline" if records.get((task, *REFERENCE)) is None
                      else NO_METRIC, NO_METRIC]
         else:
-            delta = [_num(ch["diff"]), _interval(ch), ch["basis"], stats.verdict(ch)]
-        rows.append([",".join(map(str, recs)), _num(acc["mean"]), _interval(acc),
-                     _num(float(np.mean(acs)) if acs else None), _num(float(np.mean(lat)) if lat else None),
-                     _num(_paper_accuracy(task, stage, paper_table))] + delta)
+            delta = [_cell(ch["diff"]), _interval(ch), ch["basis"], stats.verdict(ch)]
+        rows.append([",".join(map(str, recs)), _cell(acc["mean"]), _interval(acc),
+                     _cell(float(np.mean(acs)) if acs else None), _cell(float(np.mean(lat)) if lat else None),
+                     _cell(_paper_accuracy(task, stage, paper_table))] + delta)
     return pd.DataFrame(rows, index=pd.Index(list(stages), name="stage"), columns=SEEDED_COLUMNS)
 
 
@@ -253,7 +253,7 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
         if ch is None:
             rows.append([crit, NOT_RUN, NO_METRIC, NO_METRIC, INCONCLUSIVE])
         else:
-            rows.append([crit, _num(ch["diff"]), _interval(ch), ch["basis"],
+            rows.append([crit, _cell(ch["diff"]), _interval(ch), ch["basis"],
                          decide(ch["low"], ch["high"], -accuracy_tolerance, at_most=False)])
         index.append((task, "accuracy kept"))
         # ACs kept
@@ -265,7 +265,7 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
             rows.append([crit, NOT_RUN if not pruned else NO_METRIC, NO_METRIC, NO_METRIC, INCONCLUSIVE])
         else:
             ci, basis = _seed_interval(acs, level)
-            rows.append([crit, _num(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
+            rows.append([crit, _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
                          decide(ci["low"], ci["high"], p_acs + acs_slack, at_most=True)])
         index.append((task, "ACs kept"))
         # latency kept
@@ -277,7 +277,7 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
                          INCONCLUSIVE])
         else:
             ci, basis = _seed_interval(lat, level)
-            rows.append([crit, _num(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
+            rows.append([crit, _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
                          decide(ci["low"], ci["high"], latency_target, at_most=True)])
         index.append((task, "latency kept"))
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "claim"]),

@@ -28,6 +28,7 @@ import torch
 from ..train import data as glue
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import PRUNING_KEYS, Profile, get_profile
+from .validate import check_seed
 from .records import (REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
                       seed_suffix, write_record)
 from ..train.teacher import load_tokenizer, resolve_teacher
@@ -74,10 +75,9 @@ class Run:
 
     def __init__(self, task: str, profile: str = "smoke", seed: int = 0,
                  base_seed: int | None = None, **overrides):
-        for name, value in (("seed", seed), ("base_seed", base_seed)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < 0):
-                raise ValueError(f"`{name}` must be an int >= 0; got {value!r}")
+        check_seed("seed", seed)
+        if base_seed is not None:
+            check_seed("base_seed", base_seed)
         self.task, self.seed = task, seed
         self.base_seed = seed if base_seed is None else base_seed
         self.overrides = overrides
@@ -176,12 +176,13 @@ class Run:
         if owner is not self:
             return owner.model(name)
         path = self.checkpoint(name)
-        if not self.checkpoint_ok(name) and self.shipped(name) is not None:
-            from .checkpoints import load_checkpoint
-            m = load_checkpoint(self.shipped(name))
-            m.config.time_chunk = self.profile.time_chunk
-            return m.to(self.device)
         if not self.checkpoint_ok(name):
+            shipped = self.shipped(name)
+            if shipped is not None:
+                from .checkpoints import load_checkpoint
+                m = load_checkpoint(shipped)
+                m.config.time_chunk = self.profile.time_chunk
+                return m.to(self.device)
             self.record(name, force=True)
         if name == "teacher":
             from transformers import BertForSequenceClassification
