@@ -1,65 +1,140 @@
 #!/usr/bin/env bash
 # One GPU session on a box without network (the `device` tool), with jobs that outlive the call.
-# Measured on an H200 (2026-12-01): 4 foundation processes side by side, then 22 pruning
-# processes at once ran out of GPU memory (about 10 GiB each); keep to about 12 at a time.
-# Everything the jobs read or write lives under /tmp/stp, because each call re-copies the
-# working tree and replaces carried folders (.whl .glue .teacher must be carried on `setup`).
+# Everything the jobs read or write lives under /tmp/stp, because each call re-copies the working
+# tree and replaces carried folders (.whl .glue .teacher must be carried on `setup`). Measured on
+# an H200 (2026-12-01): processes share the GPU well, but each holds about 10 GiB, and 22 at once
+# ran out of memory; every job here waits for one of $STP_SLOTS (default 12) slots.
 #
-#   scripts/gpu_session.sh setup                      wheels, data, teacher and a frozen copy of
-#                                                     stpcore into /tmp/stp (STP_GIT_COMMIT=sha)
-#   scripts/gpu_session.sh task TASK FOUND PRE GROUP...  in the background (setsid): the foundation
-#        of seeds FOUND (e.g. 0,1) side by side, each packed to /tmp/stp/packs/TASK-seedK; then
-#        the PRE stages for seed 0; then each GROUP "SEED:stage,stage,..." as its own process
-#        (base seed 0). Logs: /tmp/stp/logs/TASK-*.log
-#   scripts/gpu_session.sh status                     one line per log, and the records so far
-#   scripts/gpu_session.sh collect                    records, packs and logs into $OUT
+#   scripts/gpu_session.sh freeze    (here, before the first call) HEAD's stpcore, data/checkpoints
+#                                    and results into .frozen/ (carried), so that nothing
+#                                    uncommitted in the working tree reaches the box
+#   scripts/gpu_session.sh setup     (on the box) wheels, data, teacher, the frozen tree, and the
+#                                    shipped checkpoints' foundation records, into /tmp/stp
+#   scripts/gpu_session.sh task TASK FOUND_SEEDS PRUNE_SEEDS [NAME:k=v,k=v ...]
+#        in the background (setsid): the foundation of every variant (default: one variant,
+#        `default`, the profile as it is) at FOUND_SEEDS side by side, each variant into its own
+#        results root /tmp/stp/v/NAME; `python -m stpcore choose` picks the variant with the best
+#        mean held-out accuracy; its baselines are packed to /tmp/stp/packs/TASK-seedK; then the
+#        pruning stages at PRUNE_SEEDS (base seed 0) from the chosen variant, with its overrides.
+#        Logs: /tmp/stp/logs/TASK-*.log
+#   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
+#   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
 set -uo pipefail
-S=/tmp/stp
+S=${STP_SESSION_DIR:-/tmp/stp}
+SLOTS=${STP_SLOTS:-12}
+PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
+# The pruning stages in groups that may run side by side (one process each): per seed, the
+# spatial chain and the temporal chain (after that seed's spatial_fisher_asr and temporal_pca);
+# at seed 0, the post-training rows, sweeps and figures.
+SEED_GROUPS=("spatial_retrain,two_stage,adaptive_threshold" "temporal_retrain,joint_retrain")
+SEED0_GROUPS=("spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check"
+              "baseline_adaptive,random_mask" "activity_ablation" "lambda_sweep")
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
-  export STP_RESULTS_DIR=$S/results STP_RUNS_DIR=$S/runs STP_GIT_COMMIT=$(cat $S/commit)
+  export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 }
-stages() {  # TASK SEED STAGES LOG (run from the frozen copy: `-m` puts the cwd first on sys.path)
-  cd $S/code && python3 -m stpcore run --task "$1" --profile paper --seed "$2" --base-seed 0 --stages "$3" \
-    --set progress=false >> "$4" 2>&1
+slot() {  # run "$@" (a command or a function) while holding one of $SLOTS slot locks
+  local i fd rc
+  while :; do
+    for i in $(seq 1 $SLOTS); do
+      exec {fd}> $S/slot$i
+      if flock -n $fd; then
+        "$@"; rc=$?
+        exec {fd}>&-
+        return $rc
+      fi
+      exec {fd}>&-
+    done
+    sleep 3
+  done
+}
+stpcore() {  # VARIANT ARGS...: python -m stpcore with that variant's roots, from the frozen copy
+  local v=$1; shift
+  ( cd $S/code && STP_RESULTS_DIR=$S/v/$v/results STP_RUNS_DIR=$S/v/$v/runs \
+      python3 -m stpcore "$@" )
+}
+sets() { local IFS=,; for kv in $1; do [ -n "$kv" ] && printf -- '--set\n%s\n' "$kv"; done; }
+run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG: pruning stages start from base seed 0,
+  # the foundation stages are the seed's own (--base-seed 0 would make seed 1 retrain seed 0's)
+  local base=0; [[ $5 == teacher* ]] && base=$4
+  mapfile -t extra < <(sets "$2")
+  slot stpcore "$1" run --task "$3" --profile $PROFILE --seed "$4" --base-seed $base --stages "$5" \
+    --set progress=false "${extra[@]}" >> "$6" 2>&1
+}
+task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
+  local task=$1 found=$2 prune=$3; shift 3
+  local variants=("$@"); [ ${#variants[@]} -gt 0 ] || variants=("default:")
+  local choose_args=() v name over seed
+  for v in "${variants[@]}"; do
+    name=${v%%:*}; over=${v#*:}
+    choose_args+=(--variant "$name:$S/v/$name/results:$over")
+    for seed in ${found//,/ }; do
+      run_stages "$name" "$over" $task $seed teacher,spiking_fp,baseline $S/logs/$task-$name-found$seed.log &
+    done
+  done
+  wait
+  local chosen
+  chosen=$(stpcore default choose --task $task --profile $PROFILE --seeds $found "${choose_args[@]}" \
+           --out $S/choices/$task.json 2>> $S/logs/$task-choose.log) || { echo "choose failed" >> $S/logs/$task-choose.log; return 1; }
+  for v in "${variants[@]}"; do [ "${v%%:*}" = "$chosen" ] && over=${v#*:}; done
+  echo "chosen $chosen ($over)" >> $S/logs/$task-choose.log
+  mapfile -t extra < <(sets "$over")
+  for seed in ${found//,/ }; do
+    ls -d $S/v/$chosen/runs/$PROFILE/$task/baseline* > /dev/null 2>&1 && \
+      stpcore "$chosen" pack --task $task --profile $PROFILE --seed $seed --out $S/packs/$task-seed$seed \
+        --teacher-dtype float16 "${extra[@]}" >> $S/logs/$task-pack.log 2>&1 &
+  done
+  for seed in ${prune//,/ }; do
+    run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log &
+  done
+  wait
+  local i=0 group
+  for seed in ${prune//,/ }; do
+    for group in "${SEED_GROUPS[@]}"; do
+      run_stages "$chosen" "$over" $task $seed "$group" $S/logs/$task-s$seed-g$i.log &
+      i=$((i + 1)); sleep 1
+    done
+  done
+  for group in "${SEED0_GROUPS[@]}"; do
+    run_stages "$chosen" "$over" $task 0 "$group" $S/logs/$task-s0-g$i.log &
+    i=$((i + 1)); sleep 1
+  done
+  wait
+  echo "TASK DONE $task" >> $S/logs/$task-choose.log
 }
 case $1 in
+freeze)
+  rm -rf .frozen && mkdir -p .frozen
+  git archive HEAD stpcore data/checkpoints data/results/paper | tar -x -C .frozen
+  git rev-parse HEAD > .frozen/commit ;;
 setup)
-  mkdir -p $S/logs $S/packs
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  mkdir -p $S/logs $S/packs $S/choices
+  python3 -c "import datasets" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
-  rm -rf $S/code $S/glue $S/teacher && mkdir -p $S/code
-  cp -r stpcore $S/code/ && cp -r .glue $S/glue && cp -r .teacher $S/teacher
-  echo "${STP_GIT_COMMIT:?set STP_GIT_COMMIT}" > $S/commit
-  PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.get_device_name())" ;;
+  [ -f .frozen/commit ] || { echo "run 'scripts/gpu_session.sh freeze' here first" >&2; exit 1; }
+  rm -rf $S/code $S/glue $S/teacher && mkdir -p $S/code/data
+  cp -r .frozen/stpcore $S/code/ && cp -r .frozen/data/checkpoints $S/code/data/
+  cp -r .glue $S/glue && cp -r .teacher $S/teacher
+  for pack in .frozen/data/checkpoints/*-seed*/; do     # the shipped models' foundation records
+    task=$(basename $pack); task=${task%-seed*}
+    mkdir -p $S/v/default/results/paper/$task
+    cp .frozen/data/results/paper/$task/{teacher,spiking_fp,baseline}{,.seed*}.json $S/v/default/results/paper/$task/ 2>/dev/null
+  done
+  cp .frozen/commit $S/commit
+  PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.is_available())" ;;
 task)
-  env_setup; task=$2; found=$3; pre=$4; shift 4
+  env_setup; shift; task=$1
+  mkdir -p $S/logs $S/choices
   cd $S/code                    # never the working tree, which the next call replaces
-  (
-    for seed in ${found//,/ }; do
-      ( python3 -m stpcore run --task $task --profile paper --seed $seed \
-          --stages teacher,spiking_fp,baseline --set progress=false
-        python3 -m stpcore pack --task $task --seed $seed --out $S/packs/$task-seed$seed \
-          --teacher-dtype float16 ) > $S/logs/$task-found$seed.log 2>&1 &
-    done
-    wait
-    stages $task 0 "$pre" $S/logs/$task-pre.log
-    i=0
-    for group in "$@"; do
-      stages $task "${group%%:*}" "${group#*:}" $S/logs/$task-g$i.log &
-      i=$((i + 1))
-    done
-    wait
-    echo "TASK DONE $task" >> $S/logs/$task-pre.log
-  ) > /dev/null 2>&1 < /dev/null &
+  ( task_pipeline "$@" ) > $S/logs/$task-pipeline.log 2>&1 < /dev/null &
   echo "started $task" ;;
 status)
-  for f in $S/logs/*.log; do echo "== $(basename $f): $(grep -v Warning $f | tail -n 1 | cut -c1-230)"; done
-  find $S/results -name '*.json' | sort | sed "s|$S/results/paper/||" | tr '\n' ' '; echo
+  for f in $S/logs/*.log; do echo "== $(basename $f): $(grep -v Warning $f | tail -n 1 | cut -c1-200)"; done
+  find $S/v -path '*results*' -name '*.json' -newer $S/commit | sed "s|$S/v/||" | sort | tr '\n' ' '; echo
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
 collect)
-  tar -czf $OUT/results.tgz -C $S/results . 2>/dev/null
+  tar -czf $OUT/results.tgz -C $S --exclude='runs' v choices 2>/dev/null
   tar -czf $OUT/packs.tgz -C $S/packs . 2>/dev/null
   tar -czf $OUT/logs.tgz -C $S/logs . 2>/dev/null
   ls -la $OUT ;;

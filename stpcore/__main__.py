@@ -13,6 +13,8 @@ def main(argv=None) -> int:
         return book_main(argv[1:])
     if argv[:1] == ["pack"]:
         return pack_main(argv[1:])
+    if argv[:1] == ["choose"]:
+        return choose_main(argv[1:])
     from .runs.runner import STAGES, run_stage
     parser = argparse.ArgumentParser(prog="python -m stpcore",
                                      description="Run pipeline stages (or `book` to build the book).")
@@ -105,15 +107,18 @@ def pack_main(argv) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--teacher-dtype", default="float32", choices=["float32", "float16"],
                         help="dtype of the teacher copy the model was trained from")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the profile overrides the stage was trained with")
     args = parser.parse_args(argv)
     from .runs.profiles import get_profile
-    from .runs.validate import check_seed
+    from .runs.validate import check_seed, parse_set_items
     try:
         check_seed("--seed", args.seed)
-        get_profile(args.profile, args.task)
+        overrides = parse_set_items(args.set)
+        get_profile(args.profile, args.task, **overrides)
     except ValueError as exc:
         parser.error(str(exc))
-    run = Run(args.task, args.profile, args.seed)
+    run = Run(args.task, args.profile, args.seed, **overrides)
     rec = run.record(args.stage)
     out = pack_checkpoint(run.model(args.stage), args.out, rec, args.teacher_dtype)
     packed = load_checkpoint(out).to(run.device)
@@ -123,6 +128,38 @@ def pack_main(argv) -> int:
     atomic_write_json(out / "record.json", rec)
     print(f"packed {args.task} {args.stage} seed {args.seed} -> {out}: fp32 dev accuracy "
           f"{m['dev_accuracy']:.2f} (record {rec['metrics']['dev_accuracy']:.2f})", flush=True)
+    return 0
+
+
+def choose_main(argv) -> int:
+    """``python -m stpcore choose``: the schedule with the best mean held-out accuracy among
+    variants trained into separate results roots; prints its name, writes the comparison."""
+    from .runs.profiles import get_profile
+    from .runs.records import atomic_write_json
+    from .runs.sweep import choose_variant, parse_variant
+    from .runs.validate import parse_set_items
+    parser = argparse.ArgumentParser(prog="python -m stpcore choose")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--profile", default="paper", choices=["smoke", "paper"])
+    parser.add_argument("--stage", default="baseline")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--variant", action="append", required=True,
+                        metavar="NAME:ROOT[:key=value,...]")
+    parser.add_argument("--out", required=True, help="JSON file for the comparison")
+    args = parser.parse_args(argv)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        variants = {}
+        for text in args.variant:
+            name, root, raw = parse_variant(text)
+            overrides = parse_set_items([f"{k}={v}" for k, v in raw.items()])
+            get_profile(args.profile, args.task, **overrides)
+            variants[name] = (root, overrides)
+        summary = choose_variant(variants, args.task, args.stage, seeds, args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
+    atomic_write_json(args.out, summary)
+    print(summary["chosen"])
     return 0
 
 

@@ -1,0 +1,57 @@
+"""Choosing a schedule on held-out accuracy (stpcore.runs.sweep, `python -m stpcore choose`)."""
+import json
+
+import pytest
+
+from stpcore.__main__ import main
+from stpcore.runs.records import record_path
+from stpcore.runs.sweep import choose_variant, parse_variant
+
+
+def write(root, seed, held, dev, task="mrpc", stage="baseline"):
+    path = record_path("paper", task, stage, root=root, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": {"heldout_accuracy": held, "dev_accuracy": dev}}))
+
+
+def test_held_out_mean_decides_and_dev_never_does(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, 0, 70.0, 90.0), write(a, 1, 72.0, 90.0)     # best dev, worse held-out (mean 71)
+    write(b, 0, 75.0, 60.0), write(b, 1, 69.0, 60.0)     # mean held-out 72
+    out = choose_variant({"a": (a, {}), "b": (b, {"pred_lr": 1e-4})}, "mrpc")
+    assert out["chosen"] == "b"
+    assert out["variants"]["a"]["mean_heldout"] == pytest.approx(71.0)
+    assert out["variants"]["b"]["mean_dev"] == pytest.approx(60.0)
+    assert out["variants"]["b"]["overrides"] == {"pred_lr": 1e-4}
+
+
+def test_incomplete_variant_cannot_win(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, 0, 60.0, 60.0), write(a, 1, 60.0, 60.0)
+    write(b, 0, 99.0, 99.0)                               # seed 1 missing (a failed run)
+    out = choose_variant({"a": (a, {}), "b": (b, {})}, "mrpc")
+    assert out["chosen"] == "a" and out["variants"]["b"]["complete"] is False
+    with pytest.raises(ValueError, match="no variant has `baseline` records for every seed"):
+        choose_variant({"b": (b, {})}, "mrpc")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("justaname", "NAME:ROOT"), (":root", "NAME:ROOT"), ("a:root:pred_lr", "key=value")])
+def test_parse_variant_rejects(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_variant(text)
+
+
+def test_cli_writes_the_comparison_and_prints_the_winner(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for s in (0, 1):
+        write(a, s, 60.0, 70.0), write(b, s, 65.0, 70.0)
+    out = tmp_path / "choice.json"
+    assert main(["choose", "--task", "mrpc", "--variant", f"a:{a}", "--variant",
+                 f"b:{b}:pred_lr=1e-4,fp_pred_epochs=10", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "b"
+    saved = json.loads(out.read_text())
+    assert saved["variants"]["b"]["overrides"] == {"pred_lr": 1e-4, "fp_pred_epochs": 10}
+    with pytest.raises(SystemExit):          # a bad override is refused before anything is read
+        main(["choose", "--task", "mrpc", "--variant", f"a:{a}:pred_lr=-1", "--out", str(out)])
+    assert "pred_lr" in capsys.readouterr().err
