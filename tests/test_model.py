@@ -89,6 +89,19 @@ def test_zero_head_mask_silences_that_head_only(tiny_model, tiny_batch):
     assert not torch.equal(sim.rates[1]["output"], ref.rates[1]["output"])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_layer_with_every_head_and_neuron_pruned_still_simulates(tiny_model, tiny_batch, dtype):
+    """Learned masks can prune all heads (or all neurons) of a layer: its attention and
+    intermediate populations are then empty, and the sublayers after them see biases only."""
+    head_mask, neuron_mask = torch.ones(2, 4), torch.ones(2, TINY["intermediate_size"])
+    head_mask[1], neuron_mask[0] = 0, 0
+    tiny_model.spiking_bert.set_masks(head_mask, neuron_mask)
+    sim = simulate(tiny_model, tiny_batch, dtype=dtype)
+    assert sim.rates[1]["attention"].abs().sum() == 0
+    assert sim.rates[0]["intermediate"].abs().sum() == 0
+    assert torch.isfinite(sim.rates[1]["output"]).all() and sim.rates[1]["output"].sum() > 0
+
+
 def test_neuron_mask_silences_intermediate_neurons(tiny_model, tiny_batch):
     neuron_mask = torch.ones(2, 32)
     neuron_mask[0, ::3] = 0

@@ -1,9 +1,10 @@
-"""1-bit weights: alpha * sign(W), sign(0) = +1, the clipped straight-through gradient."""
+"""1-bit weights: alpha * sign(W), sign(0) = +1, the clipped straight-through gradient, and the
+sign bits they are stored as."""
 import pytest
 import torch
 from torch import nn
 
-from stpcore.snn.quant import QuantLinear, binarize, sign_ste
+from stpcore.snn.quant import QuantLinear, binarize, pack_signs, sign_ste, unpack_signs
 
 from conftest import make_batch, make_tiny_model
 
@@ -15,6 +16,17 @@ def test_binarize_closed_form():
     expected = torch.tensor([[1.0, -1.0, 1.0],
                              [-0.2, 0.2, 0.2]])
     assert torch.allclose(binarize(w), expected)
+
+
+def test_sign_bits_round_trip_on_a_width_that_is_not_a_multiple_of_8():
+    w = torch.tensor([[0.5, -1.0, 0.0, 2.0, -0.1, 0.3, -0.7, 0.2, 0.9, -0.4, 1.1],
+                      [-0.5, 1.0, -2.0, 0.1, 0.1, -0.3, 0.7, -0.2, -0.9, 0.4, -1.1]])
+    alpha, signs = pack_signs(w)
+    assert signs.dtype == torch.uint8 and tuple(signs.shape) == (2, 2)       # 11 bits -> 2 bytes
+    assert signs[0, 0].item() == 0b10110101                   # first column in the high bit
+    restored = unpack_signs(alpha, signs, w.shape[1])
+    assert torch.equal(torch.sign(restored), torch.where(w >= 0, 1.0, -1.0))
+    assert torch.allclose(binarize(restored), binarize(w))
 
 
 def test_binarize_alpha_minimises_the_error():

@@ -55,3 +55,33 @@ def test_cli_writes_the_comparison_and_prints_the_winner(tmp_path, capsys):
     with pytest.raises(SystemExit):          # a bad override is refused before anything is read
         main(["choose", "--task", "mrpc", "--variant", f"a:{a}:pred_lr=-1", "--out", str(out)])
     assert "pred_lr" in capsys.readouterr().err
+
+
+# ---- the book's view of a sweep (stpcore.report.schedules) ------------------------------------
+def test_count_denominator_recovers_the_split_size():
+    from stpcore.report.schedules import count_denominator
+    assert count_denominator([100 * 122 / 182, 100 * 131 / 182]) == 182
+    assert count_denominator([50.0]) == 2 and count_denominator([]) == 1
+
+
+def test_schedule_sweep_table_and_reading(tmp_path):
+    from stpcore.report.schedules import (load_schedule_sweep, schedule_sweep_reading,
+                                          schedule_sweep_table)
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    folder = sweeps / "mrpc-schedule"
+    for s, (h, d) in enumerate([(50.0, 60.0), (75.0, 60.0)]):       # default: held-out 62.5
+        write(results, s, h, d), write(results, s, h, d, stage="spiking_fp")
+    for s in (0, 1):                                                 # B: full precision only
+        write(folder / "B", s, 100.0, 70.0, stage="spiking_fp")
+    variants = {"default": (results, {}), "B": (folder / "B", {"pred_lr": 1e-4})}
+    choice = choose_variant(variants, "mrpc")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "choice.json").write_text(json.dumps(choice))
+    sweep = load_schedule_sweep("mrpc", root=sweeps, results=results)
+    table = schedule_sweep_table(sweep)
+    assert table.loc["default (chosen)", "1-bit: held-out"] == 62.5
+    assert table.loc["B", "1-bit: held-out"] == "not run" and table.loc["B", "full precision: seeds"] == 2
+    text = schedule_sweep_reading(sweep)
+    assert "Chosen: **default**" in text and "stopped before that stage): B" in text
+    assert "full precision: held-out means B 100.00, default 62.50" in text
+    assert "over 8 examples" in text          # 4 examples per slice (25 % steps), 2 seeds

@@ -1,11 +1,12 @@
 """Presentation: the paper's own numbers (:mod:`~stpcore.report.paper`), tables beside them
 (:mod:`~stpcore.report.tables`), notebook helpers and prose (:mod:`~stpcore.report.notes`),
 summaries (:mod:`~stpcore.report.summary`), intervals and verdicts (:mod:`~stpcore.report.stats`,
-:mod:`~stpcore.report.seeds`), the starting point over seeds (:mod:`~stpcore.report.foundation`),
+:mod:`~stpcore.report.seeds`), the starting point over seeds (:mod:`~stpcore.report.foundation`) and the held-out sweep
+behind a schedule (:mod:`~stpcore.report.schedules`),
 evidence pages (:mod:`~stpcore.report.granularity`, :mod:`~stpcore.report.penalty`), a look at one
 checkpoint's spikes (:mod:`~stpcore.report.spikes`), figures (:mod:`~stpcore.report.plots`),
-benchmark tables (:mod:`~stpcore.report.benchmarks`) and the book build
-(:mod:`~stpcore.report.book`).
+benchmark tables (:mod:`~stpcore.report.benchmarks`), the book build
+(:mod:`~stpcore.report.book`) and how a notebook page is rerun (:mod:`~stpcore.report.rerun`).
 
 May import every other folder; nothing imports it.
 """

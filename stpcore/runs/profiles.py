@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Callable, NamedTuple
@@ -224,7 +225,10 @@ FIELD_RULES: dict[str, Rule] = {
     "sim_dtype": choice_rule("float32", "bfloat16", "float16"),
     "time_chunk": COUNT,
     "progress": BOOL,
-    "extra": Rule("a dict", lambda v: isinstance(v, dict)),
+    # A profile definition's `extra` is applied as fields by get_profile; a Profile's own stays {}
+    # (a non-empty one would be recorded but change nothing).
+    "extra": Rule("an empty dict (set the fields themselves, e.g. --set t_conv=8)",
+                  lambda v: isinstance(v, dict) and not v),
 }
 
 
@@ -242,8 +246,19 @@ def _check_max_length(p: Profile) -> None:
                          f"{p.teacher!r} has {most} positions); got {p.max_length!r}")
 
 
+def _check_teacher_folder(p: Profile) -> None:
+    """A teacher written as a path (``/...``, ``./...``, ``../...``, ``~...``) must be a folder:
+    otherwise it would be taken for a hub id and fail only when the teacher stage starts."""
+    if p.teacher.startswith(("/", "./", "../", "~")) or (
+            os.sep in p.teacher and os.path.exists(p.teacher)):
+        if not os.path.isdir(os.path.expanduser(p.teacher)):
+            raise ValueError(f"profile field `teacher` must be a teacher name, a hub id or an "
+                             f"existing folder; got {p.teacher!r}, a path that is not a folder")
+
+
 # Rules that tie fields together (run after every field passed its own rule).
-CROSS_FIELD_RULES: list[Callable[[Profile], None]] = [_check_student_layers, _check_max_length]
+CROSS_FIELD_RULES: list[Callable[[Profile], None]] = [_check_student_layers, _check_max_length,
+                                                      _check_teacher_folder]
 
 
 PROFILES = {
@@ -274,9 +289,9 @@ TASK_OVERRIDES = {
 
 def get_profile(name: str, task: str, **overrides) -> Profile:
     """The profile ``name`` for ``task`` with Table I filled in, then ``overrides`` applied."""
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:
         raise ValueError(f"`profile` must be one of {sorted(PROFILES)}; got {name!r}")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise ValueError(f"`task` must be one of {sorted(TASKS)}; got {task!r}")
     values = {**SHARED, **TABLE_I[task], **PROFILES[name], **TASK_OVERRIDES.get((name, task), {})}
     values.update(values.pop("extra", {}) or {})

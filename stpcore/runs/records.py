@@ -161,24 +161,61 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
 def read_record(profile: str, task: str, stage: str, root: Path | None = None,
                 seed: int = 0) -> dict | None:
     """The record of one stage and seed, or None when it has not been run. A file that is not
-    a complete record raises ``ValueError`` naming it and the fix."""
+    a complete record of that stage and seed raises ``ValueError`` naming it and the fix
+    (:func:`load_record`)."""
     path = record_path(profile, task, stage, root, seed)
     if not path.exists():
         return None
+    return load_record(path, profile=profile, task=task, stage=stage, seed=seed)
+
+
+def _no_constants(word: str):
+    raise ValueError(f"{word} is not valid JSON (records are written without NaN or Infinity)")
+
+
+def load_record(path: str | Path, profile: str | None = None, task: str | None = None,
+                stage: str | None = None, seed: int | None = None) -> dict:
+    """The record in the file ``path``, checked: strict JSON (no NaN/Infinity), a dict whose
+    ``config``, ``metrics`` and ``provenance`` are dicts, and whose ``profile``/``task``/``stage``
+    and ``provenance.seed`` (where the record has them) are the ones given. Anything else raises
+    ``ValueError`` naming the file, what is wrong and the fix."""
+    path = Path(path)
     try:
         with open(path) as fh:
-            rec = json.load(fh)
-        ok = isinstance(rec, dict) and all(k in rec for k in ("config", "metrics", "provenance"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        ok, rec = False, err
-    if not ok:
-        raise ValueError(f"record {str(path)!r} is not a complete record ({rec if not isinstance(rec, dict) else 'missing keys'}); "
+            rec = json.load(fh, parse_constant=_no_constants)
+        problem = _record_problem(rec, {"profile": profile, "task": task, "stage": stage}, seed)
+    except ValueError as err:                    # JSONDecodeError, UnicodeDecodeError, NaN
+        problem = f"{type(err).__name__}: {err}"
+    except OSError as err:                       # a folder named like a record, unreadable, ...
+        problem = f"unreadable: {type(err).__name__}: {err.strerror or err}"
+    if problem:
+        raise ValueError(f"record {str(path)!r} is not a complete record ({problem}); "
                          f"delete it, or rerun the stage with --force")
     return rec
 
 
+def _record_problem(rec: Any, ids: dict, seed: int | None) -> str | None:
+    """What makes ``rec`` unusable as the record of ``ids`` and ``seed``, or None."""
+    if not isinstance(rec, dict):
+        return f"a JSON object is needed; got {type(rec).__name__}"
+    missing = [k for k in ("config", "metrics", "provenance") if k not in rec]
+    if missing:
+        return f"missing keys {missing}"
+    not_dicts = [k for k in ("config", "metrics", "provenance") if not isinstance(rec[k], dict)]
+    if not_dicts:
+        return f"{not_dicts} must be JSON objects"
+    for key, want in ids.items():
+        if want is not None and key in rec and rec[key] != want:
+            return f"it is the record of {key} {rec[key]!r}, not {want!r}"
+    got = rec["provenance"].get("seed", seed)
+    if seed is not None and got != seed:
+        return f"it is the record of seed {got!r}, not {seed!r}"
+    return None
+
+
 def list_records(profile: str | None = None, root: Path | None = None) -> list[dict]:
-    """All records under the root (optionally of one profile), sorted by path."""
+    """All records under the root (optionally of one profile), sorted by path; a file that is
+    not a record raises ``ValueError`` naming it (:func:`load_record`)."""
     base = Path(root or results_root())
     base = base / profile if profile else base
-    return [json.loads(p.read_text()) for p in sorted(base.glob("**/*.json"))]
+    return [load_record(p) for p in sorted(base.glob("**/*.json"))]

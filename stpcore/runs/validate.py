@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from numbers import Integral
 from pathlib import Path
 from typing import Iterable
@@ -26,19 +27,19 @@ FALSE_WORDS = frozenset({"false", "0", "no"})
 NOTEBOOK_PARAMS = ("profile", "tasks", "task", "seeds", "seed", "recompute", "bench_dir")
 
 
-def parse_set_items(items: Iterable[str]) -> dict:
+def parse_set_items(items: Iterable[str], flag: str = "--set") -> dict:
     """``["KEY=VALUE", ...]`` -> ``{KEY: value}``; a value is read as JSON (numbers, true/false,
     null, lists, NaN/Infinity) and kept as a string otherwise. An item without ``=`` or with an
-    empty key is an error naming the item."""
+    empty key is an error naming the item (and ``flag``, the option the items came from)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"`--set` items must be KEY=VALUE (e.g. t_conv=8); got {item!r}")
+            raise ValueError(f"`{flag}` items must be KEY=VALUE (e.g. t_conv=8); got {item!r}")
         if key in RESERVED_SET_KEYS:
-            raise ValueError(f"`--set {key}` is not a profile field; use "
-                             f"{RESERVED_SET_KEYS[key]} instead; got {item!r}")
+            use = f"use {RESERVED_SET_KEYS[key]} instead; " if flag == "--set" else ""
+            raise ValueError(f"`{flag} {key}` is not a profile field; {use}got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -46,11 +47,27 @@ def parse_set_items(items: Iterable[str]) -> dict:
     return out
 
 
+MAX_SEED = 2 ** 32 - 1          # numpy's global seed (seed_everything) takes no more
+
+
 def check_seed(name: str, value) -> int:
-    """A seed: an int >= 0 (bools are not seeds)."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"`{name}` must be an int >= 0; got {value!r}")
+    """A seed: an int in [0, 2**32 - 1] (bools are not seeds)."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"`{name}` must be an int >= 0 (at most 2**32 - 1); got {value!r}")
     return int(value)
+
+
+def parse_seeds(name: str, text) -> tuple[int, ...]:
+    """Comma-separated seeds (``"0,1,2"``, as ``choose --seeds`` takes them) -> ``(0, 1, 2)``:
+    at least one, each an int in [0, 2**32 - 1], no repeats."""
+    allowed = f"`{name}` must be comma-separated distinct ints >= 0 (e.g. 0,1,2)"
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else None
+    if not items or not all(re.fullmatch(r"[0-9]+", t) for t in items):
+        raise ValueError(f"{allowed}; got {text!r}")
+    seeds = tuple(check_seed(name, int(t)) for t in items)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{allowed}; got {text!r} (repeated)")
+    return seeds
 
 
 def check_stages(stages: Iterable[str], registry: Iterable[str]) -> list[str]:
@@ -137,10 +154,11 @@ def validate_notebook_params(**params) -> dict:
 
     ``profile`` in {smoke, paper}; ``tasks`` a non-empty list of known tasks (a JSON string such
     as ``'["mrpc"]'``, or a comma-separated string, is parsed); ``task`` None or a known task;
-    ``seeds`` a non-empty list of ints >= 0 and ``seed`` an int >= 0 (JSON strings parsed);
+    ``seeds`` a non-empty list of distinct ints >= 0 and ``seed`` an int >= 0 (JSON strings
+    parsed; seeds below 2**32); ``tasks`` without repeats;
     ``recompute`` a bool (or "true"/"false"/"1"/"0"/"yes"/"no", any case, or the ints 0/1 that
     papermill makes of "0"/"1"); ``bench_dir`` None or
-    a path string. Any other name is an error. Returns the normalised values of the names given.
+    an existing folder. Any other name is an error. Returns the normalised values of the names given.
     When ``profile`` is smoke or ``recompute`` is true (runs that write), the results and runs
     folders are checked as well."""
     unknown = sorted(set(params) - set(NOTEBOOK_PARAMS))
@@ -165,6 +183,9 @@ def validate_notebook_params(**params) -> dict:
         if bad:
             raise ValueError(f"`tasks` must be a non-empty list of tasks from {list(TASKS)}; "
                              f"got {tasks!r} (unknown: {bad!r})")
+        if len(set(parsed)) != len(parsed):
+            raise ValueError(f"`tasks` must be a non-empty list of distinct tasks; got {tasks!r} "
+                             f"(repeated)")
         out["tasks"] = list(parsed)
     if "task" in params:
         task = params["task"]
@@ -183,6 +204,9 @@ def validate_notebook_params(**params) -> dict:
             out["seeds"] = [check_seed("seeds", s) for s in parsed]
         except ValueError:
             raise ValueError(f"`seeds` must be a non-empty list of ints >= 0; got {seeds!r}") from None
+        if len(set(out["seeds"])) != len(out["seeds"]):     # a seed counted twice skews the CIs
+            raise ValueError(f"`seeds` must be a non-empty list of distinct ints >= 0; "
+                             f"got {seeds!r} (repeated)")
     if "seed" in params:
         out["seed"] = check_seed("seed", _json_or(params["seed"]))
     if "recompute" in params:
@@ -191,6 +215,9 @@ def validate_notebook_params(**params) -> dict:
         bench = params["bench_dir"]
         if bench is not None and (not isinstance(bench, (str, os.PathLike)) or str(bench).strip() == ""):
             raise ValueError(f"`bench_dir` must be None or a folder path; got {bench!r}")
+        if bench is not None and not Path(bench).expanduser().is_dir():
+            raise ValueError(f"`bench_dir` must be None or a folder path; got {bench!r}, which "
+                             f"is not an existing folder")
         out["bench_dir"] = bench
     if out.get("profile") == "smoke" or out.get("recompute"):
         check_output_dirs()

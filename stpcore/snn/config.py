@@ -62,6 +62,10 @@ class SpikingBertConfig(PretrainedConfig):
     - ``binary_weights``: encoder linear weights are 1-bit (sign x per-output-channel scale).
     - ``time_chunk``: timesteps simulated together (time folded into the batch); memory is
       O(time_chunk), results do not depend on it.
+    - ``word_embeddings_source``: the model (the teacher, e.g. ``"all-minilm-l6-v2"``) whose
+      pretrained word embeddings this model's are, unchanged; a packed checkpoint
+      (:mod:`stpcore.snn.packed`) restores them from there. None: not recorded (a packed
+      checkpoint then uses the installed source's default).
     """
 
     model_type = "spiking_bert"
@@ -71,7 +75,8 @@ class SpikingBertConfig(PretrainedConfig):
                  type_vocab_size=2, layer_norm_eps=1e-12, timesteps=85, layer_timesteps=None,
                  threshold=1.0, leak=1.0,
                  population_timesteps=None, learnable_threshold=False, head_mask=None,
-                 neuron_mask=None, binary_weights=False, time_chunk=32, **kwargs):
+                 neuron_mask=None, binary_weights=False, time_chunk=32,
+                 word_embeddings_source=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -93,6 +98,7 @@ class SpikingBertConfig(PretrainedConfig):
         self.neuron_mask = neuron_mask
         self.binary_weights = binary_weights
         self.time_chunk = time_chunk
+        self.word_embeddings_source = word_embeddings_source
         self.validate()
 
     def validate(self) -> None:
@@ -117,6 +123,8 @@ class SpikingBertConfig(PretrainedConfig):
         _check(0 < self.leak <= 1, "leak", "in (0, 1]", self.leak)
         _check(isinstance(self.time_chunk, int) and self.time_chunk >= 1, "time_chunk",
                "an int >= 1", self.time_chunk)
+        _check(self.word_embeddings_source is None or isinstance(self.word_embeddings_source, str),
+               "word_embeddings_source", "None or a model name", self.word_embeddings_source)
         for name, width in (("head_mask", self.num_attention_heads),
                             ("neuron_mask", self.intermediate_size)):
             mask = getattr(self, name)

@@ -92,6 +92,8 @@ class SpikingEncoderLayer(nn.Module):
         if q_in.dtype == torch.float32:
             return self.attend(q_in, k, v, ext_mask)[0]
         *lead, n, width = q_in.shape
+        if width == 0:                  # every head of the layer pruned: an empty population
+            return q_in
         split = lambda x: x.reshape(-1, n, width // self.head_size, self.head_size).transpose(1, 2)
         mask = ext_mask.to(q_in.dtype).expand(*lead[:-1], *ext_mask.shape).reshape(-1, 1, 1, n)
         ctx = nn.functional.scaled_dot_product_attention(split(q_in), split(k), split(v), mask)

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import SpikingBertConfig
 from .layer import POPULATIONS, SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan
+from .packed import packed_weights_file, unpack_state
 from .quant import QuantLinear
 from .sequential import simulate_populations
 
@@ -302,6 +303,28 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """``PreTrainedModel.from_pretrained``; a local folder holding ``packed.safetensors``
+        (a shipped 1-bit checkpoint, :mod:`stpcore.snn.packed`) is unpacked first, with the word
+        embeddings of its config's ``word_embeddings_source`` (a ``word_embeddings_source=``
+        keyword overrides it). The other keywords (``dtype``, config overrides, ...) work as usual."""
+        packed = packed_weights_file(pretrained_model_name_or_path)
+        if packed is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        kwargs.setdefault("config", str(packed.parent))
+        config = kwargs["config"]
+        if not isinstance(config, PretrainedConfig):
+            config = cls.config_class.from_pretrained(config)
+        with torch.device("meta"):                   # layer shapes only, no memory
+            skeleton = cls(config)
+        source = kwargs.get("word_embeddings_source", config.word_embeddings_source)
+        state = unpack_state(packed, skeleton, source)
+        loaded = super().from_pretrained(None, *model_args, state_dict=state, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded     # output_loading_info
+        model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
+        return loaded
 
     def classify(self, cls_rate: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.tanh(self.pooler(cls_rate)))

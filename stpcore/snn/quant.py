@@ -4,9 +4,13 @@
 that minimises ``||W - alpha * sign(W)||^2``). The backward pass of ``sign`` is the clipped
 identity (``1`` where ``|W| <= 1``, else ``0``). Embeddings, LayerNorms, the pooler and the
 classifier stay full precision; only encoder linear layers are binarised.
+
+Stored compactly (:mod:`stpcore.snn.packed`), a 1-bit weight is its sign bits, eight to a byte
+(:func:`pack_signs`), and its scale alpha; :func:`unpack_signs` restores ``alpha * sign(W)``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +36,20 @@ def binarize(weight: torch.Tensor) -> torch.Tensor:
     """1-bit weight ``alpha * sign(W)``, alpha per output channel (rows of ``[out, in]``)."""
     alpha = weight.abs().mean(dim=1, keepdim=True)
     return alpha * sign_ste(weight)
+
+
+def pack_signs(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(alpha [out], signs [out, ceil(in / 8)] uint8)`` of a ``[out, in]`` weight: the scale
+    of :func:`binarize` and ``W >= 0`` packed eight bits to a byte along each row
+    (``numpy.packbits``, first column in the high bit)."""
+    w = weight.detach().float().cpu()
+    return w.abs().mean(dim=1), torch.from_numpy(np.packbits((w >= 0).numpy(), axis=1))
+
+
+def unpack_signs(alpha: torch.Tensor, signs: torch.Tensor, in_features: int) -> torch.Tensor:
+    """The ``[out, in_features]`` weight ``alpha * sign(W)`` from :func:`pack_signs`'s output."""
+    bits = np.unpackbits(signs.numpy(), axis=1, count=in_features).astype(np.float32)
+    return alpha[:, None] * torch.from_numpy(bits * 2 - 1)
 
 
 class QuantLinear(nn.Linear):

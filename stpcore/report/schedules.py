@@ -1,0 +1,100 @@
+"""The held-out sweep behind a task's foundation schedule (the "Starting point" page).
+
+A sweep lives in ``data/results/sweeps/<task>-schedule/``: ``choice.json`` (written on the GPU
+box by ``python -m stpcore choose``: the variants, their profile overrides, the rule and the
+winner) and one results root per variant; the ``default`` variant is the profile as it is,
+whose records are the task's own under ``data/results``. Held-out accuracy decides; dev accuracy
+is shown beside it only.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..runs.records import REPO_ROOT, record_path
+from .foundation import SHORT_LABELS
+from .tables import NOT_RUN
+
+SWEEPS_DIR = REPO_ROOT / "data" / "results" / "sweeps"
+SWEPT_STAGES = ("spiking_fp", "baseline")
+
+
+def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = None,
+                        results: Path | None = None) -> dict | None:
+    """``{"chosen", "rule", "rows"}`` (one row per variant, stage and seed: held-out and dev
+    accuracy, None where the run did not finish), or None when ``task`` has no sweep."""
+    folder = Path(root or SWEEPS_DIR) / f"{task}-schedule"
+    if not (folder / "choice.json").is_file():
+        return None
+    choice = json.loads((folder / "choice.json").read_text())
+    results = Path(results or REPO_ROOT / "data" / "results")
+    rows = []
+    for name, variant in choice["variants"].items():
+        vroot = results if name == "default" else folder / name
+        shown = ", ".join(f"{k}={v}" for k, v in variant["overrides"].items()) or "the profile"
+        for stage in SWEPT_STAGES:
+            for seed in choice["seeds"]:
+                path = record_path(profile, task, stage, root=vroot, seed=seed)
+                m = json.loads(path.read_text())["metrics"] if path.is_file() else {}
+                rows.append({"variant": name, "schedule": shown, "stage": stage, "seed": seed,
+                             "heldout": m.get("heldout_accuracy"), "dev": m.get("dev_accuracy")})
+    return {"chosen": choice["chosen"], "rule": choice["rule"], "rows": pd.DataFrame(rows)}
+
+
+def count_denominator(accuracies, most: int = 100_000) -> int | None:
+    """The smallest number of examples n for which every accuracy (percent) is a whole count
+    out of n, i.e. the size of the split they were measured on (None if no n <= ``most``)."""
+    accs = [a for a in accuracies if a is not None and not math.isnan(a)]
+    for n in range(1, most + 1):
+        if all(abs(a * n / 100 - round(a * n / 100)) < 1e-6 for a in accs):
+            return n
+    return None
+
+
+def schedule_sweep_table(sweep: dict) -> pd.DataFrame:
+    """Per variant and stage: mean held-out and mean dev accuracy over the seeds that finished
+    (``not run`` where none did), and how many seeds that is."""
+    rows = sweep["rows"]
+    out = []
+    for (name, shown), part in rows.groupby(["variant", "schedule"], sort=False):
+        row = {"variant": name + (" (chosen)" if name == sweep["chosen"] else ""),
+               "schedule": shown}
+        for stage in SWEPT_STAGES:
+            done = part[(part.stage == stage) & part.heldout.notna()]
+            label = SHORT_LABELS[stage]
+            row[f"{label}: held-out"] = round(done.heldout.mean(), 2) if len(done) else NOT_RUN
+            row[f"{label}: dev"] = round(done.dev.mean(), 2) if len(done) else NOT_RUN
+            row[f"{label}: seeds"] = len(done)
+        out.append(row)
+    return pd.DataFrame(out).set_index("variant")
+
+
+def schedule_sweep_reading(sweep: dict) -> str:
+    """One paragraph: which variant won and by how much on held-out, per stage, against the
+    held-out mean's own sampling error (binomial, over the seeds' slices together; the slice
+    size is read off the accuracies by :func:`count_denominator`)."""
+    rows, chosen = sweep["rows"], sweep["chosen"]
+    heldout_examples = count_denominator(rows.heldout.dropna().tolist())
+    parts = [f"Rule: {sweep['rule']}. Chosen: **{chosen}**."]
+    for stage in SWEPT_STAGES:
+        done = rows[(rows.stage == stage) & rows.heldout.notna()]
+        means = done.groupby("variant").heldout.mean()
+        if len(means) < 2:
+            continue
+        seeds = done.groupby("variant").seed.count()
+        best = means.idxmax()
+        p, n = means[best] / 100, heldout_examples * int(seeds[best])
+        se = 100 * math.sqrt(p * (1 - p) / n)
+        spread = means.max() - means.min()
+        verdict = "within" if spread <= 2 * se else "beyond"
+        parts.append(f"{SHORT_LABELS[stage]}: held-out means {', '.join(f'{v} {a:.2f}' for v, a in means.items())}; "
+                     f"the spread ({spread:.2f} points) is {verdict} twice the sampling error of a "
+                     f"held-out mean over {n} examples ({se:.2f} points).")
+    missing = sorted(set(rows.variant) - set(rows[rows.stage == "baseline"].dropna(subset=["heldout"]).variant))
+    if missing:
+        parts.append(f"Variants without a 1-bit result (stopped before that stage): {', '.join(missing)}; "
+                     f"they could not be chosen.")
+    return " ".join(parts)
