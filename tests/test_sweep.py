@@ -11,7 +11,9 @@ from stpcore.runs.sweep import choose_variant, parse_variant
 def write(root, seed, held, dev, task="mrpc", stage="baseline"):
     path = record_path("paper", task, stage, root=root, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"metrics": {"heldout_accuracy": held, "dev_accuracy": dev}}))
+    path.write_text(json.dumps({"profile": "paper", "task": task, "stage": stage, "config": {},
+                                "metrics": {"heldout_accuracy": held, "dev_accuracy": dev},
+                                "provenance": {"seed": seed}}))
 
 
 def test_held_out_mean_decides_and_dev_never_does(tmp_path):
@@ -81,6 +83,7 @@ def test_schedule_sweep_table_and_reading(tmp_path):
     table = schedule_sweep_table(sweep)
     assert table.loc["default (chosen)", "1-bit: held-out"] == 62.5
     assert table.loc["B", "1-bit: held-out"] == "not run" and table.loc["B", "full precision: seeds"] == 2
+    assert table.loc["B", "pred_lr"] == 1e-4 and table.loc["default (chosen)", "pred_lr"] == "n/a"
     text = schedule_sweep_reading(sweep)
     assert "Chosen: **default**" in text and "stopped before that stage): B" in text
     assert "full precision: held-out means B 100.00, default 62.50" in text

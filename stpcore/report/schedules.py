@@ -34,12 +34,13 @@ def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = N
     rows = []
     for name, variant in choice["variants"].items():
         vroot = results if name == "default" else folder / name
-        shown = ", ".join(f"{k}={v}" for k, v in variant["overrides"].items()) or "the profile"
         for stage in SWEPT_STAGES:
             for seed in choice["seeds"]:
                 path = record_path(profile, task, stage, root=vroot, seed=seed)
-                m = json.loads(path.read_text())["metrics"] if path.is_file() else {}
-                rows.append({"variant": name, "schedule": shown, "stage": stage, "seed": seed,
+                rec = json.loads(path.read_text()) if path.is_file() else {}
+                m = rec.get("metrics", {})
+                rows.append({"variant": name, "overrides": variant["overrides"], "stage": stage,
+                             "seed": seed, "config": rec.get("config", {}),
                              "heldout": m.get("heldout_accuracy"), "dev": m.get("dev_accuracy")})
     return {"chosen": choice["chosen"], "rule": choice["rule"], "rows": pd.DataFrame(rows)}
 
@@ -55,13 +56,15 @@ def count_denominator(accuracies, most: int = 100_000) -> int | None:
 
 
 def schedule_sweep_table(sweep: dict) -> pd.DataFrame:
-    """Per variant and stage: mean held-out and mean dev accuracy over the seeds that finished
-    (``not run`` where none did), and how many seeds that is."""
+    """Per variant: the swept settings (one column each, as its records ran them), then per stage the mean held-out and mean dev accuracy over the seeds that
+    finished (``not run`` where none did) and how many seeds that is."""
     rows = sweep["rows"]
+    keys = list(dict.fromkeys(k for o in rows.overrides for k in o))
     out = []
-    for (name, shown), part in rows.groupby(["variant", "schedule"], sort=False):
+    for name, part in rows.groupby("variant", sort=False):
+        ran = {**next((c for c in part.config if c), {}), **part.overrides.iloc[0]}
         row = {"variant": name + (" (chosen)" if name == sweep["chosen"] else ""),
-               "schedule": shown}
+               **{k: ran.get(k, "n/a") for k in keys}}
         for stage in SWEPT_STAGES:
             done = part[(part.stage == stage) & part.heldout.notna()]
             label = SHORT_LABELS[stage]
