@@ -8,11 +8,13 @@ from stpcore.runs.records import record_path
 from stpcore.runs.sweep import choose_variant, parse_variant
 
 
-def write(root, seed, held, dev, task="mrpc", stage="baseline"):
+def write(root, seed, held, dev, task="mrpc", stage="baseline", train=None):
     path = record_path("paper", task, stage, root=root, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
+    history = [{"train_accuracy": train}] if train is not None else []
     path.write_text(json.dumps({"profile": "paper", "task": task, "stage": stage, "config": {},
-                                "metrics": {"heldout_accuracy": held, "dev_accuracy": dev},
+                                "metrics": {"heldout_accuracy": held, "dev_accuracy": dev,
+                                            "history": history},
                                 "provenance": {"seed": seed}}))
 
 
@@ -74,7 +76,7 @@ def test_schedule_sweep_table_and_reading(tmp_path):
     for s, (h, d) in enumerate([(50.0, 60.0), (75.0, 60.0)]):       # default: held-out 62.5
         write(results, s, h, d), write(results, s, h, d, stage="spiking_fp")
     for s in (0, 1):                                                 # B: full precision only
-        write(folder / "B", s, 100.0, 70.0, stage="spiking_fp")
+        write(folder / "B", s, 100.0, 70.0, stage="spiking_fp", train=90.0 + 10 * s)
     variants = {"default": (results, {}), "B": (folder / "B", {"pred_lr": 1e-4})}
     choice = choose_variant(variants, "mrpc")
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,3 +90,5 @@ def test_schedule_sweep_table_and_reading(tmp_path):
     assert "Chosen: **default**" in text and "stopped before that stage): B" in text
     assert "full precision: held-out means B 100.00, default 62.50" in text
     assert "over 8 examples" in text          # 4 examples per slice (25 % steps), 2 seeds
+    assert "last epoch minus held-out accuracy: B -5.00 points" in text    # 95 - 100
+    assert table.loc["B", "full precision: train"] == 95.0

@@ -25,7 +25,8 @@ SWEPT_STAGES = ("spiking_fp", "baseline")
 def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = None,
                         results: Path | None = None) -> dict | None:
     """``{"chosen", "rule", "rows"}`` (one row per variant, stage and seed: held-out and dev
-    accuracy, None where the run did not finish), or None when ``task`` has no sweep."""
+    accuracy, and the training accuracy of the last epoch, None where the run did not finish),
+    or None when ``task`` has no sweep."""
     folder = Path(root or SWEEPS_DIR) / f"{task}-schedule"
     if not (folder / "choice.json").is_file():
         return None
@@ -41,7 +42,8 @@ def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = N
                 m = rec.get("metrics", {})
                 rows.append({"variant": name, "overrides": variant["overrides"], "stage": stage,
                              "seed": seed, "config": rec.get("config", {}),
-                             "heldout": m.get("heldout_accuracy"), "dev": m.get("dev_accuracy")})
+                             "heldout": m.get("heldout_accuracy"), "dev": m.get("dev_accuracy"),
+                             "train": (m.get("history") or [{}])[-1].get("train_accuracy")})
     return {"chosen": choice["chosen"], "rule": choice["rule"], "rows": pd.DataFrame(rows)}
 
 
@@ -56,8 +58,9 @@ def count_denominator(accuracies, most: int = 100_000) -> int | None:
 
 
 def schedule_sweep_table(sweep: dict) -> pd.DataFrame:
-    """Per variant: the swept settings (one column each, as its records ran them), then per stage the mean held-out and mean dev accuracy over the seeds that
-    finished (``not run`` where none did) and how many seeds that is."""
+    """Per variant: the swept settings (one column each, as its records ran them), then per
+    stage the mean held-out and dev accuracy and the last epoch's training accuracy over the
+    seeds that finished (``not run`` where none did), and how many seeds that is."""
     rows = sweep["rows"]
     keys = list(dict.fromkeys(k for o in rows.overrides for k in o))
     out = []
@@ -70,6 +73,7 @@ def schedule_sweep_table(sweep: dict) -> pd.DataFrame:
             label = SHORT_LABELS[stage]
             row[f"{label}: held-out"] = round(done.heldout.mean(), 2) if len(done) else NOT_RUN
             row[f"{label}: dev"] = round(done.dev.mean(), 2) if len(done) else NOT_RUN
+            row[f"{label}: train"] = round(done.train.mean(), 2) if len(done) else NOT_RUN
             row[f"{label}: seeds"] = len(done)
         out.append(row)
     return pd.DataFrame(out).set_index("variant")
@@ -96,6 +100,12 @@ def schedule_sweep_reading(sweep: dict) -> str:
         parts.append(f"{SHORT_LABELS[stage]}: held-out means {', '.join(f'{v} {a:.2f}' for v, a in means.items())}; "
                      f"the spread ({spread:.2f} points) is {verdict} twice the sampling error of a "
                      f"held-out mean over {n} examples ({se:.2f} points).")
+        gap = (done.groupby("variant").train.mean() - means).dropna()
+        if not gap.empty:
+            parts.append(f"Training accuracy of the last epoch minus held-out accuracy: "
+                         f"{', '.join(f'{v} {g:+.2f}' for v, g in gap.items())} points; a gap far "
+                         f"beyond that sampling error means the model fits its training examples "
+                         f"without generalising.")
     missing = sorted(set(rows.variant) - set(rows[rows.stage == "baseline"].dropna(subset=["heldout"]).variant))
     if missing:
         parts.append(f"Variants without a 1-bit result (stopped before that stage): {', '.join(missing)}; "
