@@ -14,9 +14,11 @@
 #        in the background (setsid): the foundation of every variant (default: one variant,
 #        `default`, the profile as it is) at FOUND_SEEDS side by side, each variant into its own
 #        results root /tmp/stp/v/NAME; `python -m stpcore choose` picks the variant with the best
-#        mean held-out accuracy; its baselines are packed to /tmp/stp/packs/TASK-seedK; then the
-#        pruning stages at PRUNE_SEEDS (base seed 0) from the chosen variant, with its overrides.
-#        Logs: /tmp/stp/logs/TASK-*.log
+#        mean held-out accuracy; its baselines are packed to /tmp/stp/packs/NAME/TASK-seedK; then the
+#        pruning stages at PRUNE_SEEDS (base seed 0; "-" for none) from the chosen variant, with
+#        its overrides. Logs: /tmp/stp/logs/TASK-*.log (a second pipeline of the same task needs
+#        other variant names: they share /tmp/stp/v/NAME). `.glue` holds mrpc and sst2, and for
+#        general KD (`general_kd_epochs`) also _partial, mnli and qnli.
 #   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
 set -uo pipefail
@@ -65,7 +67,8 @@ run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG: pruning stages start f
 task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   local task=$1 found=$2 prune=$3; shift 3
   local variants=("$@"); [ ${#variants[@]} -gt 0 ] || variants=("default:")
-  local choose_args=() v name over seed
+  local choose_args=() v name over seed tag=$task
+  for v in "${variants[@]}"; do tag+="-${v%%:*}"; done     # names this pipeline's logs and choice
   for v in "${variants[@]}"; do
     name=${v%%:*}; over=${v#*:}
     choose_args+=(--variant "$name:$S/v/$name/results:$over")
@@ -76,15 +79,18 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   wait
   local chosen
   chosen=$(stpcore default choose --task $task --profile $PROFILE --seeds $found "${choose_args[@]}" \
-           --out $S/choices/$task.json 2>> $S/logs/$task-choose.log) || { echo "choose failed" >> $S/logs/$task-choose.log; return 1; }
+           --out $S/choices/$tag.json 2>> $S/logs/$tag-choose.log) || { echo "choose failed" >> $S/logs/$tag-choose.log; return 1; }
   for v in "${variants[@]}"; do [ "${v%%:*}" = "$chosen" ] && over=${v#*:}; done
-  echo "chosen $chosen ($over)" >> $S/logs/$task-choose.log
+  echo "chosen $chosen ($over)" >> $S/logs/$tag-choose.log
   mapfile -t extra < <(sets "$over")
   for seed in ${found//,/ }; do
     ls -d $S/v/$chosen/runs/$PROFILE/$task/baseline* > /dev/null 2>&1 && \
-      stpcore "$chosen" pack --task $task --profile $PROFILE --seed $seed --out $S/packs/$task-seed$seed \
-        --teacher-dtype float16 "${extra[@]}" >> $S/logs/$task-pack.log 2>&1 &
+      stpcore "$chosen" pack --task $task --profile $PROFILE --seed $seed \
+        --out $S/packs/$chosen/$task-seed$seed --teacher-dtype float16 "${extra[@]}" \
+        >> $S/logs/$tag-pack.log 2>&1 &
   done
+  wait
+  if [ "$prune" = "-" ]; then echo "TASK DONE $tag (no pruning)" >> $S/logs/$tag-choose.log; return; fi
   for seed in ${prune//,/ }; do
     run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log &
   done
@@ -101,7 +107,7 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
     i=$((i + 1)); sleep 1
   done
   wait
-  echo "TASK DONE $task" >> $S/logs/$task-choose.log
+  echo "TASK DONE $tag" >> $S/logs/$tag-choose.log
 }
 case $1 in
 freeze)
@@ -127,7 +133,7 @@ task)
   env_setup; shift; task=$1
   mkdir -p $S/logs $S/choices
   cd $S/code                    # never the working tree, which the next call replaces
-  ( task_pipeline "$@" ) > $S/logs/$task-pipeline.log 2>&1 < /dev/null &
+  ( task_pipeline "$@" ) > $S/logs/$task-pipeline-$$.log 2>&1 < /dev/null &
   echo "started $task" ;;
 status)
   for f in $S/logs/*.log; do echo "== $(basename $f): $(grep -v Warning $f | tail -n 1 | cut -c1-200)"; done

@@ -1,4 +1,5 @@
-"""Command line: ``python -m stpcore run ...`` (stages) and ``python -m stpcore book ...``."""
+"""Command line: ``python -m stpcore run ...`` (stages), ``pack ...`` (a shipped checkpoint),
+``choose ...`` (a schedule on held-out accuracy) and ``book ...`` (the book)."""
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,10 @@ def main(argv=None) -> int:
         return pack_main(argv[1:])
     if argv[:1] == ["choose"]:
         return choose_main(argv[1:])
-    from .runs.runner import STAGES, run_stage
+    from .runs.runner import STAGES, SWITCHES, run_stage
     parser = argparse.ArgumentParser(prog="python -m stpcore",
-                                     description="Run pipeline stages (or `book` to build the book).")
+                                     description="Run pipeline stages (or `pack`, `choose`, `book`: see "
+                                                 "their --help).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run stages for one task and profile")
     run.add_argument("--task", required=True)
@@ -33,10 +35,13 @@ def main(argv=None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a profile field (repeatable), e.g. --set train_limit=20000")
     sub.add_parser("book", help="execute the notebooks and build the book (see --help there)")
+    sub.add_parser("pack", help="pack a trained stage as a shipped checkpoint (see --help there)")
+    sub.add_parser("choose", help="choose a schedule on held-out accuracy (see --help there)")
     args = parser.parse_args(argv)
     # Everything is checked before the first stage runs: a bad input exits 2 with one message.
     from .runs.profiles import get_profile
     from .runs.validate import check_output_dirs, check_seed, check_stages, parse_set_items
+    from .train.data import load_checked
     try:
         stages = check_stages(STAGES if args.stages == "all" else args.stages.split(","), STAGES)
         check_seed("--seed", args.seed)
@@ -44,9 +49,16 @@ def main(argv=None) -> int:
             check_seed("--base-seed", args.base_seed)
         overrides = {"teacher": args.teacher} if args.teacher is not None else {}
         overrides.update(parse_set_items(args.set))
-        get_profile(args.profile, args.task, **overrides)
+        profile = get_profile(args.profile, args.task, **overrides)
+        off = [s for s in stages if s in SWITCHES and not SWITCHES[s](profile)]
+        if args.stages == "all":        # 'all' = every stage this profile turns on
+            stages = [s for s in stages if s not in off]
+        elif off:
+            raise ValueError(f"`--stages` names {off}, which this profile turns off (e.g. "
+                             f"`general_kd` needs `--set general_kd_epochs=1` or more)")
         check_output_dirs()
-    except ValueError as exc:
+        load_checked(args.task)         # the GLUE splits are readable and well formed (no tokenising)
+    except (ValueError, OSError) as exc:
         parser.error(str(exc))
     distributed = _init_distributed()
     try:
@@ -97,8 +109,8 @@ def pack_main(argv) -> int:
     back after unpacking (fp32 dev predictions stored in its record.json as ``packed_eval``)."""
     import torch
     from .runs.checkpoints import load_checkpoint, pack_checkpoint
-    from .runs.records import atomic_write_json
-    from .runs.runner import Run
+    from .runs.records import atomic_write_json, read_record, record_path
+    from .runs.runner import STAGES, Run
     parser = argparse.ArgumentParser(prog="python -m stpcore pack")
     parser.add_argument("--task", required=True)
     parser.add_argument("--profile", default="paper", choices=["smoke", "paper"])
@@ -116,6 +128,19 @@ def pack_main(argv) -> int:
         check_seed("--seed", args.seed)
         overrides = parse_set_items(args.set)
         get_profile(args.profile, args.task, **overrides)
+        spiking = [s for s in STAGES if s != "teacher"]
+        if args.stage not in spiking:
+            raise ValueError(f"`--stage` must be one of {spiking} (a spiking stage); "
+                             f"got {args.stage!r}")
+        path = record_path(args.profile, args.task, args.stage, seed=args.seed)
+        rec = read_record(args.profile, args.task, args.stage, seed=args.seed)
+        if rec is None:
+            raise ValueError(f"`--stage` {args.stage!r} has no record for task {args.task!r}, "
+                             f"profile {args.profile!r}, seed {args.seed} (no {str(path)!r}); "
+                             f"run that stage first (python -m stpcore run --stages ...)")
+        if not rec["provenance"].get("checkpoint_sha256"):
+            raise ValueError(f"`--stage` {args.stage!r} saved no model (its record {str(path)!r} "
+                             f"names no checkpoint); pack a stage that trains one, e.g. baseline")
     except ValueError as exc:
         parser.error(str(exc))
     run = Run(args.task, args.profile, args.seed, **overrides)
@@ -137,7 +162,7 @@ def choose_main(argv) -> int:
     from .runs.profiles import get_profile
     from .runs.records import atomic_write_json
     from .runs.sweep import choose_variant, parse_variant
-    from .runs.validate import parse_set_items
+    from .runs.validate import parse_seeds, parse_set_items
     parser = argparse.ArgumentParser(prog="python -m stpcore choose")
     parser.add_argument("--task", required=True)
     parser.add_argument("--profile", default="paper", choices=["smoke", "paper"])
@@ -148,11 +173,13 @@ def choose_main(argv) -> int:
     parser.add_argument("--out", required=True, help="JSON file for the comparison")
     args = parser.parse_args(argv)
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(","))
+        seeds = parse_seeds("--seeds", args.seeds)
         variants = {}
         for text in args.variant:
             name, root, raw = parse_variant(text)
-            overrides = parse_set_items([f"{k}={v}" for k, v in raw.items()])
+            if name in variants:
+                raise ValueError(f"`--variant` names must be distinct; got {name!r} twice")
+            overrides = parse_set_items([f"{k}={v}" for k, v in raw.items()], flag="--variant")
             get_profile(args.profile, args.task, **overrides)
             variants[name] = (root, overrides)
         summary = choose_variant(variants, args.task, args.stage, seeds, args.profile)

@@ -1,7 +1,7 @@
 """Bad files (GLUE Parquet, records, packed checkpoints) and bad arguments to the Python API
 (``get_profile``, ``SpikingBertConfig``, the pruning and statistics functions, the data loaders)
 fail quickly, with a message naming the parameter or file, what is allowed and what was given,
-and leave no file behind. Same row form, helpers and ``gap`` convention as ``test_bad_inputs.py``.
+and leave no file behind. Same row form and helpers as ``test_bad_inputs.py``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from stpcore.runs.profiles import Profile, get_profile
 from stpcore.runs.validate import parse_seeds
 from stpcore.snn.config import SpikingBertConfig
 from stpcore.train import data
-from test_bad_inputs import BAD, QUICK_S, expect_rejected, gap, outdirs, rows  # noqa: F401
+from test_bad_inputs import BAD, QUICK_S, expect_rejected, outdirs, rows  # noqa: F401
 
 
 def api(*args, **kwargs):
@@ -41,12 +41,6 @@ def config(**overrides):
 H, N = torch.rand(2, 4), torch.rand(2, 8)               # head / neuron scores and costs, 2 layers
 HM, NM = torch.ones(2, 4), torch.ones(2, 8)
 TRACE = torch.rand(6, 3)
-CONFIG = ("snn/ (not edited here): SpikingBertConfig.validate should reject bools, non-finite and "
-          "non-numeric values itself (and show the rows' values) instead of failing inside float()/len()")
-PRUNE = "stpcore/prune (not edited here): check types and finiteness before computing"
-STATS = "stpcore/report/stats.py (not edited here): check n_boot/values in every public function"
-RUNNER = ("runs/runner.py get_record (not edited here): check `recompute` with validate._check_bool "
-          "and `seed` with check_seed; 'no' is truthy and trains, -1 reads nothing")
 
 API = [
     # --- get_profile and Profile ---------------------------------------------------------------
@@ -107,19 +101,19 @@ API = [
     # --- SpikingBertConfig ---------------------------------------------------------------------
     ("config timesteps=0", *config(timesteps=0), "SpikingBertConfig: `timesteps` must be an int >= 1 (T_conv); got 0"),
     ("config timesteps='8'", *config(timesteps="8"), "`timesteps` must be an int >= 1 (T_conv); got '8'"),
-    gap("config timesteps=True", *config(timesteps=True), "`timesteps` must be an int >= 1 (T_conv); got True", reason=CONFIG),
+    ("config timesteps=True", *config(timesteps=True), "`timesteps` must be an int >= 1 (T_conv); got True"),
     ("config threshold=0", *config(threshold=0), "`threshold` must be a float > 0 or 2 floats > 0; got [0.0, 0.0]"),
     ("config threshold=nan", *config(threshold=float("nan")), "`threshold` must be a float > 0 or 2 floats > 0; got [nan, nan]"),
     ("config threshold short", *config(threshold=[1.0]), "`threshold` must be a float > 0 or 2 floats > 0; got [1.0]"),
-    gap("config threshold=inf", *config(threshold=float("inf")), "`threshold` must be", reason=CONFIG),
-    gap("config threshold='abc'", *config(threshold="abc"), "`threshold` must be", reason=CONFIG),
+    ("config threshold=inf", *config(threshold=float("inf")), "`threshold` must be"),
+    ("config threshold='abc'", *config(threshold="abc"), "`threshold` must be"),
     ("config leak=0", *config(leak=0), "`leak` must be in (0, 1]; got 0"),
     ("config leak=nan", *config(leak=float("nan")), "`leak` must be in (0, 1]; got nan"),
-    gap("config leak='1'", *config(leak="1"), "`leak` must be in (0, 1]; got '1'", reason=CONFIG),
+    ("config leak='1'", *config(leak="1"), "`leak` must be in (0, 1]; got '1'"),
     ("config time_chunk=0", *config(time_chunk=0), "`time_chunk` must be an int >= 1; got 0"),
     ("config layer_timesteps short", *config(layer_timesteps=[4]), "`layer_timesteps` must be None or 2 ints >= 1; got [4]"),
     ("config layer_timesteps 0", *config(layer_timesteps=[4, 0]), "`layer_timesteps` must be None or 2 ints >= 1; got [4, 0]"),
-    gap("config layer_timesteps 1.7", *config(layer_timesteps=[1.7, 2]), "`layer_timesteps` must be None or 2 ints >= 1; got [1.7, 2]", reason=CONFIG),
+    ("config layer_timesteps 1.7", *config(layer_timesteps=[1.7, 2]), "`layer_timesteps` must be None or 2 ints >= 1; got [1.7, 2]"),
     ("config both timesteps", *config(layer_timesteps=[4, 4], population_timesteps={"embedding": 4, "layers": [[4] * 6] * 2}), "`population_timesteps` must be None when `layer_timesteps` is set"),
     ("config population embedding 0", *config(population_timesteps={"embedding": 0, "layers": [[4] * 6] * 2}), "`population_timesteps` must be None or {\"embedding\": int >= 1"),
     ("config population rows", *config(population_timesteps={"embedding": 4, "layers": [[4] * 6]}), "\"layers\": 2 lists of 6 ints >= 1}"),
@@ -127,7 +121,7 @@ API = [
     ("config heads 5", *config(num_attention_heads=5), "`hidden_size` must be divisible by num_attention_heads=5; got 16"),
     ("config layers 0", *config(num_hidden_layers=0), "`num_hidden_layers` must be an int >= 1; got 0"),
     ("config head_mask rows", *config(head_mask=[[1] * 4]), "`head_mask` must be None or 2 rows of 4 values in {0, 1}; got '1 rows'"),
-    gap("config head_mask value 2", *config(head_mask=[[1, 1, 1, 2]] * 2), "got [[1, 1, 1, 2], [1, 1, 1, 2]]", reason=CONFIG),
+    ("config head_mask value 2", *config(head_mask=[[1, 1, 1, 2]] * 2), "got [[1, 1, 1, 2], [1, 1, 1, 2]]"),
     ("config word_embeddings_source", *config(word_embeddings_source=5), "`word_embeddings_source` must be None or a model name; got 5"),
     # --- pruning, statistics, data and runner functions ------------------------------------------
     ("allocate components []", *call(temporal.allocate_timesteps, [], 1.02, 8), "allocate_timesteps: `components` must be a non-empty list of ints >= 1; got []"),
@@ -136,20 +130,20 @@ API = [
     ("allocate base=1", *call(temporal.allocate_timesteps, [1], 1.0, 8), "allocate_timesteps: `base` must be > 1; got 1.0"),
     ("allocate base nan", *call(temporal.allocate_timesteps, [1], float("nan"), 8), "`base` must be > 1; got nan"),
     ("allocate t_conv=8.0", *call(temporal.allocate_timesteps, [1], 1.02, 8.0), "`t_conv` must be an int >= 1; got 8.0"),
-    gap("allocate t_conv=True", *call(temporal.allocate_timesteps, [1], 1.02, True), "`t_conv` must be an int >= 1; got True", reason=PRUNE),
+    ("allocate t_conv=True", *call(temporal.allocate_timesteps, [1], 1.02, True), "`t_conv` must be an int >= 1; got True"),
     ("components 1-D", *call(temporal.count_components, torch.ones(5)), "count_components: `traces` must be a 2-D tensor [T, F] with T >= 2 timesteps; got (5,)"),
     ("components T=1", *call(temporal.count_components, torch.ones(1, 5)), "`traces` must be a 2-D tensor [T, F] with T >= 2 timesteps; got (1, 5)"),
     ("components variance 1.5", *call(temporal.count_components, TRACE, 1.5), "count_components: `variance` must be in (0, 1]; got 1.5"),
-    gap("components variance True", *call(temporal.count_components, TRACE, True), "`variance` must be in (0, 1]; got True", reason=PRUNE),
-    gap("components nan trace", *call(temporal.count_components, TRACE * float("nan")), "count_components: `traces` must be", reason=PRUNE),
+    ("components variance True", *call(temporal.count_components, TRACE, True), "`variance` must be in (0, 1]; got True"),
+    ("components nan trace", *call(temporal.count_components, TRACE * float("nan")), "count_components: `traces` must be"),
     ("prune_timesteps []", *call(temporal.prune_timesteps, [], 0.9, 1.02, 8), "prune_timesteps: `layer_traces` must be a non-empty list"),
     ("unflatten 2 values", *call(temporal.unflatten_populations, [1, 2]), "unflatten_populations: `values` must be 1 + 6 L values; got 2"),
     ("search budget 0", *call(spatial.search_mask, H, N, H, N, 0), "`budget` must be in (0, 1] (a fraction of the unpruned ACs); got 0"),
     ("search budget nan", *call(spatial.search_mask, H, N, H, N, float("nan")), "`budget` must be in (0, 1] (a fraction of the unpruned ACs); got nan"),
     ("rank budget 1.5", *call(spatial.rank_mask, H, N, H, N, 1.5), "`budget` must be in (0, 1] (a fraction of the unpruned ACs); got 1.5"),
-    gap("search budget '0.5'", *call(spatial.search_mask, H, N, H, N, "0.5"), "`budget` must be in (0, 1]", reason=PRUNE),
-    gap("search cost shape", *call(spatial.search_mask, H, N, torch.rand(2, 3), N, 0.5), "`head_cost`", reason=PRUNE),
-    gap("search negative cost", *call(spatial.search_mask, H, N, -H, N, 0.5), "`head_cost`", reason=PRUNE),
+    ("search budget '0.5'", *call(spatial.search_mask, H, N, H, N, "0.5"), "`budget` must be in (0, 1]"),
+    ("search cost shape", *call(spatial.search_mask, H, N, torch.rand(2, 3), N, 0.5), "`head_cost`"),
+    ("search negative cost", *call(spatial.search_mask, H, N, -H, N, 0.5), "`head_cost`"),
     ("score_units scoring", *call(spatial.score_units, H, N, H, N, "foo"), "`scoring` must be one of ('fisher', 'fisher_asr_neuron', 'fisher_asr_attn', 'fisher_asr'); got 'foo'"),
     ("count_acs num_heads 0", *call(acs.count_acs, HM, NM, [4, 4], 8, 16, 0), "count_acs: `num_heads` must be an int >= 1; got 0"),
     ("count_acs hidden 15", *call(acs.count_acs, HM, NM, [4, 4], 8, 15, 4), "`hidden_size` must be an int >= 1 divisible by num_heads=4; got 15"),
@@ -169,9 +163,9 @@ API = [
     ("bootstrap level 95", *call(stats.paired_bootstrap_ci, [1, 0], [1, 0], level=95), "`level` must be a number strictly between 0 and 1 (e.g. 0.95); got 95"),
     ("pooled no seeds", *call(stats.pooled_bootstrap_ci, [1, 0], []), "`correct_seeds` must hold at least one 0/1 vector (one per seed); got none"),
     ("pooled lengths", *call(stats.pooled_bootstrap_ci, [1, 0], [[1, 0], [1]]), "`correct_seeds[1]` must score the same examples as `correct_base` (equal lengths); got 1 and 2"),
-    gap("pooled n_boot 0", *call(stats.pooled_bootstrap_ci, [1, 0], [[1, 0]], n_boot=0), "`n_boot` must be a positive integer; got 0", reason=STATS),
+    ("pooled n_boot 0", *call(stats.pooled_bootstrap_ci, [1, 0], [[1, 0]], n_boot=0), "`n_boot` must be a positive integer; got 0"),
     ("mean_ci nan", *call(stats.mean_ci, [1.0, float("nan")]), "`values` must be numbers (not NaN); got [1.0, nan]"),
-    gap("mean_ci text", *call(stats.mean_ci, ["a"]), "`values` must be numbers", reason=STATS),
+    ("mean_ci text", *call(stats.mean_ci, ["a"]), "`values` must be numbers"),
     ("sampling_error n 0", *call(stats.sampling_error, 50, 0), "`n` must be a positive integer (number of examples); got 0"),
     ("sampling_error accuracy 101", *call(stats.sampling_error, 101, 10), "`accuracy` must be a percentage in [0, 100]; got 101"),
     ("load_split task list", *call(data.load_split, ["sst2"], "train"), "task=['sst2'] is not supported; allowed tasks: sst2, mrpc"),
@@ -188,8 +182,8 @@ API = [
     ("parse_seeds a,b", *call(parse_seeds, "--seeds", "a,b"), "`--seeds` must be comma-separated distinct ints >= 0 (e.g. 0,1,2); got 'a,b'"),
     ("parse_seeds -1", *call(parse_seeds, "--seeds", "0,-1"), "`--seeds` must be comma-separated distinct ints >= 0 (e.g. 0,1,2); got '0,-1'"),
     ("parse_seeds 1,1", *call(parse_seeds, "--seeds", "1,1"), "`--seeds` must be comma-separated distinct ints >= 0 (e.g. 0,1,2); got '1,1' (repeated)"),
-    gap("get_record recompute 'no'", *call(runner.get_record, "sst2", "baseline", "paper", recompute="no"), "`recompute` must be a bool", reason=RUNNER),
-    gap("get_record seed -1", *call(runner.get_record, "sst2", "baseline", "paper", seed=-1), "`seed` must be an int >= 0", reason=RUNNER),
+    ("get_record recompute 'no'", *call(runner.get_record, "sst2", "baseline", "paper", recompute="no"), "`recompute` must be a bool"),
+    ("get_record seed -1", *call(runner.get_record, "sst2", "baseline", "paper", seed=-1), "`seed` must be an int >= 0"),
 ]
 
 
@@ -252,9 +246,7 @@ FILES = [
     ("folder in place of file", put("sst2", "validation", folder=True), FileNotFoundError, load("sst2"), "sst2/validation is not in the GLUE folder: not a file"),
     ("train file missing", put("sst2", "train"), FileNotFoundError, load("sst2"), "sst2/train is not in the GLUE folder: missing file"),
     ("STP_GLUE_DIR is a file", glue_dir_is_a_file, NotADirectoryError, load("sst2"), "glue_file' (from STP_GLUE_DIR) is not a folder"),
-    gap("run with a bad GLUE file", put("sst2", "validation", raw=b"junk"), "cli", ["run", "--task", "sst2"], "is not a readable Parquet file",
-        reason="stpcore/__main__.py checks no data before the first stage: call train.data.load_checked(task) "
-               "with the other checks (catch ValueError and OSError, parser.error)"),
+    ("run with a bad GLUE file", put("sst2", "validation", raw=b"junk"), "cli", ["run", "--task", "sst2"], "is not a readable Parquet file"),
 ]
 
 
@@ -321,9 +313,8 @@ RECORDS = [
     ("record not UTF-8", b"\xff\xfe{", READ, "(UnicodeDecodeError: "),
     ("record is a folder", None, READ, "(unreadable: IsADirectoryError"),
     ("record listed", "{", lambda: records.list_records("smoke"), "baseline.json' is not a complete record (JSONDecodeError"),
-    gap("record read by choose", "{", ("cli", ["choose", "--task", "sst2", "--profile", "smoke", "--seeds", "0", "--variant", "a:results", "--out", "c.json"]),
-        "baseline.json' is not a complete record", reason="runs/sweep.py choose_variant reads records with json.loads (message: "
-        "'Expecting value: line 1 column 2', no file named): use records.load_record(path, ...)"),
+    ("record read by choose", "{", ("cli", ["choose", "--task", "sst2", "--profile", "smoke", "--seeds", "0", "--variant", "a:results", "--out", "c.json"]),
+        "baseline.json' is not a complete record"),
 ]
 
 
@@ -354,9 +345,8 @@ def test_a_good_record_reads_back(outdirs):
 
 # ---- packed checkpoints ----------------------------------------------------------------------------
 CHECKPOINTS = [
-    gap("packed weights garbage", b"not safetensors", "packed.safetensors", reason="runs/checkpoints.py / "
-        "snn/packed.py (not edited here): wrap safetensors' errors in a ValueError naming the file"),
-    gap("packed weights empty", b"", "packed.safetensors", reason="as above: 'header too small', no file named"),
+    ("packed weights garbage", b"not safetensors", "packed.safetensors"),
+    ("packed weights empty", b"", "packed.safetensors"),
 ]
 
 

@@ -4,8 +4,6 @@ and what was given; nothing is written to the results or runs folders.
 One table of bad inputs (every command: run, pack, choose, book; ``--set`` values; ``get_profile``
 calls; notebook parameters), each with the fragment its message must contain; then the inputs
 that must pass. Bad files and bad arguments to the library's functions: ``test_bad_files.py``.
-A row marked ``gap`` is a bad input not yet caught where it should be: a strict xfail whose
-reason names the fix (in a module this test's owners do not edit).
 """
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ from stpcore.__main__ import main
 from stpcore.runs import validate
 from stpcore.runs.profiles import FIELD_RULES, PROFILES, Profile, get_profile
 from stpcore.runs.validate import validate_notebook_params
+from stpcore.train import data
 
 QUICK_S = 5.0          # a rejected input never gets near a stage; generous for a slow CI box
 
@@ -42,18 +41,6 @@ def choose(*args):
     return ("cli", ["choose", "--task", "sst2", "--out", "choice.json", *args])
 
 
-def gap(*row, reason):
-    """A bad input that is not yet caught as it should be (strict xfail naming the fix)."""
-    return pytest.param(*row, id=row[0], marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-# Fixes that belong to modules this test's owners do not edit (reasons of the `gap` rows).
-PACK = ("pack_main (stpcore/__main__.py) hands --stage to Run.record, which trains a stage that has "
-        "no record: check --stage against the spiking stages and read_record it (exit 2 if None)")
-CHOOSE = ("choose_main (stpcore/__main__.py): parse --seeds with runs.validate.parse_seeds, the "
-          "variants' overrides with parse_set_items(..., flag='--variant'), reject repeated names")
-BOOK = ("book.main (stpcore/report/book.py) passes --tasks/--seed/--only on unchecked: call "
-        "validate_notebook_params and check --only against notebook_names(), ap.error (exit 2)")
 SEEDS = "`--seeds` must be comma-separated distinct ints >= 0 (e.g. 0,1,2)"
 
 
@@ -96,6 +83,7 @@ BAD = [
     ("--set name", *cli("--set", "name=paper"), "`--set name` is not a profile field; use --profile"),
     ("unknown stage", *cli("--stages", "teacher,foo"), "`stages` must be a comma-separated list of teacher"),
     ("empty stage", *cli("--stages", "teacher,"), "got unknown ['']"),
+    ("stage switched off", *cli("--stages", "teacher,general_kd"), "`--stages` names ['general_kd'], which this profile turns off"),
     ("negative seed", *cli("--seed", "-1"), "`--seed` must be an int >= 0 (at most 2**32 - 1); got -1"),
     ("negative base seed", *cli("--base-seed", "-2"), "`--base-seed` must be an int >= 0 (at most 2**32 - 1); got -2"),
     ("unknown task", "cli", ["run", "--task", "cola"], "`task` must be one of"),
@@ -113,8 +101,7 @@ BAD = [
     ("run without --task", *argv("run"), "the following arguments are required: --task"),
     ("no command", *argv(), "the following arguments are required: command"),
     ("unknown command", *argv("train"), "argument command: invalid choice: 'train'"),
-    gap("unknown command lists all", *argv("prune"), "'choose'", reason="stpcore/__main__.py's "
-        "subparsers name only run and book: add help-only `pack` and `choose` subparsers"),
+    ("unknown command lists all", *argv("prune"), "'choose'"),
     ("unknown flag", *cli("--foo"), "unrecognized arguments: --foo"),
     ("--force with a value", *cli("--force", "yes"), "unrecognized arguments: yes"),
     ("--set without value", *cli("--set"), "argument --set: expected one argument"),
@@ -147,29 +134,29 @@ BAD = [
     ("pack --teacher-dtype", *pack("--teacher-dtype", "bf16"), "argument --teacher-dtype: invalid choice: 'bf16'"),
     ("pack without --out", *argv("pack", "--task", "sst2"), "the following arguments are required: --out"),
     ("pack --profile", *pack("--profile", "huge"), "argument --profile: invalid choice: 'huge'"),
-    gap("pack --stage foo", *pack("--stage", "foo"), "`--stage` must be one of", reason=PACK),
-    gap("pack --stage teacher", *pack("--stage", "teacher"), "`--stage` must be one of", reason=PACK),
-    gap("pack unrun stage", *pack(), "has no record", reason=PACK),
-    gap("choose --seeds a,b", *choose("--seeds", "a,b", "--variant", "a:r"), f"{SEEDS}; got 'a,b'", reason=CHOOSE),
-    gap("choose --seeds -1", *choose("--seeds", "-1", "--variant", "a:r"), f"{SEEDS}; got '-1'", reason=CHOOSE),
-    gap("choose --seeds ''", *choose("--seeds", "", "--variant", "a:r"), f"{SEEDS}; got ''", reason=CHOOSE),
-    gap("choose --seeds 0,0", *choose("--seeds", "0,0", "--variant", "a:r"), f"{SEEDS}; got '0,0' (repeated)", reason=CHOOSE),
+    ("pack --stage foo", *pack("--stage", "foo"), "`--stage` must be one of"),
+    ("pack --stage teacher", *pack("--stage", "teacher"), "`--stage` must be one of"),
+    ("pack unrun stage", *pack(), "has no record"),
+    ("choose --seeds a,b", *choose("--seeds", "a,b", "--variant", "a:r"), f"{SEEDS}; got 'a,b'"),
+    ("choose --seeds -1", *choose("--seeds", "-1", "--variant", "a:r"), f"{SEEDS}; got '-1'"),
+    ("choose --seeds ''", *choose("--seeds", "", "--variant", "a:r"), f"{SEEDS}; got ''"),
+    ("choose --seeds 0,0", *choose("--seeds", "0,0", "--variant", "a:r"), f"{SEEDS}; got '0,0' (repeated)"),
     ("choose --variant name only", *choose("--variant", "a"), "`--variant` must be NAME:ROOT[:key=value,...]; got 'a'"),
     ("choose --variant no name", *choose("--variant", ":r"), "`--variant` must be NAME:ROOT[:key=value,...]; got ':r'"),
     ("choose override without =", *choose("--variant", "a:r:t_conv"), "`--variant` overrides must be key=value; got ['t_conv'] in 'a:r:t_conv'"),
     ("choose override t_conv=0", *choose("--variant", "a:r:t_conv=0"), "`t_conv` must be an int >= 1; got 0"),
     ("choose override unknown", *choose("--variant", "a:r:foo=1"), "unknown profile override(s) ['foo']"),
-    gap("choose override seed", *choose("--variant", "a:r:seed=3"), "`--variant seed` is not a profile field; got 'seed=3'", reason=CHOOSE),
-    gap("choose same name twice", *choose("--variant", "a:r", "--variant", "a:s"), "`--variant` names must be distinct", reason=CHOOSE),
+    ("choose override seed", *choose("--variant", "a:r:seed=3"), "`--variant seed` is not a profile field; got 'seed=3'"),
+    ("choose same name twice", *choose("--variant", "a:r", "--variant", "a:s"), "`--variant` names must be distinct"),
     ("choose no records", *choose("--variant", "a:nowhere"), "no variant has `baseline` records for every seed [0, 1]"),
     ("choose without --variant", *argv("choose", "--task", "sst2", "--out", "c.json"), "the following arguments are required: --variant"),
     ("book --profile", *argv("book", "--profile", "huge"), "book: error: argument --profile: invalid choice: 'huge'"),
     ("book --seed x", *argv("book", "--seed", "x"), "argument --seed: invalid int value: 'x'"),
     ("book unknown flag", *argv("book", "--bogus"), "unrecognized arguments: --bogus"),
-    gap("book --tasks cola", *argv("book", "--tasks", "cola"), "`tasks` must be a non-empty list of tasks", reason=BOOK),
-    gap("book --tasks ,", *argv("book", "--tasks", ","), "`tasks` must be a non-empty list", reason=BOOK),
-    gap("book --seed -1", *argv("book", "--seed", "-1"), "`seed` must be an int >= 0", reason=BOOK),
-    gap("book --only nope", *argv("book", "--only", "nope"), "--only 'nope'", reason=BOOK),
+    ("book --tasks cola", *argv("book", "--tasks", "cola"), "`tasks` must be a non-empty list of tasks"),
+    ("book --tasks ,", *argv("book", "--tasks", ","), "`tasks` must be a non-empty list"),
+    ("book --seed -1", *argv("book", "--seed", "-1"), "`seed` must be an int >= 0"),
+    ("book --only nope", *argv("book", "--only", "nope"), "--only 'nope'"),
     # --- notebook parameters -----------------------------------------------------------------
     ("nb profile", *nb(profile="big"), "`profile` must be one of ['paper', 'smoke']; got 'big'"),
     ("nb tasks json", *nb(tasks='["cola"]'), "`tasks` must be a non-empty list of tasks"),
@@ -247,8 +234,8 @@ def expect_rejected(kind, what, fragment, capsys) -> str:
 
 
 def rows(table):
-    """Table rows as pytest params with their label as id (``gap`` rows already are)."""
-    return [r if isinstance(r, type(pytest.param())) else pytest.param(*r, id=r[0]) for r in table]
+    """Table rows as pytest params with their label as id."""
+    return [pytest.param(*r, id=r[0]) for r in table]
 
 
 def test_table_is_big_enough():
@@ -326,6 +313,15 @@ def test_name_rule_lists_the_profiles():
 
 
 # ---- inputs that must pass ----------------------------------------------------------------------
+@pytest.fixture
+def checked_data(monkeypatch):
+    """The tasks whose GLUE splits `run` checked before the first stage (train.data.load_checked,
+    replaced here; test_bad_files checks it on real files)."""
+    tasks = []
+    monkeypatch.setattr(data, "load_checked", tasks.append)
+    return tasks
+
+
 @pytest.mark.parametrize("profile", ["smoke", "paper"])
 @pytest.mark.parametrize("task", ["sst2", "mrpc"])
 def test_default_profiles_validate(profile, task):
@@ -336,7 +332,8 @@ def test_default_profiles_validate(profile, task):
 
 @pytest.mark.parametrize("profile", ["smoke", "paper"])
 @pytest.mark.parametrize("task", ["sst2", "mrpc"])
-def test_default_command_line_passes_validation(profile, task, outdirs, monkeypatch, capsys):
+def test_default_command_line_passes_validation(profile, task, outdirs, checked_data, monkeypatch,
+                                                 capsys):
     calls = []
 
     def fake_run_stage(task, name, profile, seed, **kw):
@@ -346,10 +343,11 @@ def test_default_command_line_passes_validation(profile, task, outdirs, monkeypa
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
     assert main(["run", "--task", task, "--profile", profile]) == 0
     assert [c[1] for c in calls] == ["teacher", "spiking_fp", "baseline"]
+    assert checked_data == [task]
     assert list(outdirs.rglob("*")) == []
 
 
-def test_set_values_are_parsed_as_json_and_pass(outdirs, monkeypatch, capsys):
+def test_set_values_are_parsed_as_json_and_pass(outdirs, checked_data, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(runner, "run_stage", lambda *a, **kw: calls.append(kw) or {
         "metrics": {}, "provenance": {"wall_time_s": 0.0, "device": "cpu"}})
@@ -358,6 +356,7 @@ def test_set_values_are_parsed_as_json_and_pass(outdirs, monkeypatch, capsys):
                  "--set", "train_limit=null", "--set", "heldout_rule=random",
                  "--set", "student_layers=6"]) == 0
     kw = calls[0]
+    assert checked_data == ["sst2"]
     assert kw["teacher_lr"] == 1e4 and kw["budget_sweep"] == [0.5, 1.0]
     assert kw["progress"] is False and kw["train_limit"] is None
     assert kw["heldout_rule"] == "random" and kw["student_layers"] == 6

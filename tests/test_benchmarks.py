@@ -147,3 +147,15 @@ def test_scorecard_has_one_column_per_record_and_only_rows_with_targets():
     speed = card[card.index.str.startswith("speed-up vs reference loop")]
     assert len(speed) and speed[label].str.endswith("(yes)").all()
     assert speed["sim_paper_bad_cuda"].str.endswith("(no)").any()
+
+
+def test_exactness_table_reads_the_record(tmp_path):
+    from stpcore.report.benchmarks import exactness_table
+    assert "no exactness record" in exactness_table(tmp_path / "none.json")
+    res = {"frac_currents_differing": 0.0, "max_abs_current_diff": 0.0, "frac_rates_differing": 0.1,
+           "max_abs_asr_diff": 0.05, "predictions_equal_float64": 4}
+    path = tmp_path / "ex.json"
+    path.write_text(json.dumps({"dtypes": ["int8"], "models": {"m": {"int8": res}}}))
+    table = exactness_table(path)
+    assert table.loc[("m", "int8"), "rates differing from float64 (share)"] == 0.1
+    assert table.loc[("m", "int8"), "predictions equal to float64"] == 4

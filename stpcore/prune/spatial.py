@@ -15,6 +15,8 @@ output sublayer). Steps:
 """
 from __future__ import annotations
 
+from numbers import Real
+
 import torch
 
 from . import acs
@@ -76,9 +78,18 @@ def unit_costs(head_mask, neuron_mask, layer_timesteps, seq_len, hidden_size, nu
     return torch.autograd.grad(total, (h, n))
 
 
-def _check_budget(budget: float) -> None:
-    if not 0 < budget <= 1:
+def _check_inputs(head_score, neuron_score, head_cost, neuron_cost, budget) -> None:
+    """``budget`` a number in (0, 1]; each cost tensor shaped as its scores, finite and >= 0."""
+    if not (isinstance(budget, Real) and not isinstance(budget, bool) and 0 < budget <= 1):
         raise ValueError(f"`budget` must be in (0, 1] (a fraction of the unpruned ACs); got {budget!r}")
+    for name, score, cost in (("head", head_score, head_cost), ("neuron", neuron_score, neuron_cost)):
+        if cost.shape != score.shape:
+            raise ValueError(f"`{name}_cost` must have the shape of `{name}_score`, "
+                             f"{tuple(score.shape)}; got {tuple(cost.shape)}")
+        bad = cost[~(torch.isfinite(cost) & (cost >= 0))]
+        if bad.numel():
+            raise ValueError(f"`{name}_cost` must be finite and >= 0 (ACs per unit); got "
+                             f"{bad.numel()} value(s) that are not, e.g. {bad[:3].tolist()}")
 
 
 def _fill(order, costs, room):
@@ -91,7 +102,7 @@ def _fill(order, costs, room):
 
 def rank_mask(head_score, neuron_score, head_cost, neuron_cost, budget: float):
     """Plain ranking: keep units by importance per AC (heads and neurons in one list)."""
-    _check_budget(budget)
+    _check_inputs(head_score, neuron_score, head_cost, neuron_cost, budget)
     scores = torch.cat([head_score.flatten(), neuron_score.flatten()]).double()
     costs = torch.cat([head_cost.flatten(), neuron_cost.flatten()]).double()
     room = budget * costs.sum()
@@ -103,7 +114,7 @@ def rank_mask(head_score, neuron_score, head_cost, neuron_cost, budget: float):
 def search_mask(head_score, neuron_score, head_cost, neuron_cost, budget: float):
     """Kwon et al.'s search: for every number k of kept heads (top-k by score), fill the rest of
     the budget with the top neurons; return the masks that prune the least importance (Eq. 9)."""
-    _check_budget(budget)
+    _check_inputs(head_score, neuron_score, head_cost, neuron_cost, budget)
     hs, ns = head_score.flatten().double(), neuron_score.flatten().double()
     hc, nc = head_cost.flatten().double(), neuron_cost.flatten().double()
     room = budget * (hc.sum() + nc.sum())

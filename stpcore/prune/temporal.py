@@ -50,12 +50,15 @@ def count_components(traces, variance: float = 0.99999) -> int:
     cannot push it past the rank at ``variance`` = 1). A trace with zero variance (e.g. a
     layer whose rates never change) has 1 component by convention.
     """
-    _check(isinstance(variance, Real) and 0 < variance <= 1, "count_components",
-           "variance", "in (0, 1]", variance)
+    _check(isinstance(variance, Real) and not isinstance(variance, bool) and 0 < variance <= 1,
+           "count_components", "variance", "in (0, 1]", variance)
     traces = torch.as_tensor(traces).to(torch.float64)
     _check(traces.dim() == 2 and traces.shape[0] >= 2 and traces.shape[1] >= 1,
            "count_components", "traces", "a 2-D tensor [T, F] with T >= 2 timesteps",
            tuple(traces.shape))
+    bad = traces[~torch.isfinite(traces)]
+    _check(bad.numel() == 0, "count_components", "traces", "finite (no NaN or infinite rates)",
+           bad[:3].tolist())
     centred = traces - traces.mean(dim=0, keepdim=True)
     power = torch.linalg.svdvals(centred) ** 2
     total = power.sum()
@@ -75,8 +78,8 @@ def allocate_timesteps(components, base: float, t_conv: int) -> list[int]:
     """
     _check(isinstance(base, Real) and math.isfinite(base) and base > 1,
            "allocate_timesteps", "base", "> 1", base)
-    _check(isinstance(t_conv, Integral) and t_conv >= 1, "allocate_timesteps", "t_conv",
-           "an int >= 1", t_conv)
+    _check(isinstance(t_conv, Integral) and not isinstance(t_conv, bool) and t_conv >= 1,
+           "allocate_timesteps", "t_conv", "an int >= 1", t_conv)
     components = list(components)
     _check(len(components) >= 1 and all(isinstance(c, Integral) and not isinstance(c, bool)
                                         and c >= 1 for c in components),

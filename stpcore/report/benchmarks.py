@@ -244,3 +244,26 @@ def pruning_time_table(profile: str = "paper", tasks=("sst2", "mrpc"),
                      "total (s)": _num(sec), "target": f"< {T_SPATIAL_S / 60:g} min",
                      "met?": "n-a" if sec is None else ("yes" if sec < T_SPATIAL_S else "no")})
     return pd.DataFrame(rows).set_index("task")
+
+
+# ---- exactness against a float64 simulation (bench/exactness.py) ---------------------------------
+EXACTNESS_RECORD = REPO_ROOT / "bench" / "results" / "exactness_cpu.json"
+EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (share)",
+                     "max_abs_current_diff": "largest current difference",
+                     "frac_rates_differing": "rates differing from float64 (share)",
+                     "max_abs_asr_diff": "largest rate difference",
+                     "predictions_equal_float64": "predictions equal to float64"}
+
+
+def exactness_table(path: str | Path = EXACTNESS_RECORD) -> pd.DataFrame | str:
+    """Per model and simulation dtype: how far its first-layer currents and its rates are from a
+    float64 simulation of the same model (``bench/exactness.py``'s record), or a line saying
+    the record is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return f"no exactness record at {path} (run `python bench/exactness.py`)"
+    rec = json.loads(path.read_text())
+    rows = [{"model": model, "dtype": dtype, **{label: res[dtype].get(key)
+                                                 for key, label in EXACTNESS_COLUMNS.items()}}
+            for model, res in rec["models"].items() for dtype in rec["dtypes"]]
+    return pd.DataFrame(rows).set_index(["model", "dtype"])

@@ -19,6 +19,7 @@ stale, half-run ``book/executed/`` copy from reaching the HTML.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -77,6 +78,14 @@ def notebook_names(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[str]:
     return sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb"))
 
 
+def check_only(only: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> str:
+    """``--only NAME`` (or ``NAME.ipynb``) -> NAME, a notebook of ``notebooks_dir``; else BookError."""
+    names, only = notebook_names(notebooks_dir), Path(only).stem
+    if only not in names:
+        raise BookError(f"--only {only!r}: no notebooks/{only}.ipynb (have: {', '.join(names)})")
+    return only
+
+
 def execute_notebooks(profile: str = "smoke", tasks: list[str] | None = None, only: str | None = None,
                       notebooks_dir: Path = NOTEBOOKS_DIR, out_dir: Path = BOOK_DIR / EXECUTED,
                       kernel: str = "python3", seed: int | None = None, recompute: bool | None = None,
@@ -84,12 +93,7 @@ def execute_notebooks(profile: str = "smoke", tasks: list[str] | None = None, on
     """Execute the notebooks with papermill; return ``[(name, error message)]`` of failures."""
     import papermill as pm
 
-    names = notebook_names(notebooks_dir)
-    if only is not None:
-        only = Path(only).stem
-        if only not in names:
-            raise BookError(f"--only {only!r}: no notebooks/{only}.ipynb (have: {', '.join(names)})")
-        names = [only]
+    names = notebook_names(notebooks_dir) if only is None else [check_only(only, notebooks_dir)]
     params: dict = {"profile": profile}
     if tasks is not None:
         params["tasks"] = list(tasks)
@@ -140,7 +144,6 @@ def notebook_problems(path: Path) -> list[str]:
     cells tagged ``papermill-error-cell-tag``. Any of those, an ``error`` output, or a code cell
     that never ran (no execution count) counts as incomplete.
     """
-    import json
     path = Path(path)
     try:
         nb = json.loads(path.read_text())
@@ -158,8 +161,7 @@ def notebook_problems(path: Path) -> list[str]:
     for i, cell in enumerate(nb.get("cells") or []):
         meta = cell.get("metadata") or {}
         if PAPERMILL_ERROR_TAG in (meta.get("tags") or []):
-            if first_bad is None:
-                first_bad = f"papermill error banner at cell {i}"
+            first_bad = first_bad or f"papermill error banner at cell {i}"
             continue
         if cell.get("cell_type") != "code":
             continue
@@ -177,8 +179,7 @@ def notebook_problems(path: Path) -> list[str]:
             reason = f"cell {i} was not executed (no outputs or execution count)"
         else:
             continue
-        if first_bad is None:
-            first_bad = reason
+        first_bad = first_bad or reason
         problems.append(reason)
     if first_bad and first_bad not in problems:
         problems.insert(0, first_bad)
@@ -190,8 +191,7 @@ def incomplete_notebooks(executed_dir: Path, names: list[str] | None = None) -> 
     ``executed_dir``) that must not be published (see :func:`notebook_problems`); absent files
     are left to the caller."""
     executed_dir = Path(executed_dir)
-    if names is None:
-        names = sorted(p.stem for p in executed_dir.glob("*.ipynb"))
+    names = sorted(p.stem for p in executed_dir.glob("*.ipynb")) if names is None else names
     out = {}
     for name in names:
         path = executed_dir / f"{name}.ipynb"
@@ -215,7 +215,6 @@ def importable_modules(modules=API_MODULES) -> tuple[list[str], dict[str, str]]:
                           env=_env(), cwd=REPO_ROOT, timeout=600)
     if proc.returncode != 0:
         raise BookError(f"could not check the API modules:\n{proc.stderr[-2000:]}")
-    import json
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     ok = [m for m in modules if res.get(m) is None]
     return ok, {m: res[m] for m in modules if res.get(m) is not None}
@@ -245,9 +244,7 @@ def write_api_page(book_dir: Path = BOOK_DIR, modules=API_MODULES) -> dict[str, 
 # ---------------------------------------------------------------------------- MathJax
 def _mathjax_source() -> Path | None:
     """An existing MathJax 3 ``es5`` folder, if any."""
-    candidates = []
-    if os.environ.get("STP_MATHJAX_DIR"):
-        candidates.append(Path(os.environ["STP_MATHJAX_DIR"]))
+    candidates = [Path(os.environ["STP_MATHJAX_DIR"])] if os.environ.get("STP_MATHJAX_DIR") else []
     candidates += [REPO_ROOT / "node_modules" / "mathjax" / "es5", REPO_ROOT / "node_modules" / "mathjax"]
     for c in candidates:
         if (c / "tex-chtml.js").is_file():
@@ -311,9 +308,7 @@ def build_html(book_dir: Path = BOOK_DIR, strict: bool = True) -> tuple[int, lis
                         + " (run without --only first)")
     jb = shutil.which("jupyter-book") or shutil.which("jb")
     cmd = [jb] if jb else [sys.executable, "-m", "jupyter_book.cli.main"]
-    cmd += ["build", str(book_dir), "--builder", "html"]
-    if strict:
-        cmd += ["-W", "-n", "--keep-going"]
+    cmd += ["build", str(book_dir), "--builder", "html"] + (["-W", "-n", "--keep-going"] if strict else [])
     _log("running " + " ".join(cmd[-6:]))
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True)
     out = proc.stdout + proc.stderr
@@ -381,9 +376,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="reuse book/executed/ as it is")
     ap.add_argument("--no-build", dest="build", action="store_false", help="only execute the notebooks")
     args = ap.parse_args(argv)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    from ..runs.validate import validate_notebook_params
+    try:        # the notebooks' own check of --tasks/--seed, and --only, before any work starts
+        given = validate_notebook_params(**{k: v for k, v in (("tasks", args.tasks), ("seed", args.seed))
+                                            if v is not None})
+        only = None if args.only is None else check_only(args.only)
+    except (ValueError, BookError) as err:
+        ap.error(str(err))
     try:
-        index = build_book(args.profile, tasks, strict=args.strict, only=args.only, execute=args.execute,
+        index = build_book(args.profile, given.get("tasks"), strict=args.strict, only=only, execute=args.execute,
                            build=args.build, seed=args.seed, recompute=True if args.recompute else None,
                            book_dir=BOOK_DIR, notebooks_dir=NOTEBOOKS_DIR)
     except BookError as err:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from numbers import Real
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,6 +41,11 @@ def _binary(values: Any, name: str) -> np.ndarray:
         raise ValueError(f"`{name}` must hold only 0 and 1 (correct = 1); got {arr[bad][:5].tolist()} "
                          f"at positions {np.flatnonzero(bad)[:5].tolist()}")
     return arr
+
+
+def _check_n_boot(n_boot: int) -> None:
+    if not (isinstance(n_boot, (int, np.integer)) and not isinstance(n_boot, bool) and n_boot >= 1):
+        raise ValueError(f"`n_boot` must be a positive integer; got {n_boot!r}")
 
 
 def _check_level(level: float) -> None:
@@ -78,8 +84,7 @@ def paired_bootstrap_ci(correct_a: Sequence, correct_b: Sequence, n_boot: int = 
     if a.size != b.size:
         raise ValueError(f"`correct_a` and `correct_b` must score the same examples (equal lengths); "
                          f"got {a.size} and {b.size}")
-    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 1):
-        raise ValueError(f"`n_boot` must be a positive integer; got {n_boot!r}")
+    _check_n_boot(n_boot)
     _check_level(level)
     return _bootstrap_diff(a, b, int(n_boot), float(level), seed)
 
@@ -103,6 +108,7 @@ def pooled_bootstrap_ci(correct_base: Sequence, correct_seeds: Sequence[Sequence
         if v.size != base.size:
             raise ValueError(f"`correct_seeds[{i}]` must score the same examples as `correct_base` "
                              f"(equal lengths); got {v.size} and {base.size}")
+    _check_n_boot(n_boot)
     _check_level(level)
     out = _bootstrap_diff(base, np.mean(vecs, axis=0), int(n_boot), float(level), seed)
     out["seeds"] = len(vecs)
@@ -140,7 +146,10 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
     ``sd`` is the sample standard deviation (n - 1). With one value, ``low``/``high``/``sd``
     are None (no spread to estimate); with none, everything but ``n`` is None."""
     _check_level(level)
-    vals = [float(v) for v in values]
+    vals = list(values)
+    if not all(isinstance(v, Real) and not isinstance(v, bool) for v in vals):
+        raise ValueError(f"`values` must be numbers (one per seed); got {vals!r}")
+    vals = [float(v) for v in vals]
     if any(math.isnan(v) for v in vals):
         raise ValueError(f"`values` must be numbers (not NaN); got {vals}")
     n = len(vals)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Callable, NamedTuple
 
+from ..train.corpus import GENERAL_SOURCES, general_sources_ok
 from ..train.data import TASKS
 
 # Table I of the paper (the paper's learning rate is listed but not used: see `retrain_lr`).
@@ -38,6 +39,9 @@ PRUNING_KEYS = frozenset({
     "temporal_granularity",
     "paper_learning_rate", "budget_sweep", "base_sweep", "penalty_reference_width",
     "freeze_masks", "threshold_lr", "lambda_sweep"})
+# Fields newer than committed records: a record without one was made as with its default (general
+# KD off), and `Run.reusable` reads it so; those records stay reusable.
+BACKFILLED_KEYS = frozenset({"general_kd_epochs", "general_kd_sources", "general_kd_limit"})
 
 
 @dataclass
@@ -63,6 +67,10 @@ class Profile:
     fp_pred_epochs: int = 1
     binary_ikd_epochs: int = 2
     binary_ft_epochs: int = 1
+    general_kd_epochs: int = 0              # IKD from the pre-trained teacher on general text
+                                            # before spiking_fp (0 = off; foundation.general_kd)
+    general_kd_sources: tuple = tuple(GENERAL_SOURCES)   # its text (stpcore.train.corpus)
+    general_kd_limit: int | None = None     # its examples per epoch (None = the whole corpus)
     kd_lr: float = 5e-5
     pred_lr: float = 3e-5
     retrain_epochs: int = 1
@@ -197,6 +205,10 @@ FIELD_RULES: dict[str, Rule] = {
     "fp_pred_epochs": COUNT,
     "binary_ikd_epochs": COUNT,
     "binary_ft_epochs": COUNT,
+    "general_kd_epochs": int_rule(0),                # 0: no general KD (the pipeline as before)
+    "general_kd_sources": Rule(f"a non-empty tuple of distinct names from {list(GENERAL_SOURCES)}",
+                               general_sources_ok, tuple),
+    "general_kd_limit": LIMIT,
     "kd_lr": POSITIVE,
     "pred_lr": POSITIVE,
     "retrain_epochs": COUNT,
@@ -222,6 +234,8 @@ FIELD_RULES: dict[str, Rule] = {
     "paper_learning_rate": NON_NEGATIVE,             # listed by the paper, not used
     "budget_sweep": floats_rule(float_rule(0, 1, low_open=True)),
     "base_sweep": floats_rule(float_rule(1)),        # 1.0 = no temporal pruning
+    # int8 (exact integer synaptic products, stpcore.snn.integer) is API-only for now: a profile's
+    # sim_dtype also simulates the full-precision models of the foundation, which int8 cannot.
     "sim_dtype": choice_rule("float32", "bfloat16", "float16"),
     "time_chunk": COUNT,
     "progress": BOOL,

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from ..train import data as glue
+from ..train.corpus import GENERAL_SOURCES
 from ..snn.model import SpikingBertForSequenceClassification
-from .profiles import PRUNING_KEYS, Profile, get_profile
+from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, get_profile
 from .validate import check_seed
 from .records import (REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
                       seed_suffix, write_record)
@@ -36,16 +37,22 @@ from ..prune.acs import spiking_costs
 from ..train.loop import barrier, evaluate, is_main_process, pick_device
 
 STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
-FOUNDATION = ("teacher", "spiking_fp", "baseline")     # stages that ignore the pruning knobs
+SWITCHES: dict[str, Callable[[Profile], bool]] = {}     # stages a profile may turn off
+FOUNDATION = ("teacher", "general_kd", "spiking_fp", "baseline")   # ignore the pruning knobs
 # How a later stage simulates (not what the foundation was): never retrains the foundation.
 RUNTIME_KEYS = frozenset({"sim_dtype", "time_chunk"})
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
-def stage(name: str, needs: tuple[str, ...] = ()):
-    """Register a stage function under ``name`` with the stages whose models it needs."""
+def stage(name: str, needs: tuple[str, ...] = (),
+          switch: Callable[[Profile], bool] | None = None):
+    """Register a stage function under ``name`` with the stages whose models it needs.
+    ``switch(profile)`` says whether a profile turns the stage on (default: always); a stage
+    that needs it goes without it where it is off (:meth:`Run.needs`)."""
     def deco(fn):
         STAGES[name] = (needs, fn)
+        if switch is not None:
+            SWITCHES[name] = switch
         return fn
     return deco
 
@@ -192,6 +199,10 @@ class Run:
             m.config.time_chunk = self.profile.time_chunk
         return m.to(self.device)
 
+    def needs(self, name: str) -> tuple[str, ...]:
+        """The stages whose models stage ``name`` needs, less those this profile turns off."""
+        return tuple(d for d in STAGES[name][0] if d not in SWITCHES or SWITCHES[d](self.profile))
+
     def reusable(self, rec: dict | None, name: str) -> bool:
         """A record is reused only if it was made with this seed and base seed, the same
         configuration (every current profile value for a pruning stage; all but the pruning
@@ -200,7 +211,10 @@ class Run:
         and the same upstream records. Another teacher or a changed epoch count reruns the stage;
         a changed mask learning rate does not retrain the teacher. A foundation record made by
         other code is reused (training it costs most of a GPU session); its pages mark it with
-        the commit that made it."""
+        the commit that made it. It must still name the current record of each stage that a
+        profile switched on for it (``SWITCHES``: a rerun general-KD student retrains
+        spiking_fp). A field newer than the record (``profiles.BACKFILLED_KEYS``) counts as
+        having its default there."""
         if rec is None or rec["provenance"]["seed"] != self.seed:
             return False
         prov = rec["provenance"]
@@ -209,16 +223,19 @@ class Run:
         skip = {"progress"} | (PRUNING_KEYS | RUNTIME_KEYS if name in FOUNDATION else set())
         now = json.loads(json.dumps(self.profile.to_dict()))     # tuples -> lists, as recorded
         keys = set(now) - skip              # a knob the code no longer has cannot matter
-        if not all(rec["config"].get(k, None) == now[k] for k in keys):
+        made = {**json.loads(json.dumps({k: getattr(Profile, k) for k in BACKFILLED_KEYS})),
+                **rec["config"]}            # a field newer than the record: its default
+        if not all(made.get(k, None) == now[k] for k in keys):
             return False
         if prov.get("data_sha256") != self.input_hashes()["data_sha256"]:
             return False            # (the teacher is matched by name: an fp16 copy of it, as a
                                     # GPU box carries, differs from the package in bytes only)
-        if name in FOUNDATION:
-            return True
-        if prov.get("source_sha256") != SOURCE_SHA256:
+        foundation = name in FOUNDATION
+        if not foundation and prov.get("source_sha256") != SOURCE_SHA256:
             return False
-        for dep in STAGES[name][0]:
+        for dep in self.needs(name):
+            if foundation and dep not in SWITCHES:
+                continue            # the foundation chain is matched by its configuration
             dep_run = self.for_stage(dep)
             current = read_record(self.profile.name, self.task, dep, seed=dep_run.seed)
             if current is None or prov.get("upstream", {}).get(dep, {}).get(
@@ -241,9 +258,8 @@ class Run:
             rec = None
         if not force and self.reusable(rec, name):
             return rec
-        needs, fn = STAGES[name]
         upstream = {}
-        for dep in needs:
+        for dep in self.needs(name):
             dep_run = self.for_stage(dep)
             dep_rec = dep_run.record(dep)
             if (dep_rec["provenance"].get("checkpoint_sha256")
@@ -255,7 +271,7 @@ class Run:
                              "checkpoint_sha256": dep_rec["provenance"].get("checkpoint_sha256")}
         seed_everything(self.seed)
         start = time.perf_counter()
-        metrics, model = fn(self)
+        metrics, model = STAGES[name][1](self)
         inputs = {"base_seed": self.base_seed, "upstream": upstream, **self.input_hashes()}
         # Data-parallel runs (torchrun): every rank trained the same weights; rank 0 alone writes
         # the checkpoint and record, the others wait at the barrier and read what it wrote.
@@ -284,14 +300,19 @@ class Run:
                             device=self.device, inputs=inputs)
 
     def input_hashes(self) -> dict:
-        """sha256 of the GLUE files read and of the teacher's weights (where they are files)."""
+        """sha256 of the GLUE files read (with general KD on, its corpus files too) and of the
+        teacher's weights (where they are files)."""
         out = {"data_sha256": {}}
         root = glue.resolve_glue_dir()
         if root is not None:
-            for split in ("train", *glue.TASKS[self.task].dev_splits):
-                path = root / self.task / f"{split}.parquet"
-                if path.is_file():
-                    out["data_sha256"][f"{self.task}/{split}"] = file_sha256(path)
+            files = {f"{self.task}/{split}": f"{self.task}/{split}.parquet"
+                     for split in ("train", *glue.TASKS[self.task].dev_splits)}
+            if self.profile.general_kd_epochs:
+                files.update({f"general_kd/{s}": GENERAL_SOURCES[s][0]
+                              for s in self.profile.general_kd_sources})
+            for key, file in files.items():
+                if (root / file).is_file():
+                    out["data_sha256"][key] = file_sha256(root / file)
         try:
             weights = Path(resolve_teacher(self.profile.teacher)) / "model.safetensors"
         except ImportError:
@@ -311,7 +332,12 @@ def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0
                recompute: bool = False) -> dict | None:
     """The notebooks' entry point. Smoke profile (or ``recompute``): the stage's record, run or
     rerun under the reuse rule of :meth:`Run.record`. Paper profile: the recorded GPU run as it
-    is, or None for a stage nobody has run (shown as 'not run'); never computed on the fly."""
+    is, or None for a stage nobody has run (shown as 'not run'); never computed on the fly.
+    ``recompute`` must be a real bool (a string such as "no" would be truthy) and ``seed`` a
+    seed (:func:`~stpcore.runs.validate.check_seed`)."""
+    if not BOOL.ok(recompute):
+        raise ValueError(f"`recompute` must be {BOOL.allowed}; got {recompute!r}")
+    check_seed("seed", seed)
     if profile == "smoke" or recompute:
         return run_stage(task, stage_name, profile, seed, force=recompute)
     return read_record(profile, task, stage_name, seed=seed)

@@ -7,12 +7,11 @@ dev. The returned summary is what the book shows as the sweep behind a chosen sc
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Mapping
 
-from .records import record_path
+from .records import load_record, record_path
 
 RULE = "highest mean held-out accuracy over the seeds (dev accuracy is reported, never used)"
 
@@ -33,7 +32,8 @@ def choose_variant(variants: Mapping[str, tuple[Path, dict]], task: str, stage: 
                    seeds: tuple[int, ...] = (0, 1), profile: str = "paper") -> dict:
     """Rank ``{name: (results_root, overrides)}`` by mean held-out accuracy of ``stage`` over
     ``seeds``. A variant missing a seed's record is listed with ``complete: False`` and cannot
-    win. Raises ``ValueError`` if no variant is complete."""
+    win. Raises ``ValueError`` if no variant is complete, or naming a file that is not a
+    complete record of that stage and seed (:func:`~stpcore.runs.records.load_record`)."""
     rows = {}
     for name, (root, overrides) in variants.items():
         held, dev, recs = [], [], []
@@ -41,7 +41,7 @@ def choose_variant(variants: Mapping[str, tuple[Path, dict]], task: str, stage: 
             path = record_path(profile, task, stage, root=root, seed=seed)
             if not path.is_file():
                 continue
-            m = json.loads(path.read_text())["metrics"]
+            m = load_record(path, profile=profile, task=task, stage=stage, seed=seed)["metrics"]
             held.append(m["heldout_accuracy"])
             dev.append(m["dev_accuracy"])
             recs.append(str(path))

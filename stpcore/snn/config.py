@@ -6,6 +6,10 @@ thresholds) is a normal HF checkpoint folder.
 """
 from __future__ import annotations
 
+import math
+import reprlib
+from numbers import Real
+
 from transformers import PretrainedConfig
 
 
@@ -20,6 +24,27 @@ NUM_POPULATIONS = 6
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_positive(v) -> bool:
+    """A finite real number > 0 (bools and strings are not numbers here)."""
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _check_mask(name: str, mask, rows: int, width: int) -> None:
+    """A 0/1 mask of ``rows`` rows of ``width`` values; a bad value is named with its place."""
+    allowed = f"None or {rows} rows of {width} values in {{0, 1}}"
+    is_list = isinstance(mask, (list, tuple))
+    _check(is_list and len(mask) == rows, name, allowed, f"{len(mask)} rows" if is_list else mask)
+    for i, r in enumerate(mask):
+        _check(isinstance(r, (list, tuple)) and len(r) == width, name, allowed,
+               f"row {i} of {len(r)} values" if isinstance(r, (list, tuple)) else f"row {i} = {r!r}")
+    bad = [(i, j, v) for i, r in enumerate(mask) for j, v in enumerate(r) if v not in (0, 1)]
+    if bad:
+        i, j, v = bad[0]
+        raise ValueError(f"SpikingBertConfig: `{name}` must be {allowed}; got "
+                         f"{reprlib.repr(mask)} ({len(bad)} value(s) not in {{0, 1}}, the first "
+                         f"{v!r} at row {i}, column {j})")
 
 
 def _check_population_timesteps(value, L: int) -> dict:
@@ -87,11 +112,12 @@ class SpikingBertConfig(PretrainedConfig):
         self.type_vocab_size = type_vocab_size
         self.layer_norm_eps = layer_norm_eps
         self.timesteps = timesteps
-        self.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
+        self.layer_timesteps = (list(layer_timesteps) if isinstance(layer_timesteps, (list, tuple))
+                                else layer_timesteps)
         self.population_timesteps = population_timesteps
-        if isinstance(threshold, (int, float)):
-            threshold = [float(threshold)] * num_hidden_layers
-        self.threshold = [float(v) for v in threshold]
+        if isinstance(threshold, Real) and not isinstance(threshold, bool):
+            threshold = [float(threshold)] * num_hidden_layers       # one V_th for every layer
+        self.threshold = list(threshold) if isinstance(threshold, (list, tuple)) else threshold
         self.leak = leak
         self.learnable_threshold = learnable_threshold
         self.head_mask = head_mask
@@ -108,30 +134,30 @@ class SpikingBertConfig(PretrainedConfig):
         _check(self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads == 0,
                "hidden_size", f"divisible by num_attention_heads={self.num_attention_heads}",
                self.hidden_size)
-        _check(isinstance(self.timesteps, int) and self.timesteps >= 1, "timesteps",
+        _check(_is_int(self.timesteps) and self.timesteps >= 1, "timesteps",
                "an int >= 1 (T_conv)", self.timesteps)
         if self.layer_timesteps is not None:
-            _check(len(self.layer_timesteps) == L and min(self.layer_timesteps) >= 1,
-                   "layer_timesteps", f"None or {L} ints >= 1", self.layer_timesteps)
+            lt = self.layer_timesteps
+            _check(isinstance(lt, list) and len(lt) == L and all(_is_int(t) and t >= 1 for t in lt),
+                   "layer_timesteps", f"None or {L} ints >= 1", lt)
         if self.population_timesteps is not None:
             _check(self.layer_timesteps is None, "population_timesteps",
                    "None when `layer_timesteps` is set (at most one of the two)",
                    self.population_timesteps)
             self.population_timesteps = _check_population_timesteps(self.population_timesteps, L)
-        _check(len(self.threshold) == L and min(self.threshold) > 0, "threshold",
-               f"a float > 0 or {L} floats > 0", self.threshold)
-        _check(0 < self.leak <= 1, "leak", "in (0, 1]", self.leak)
+        th = self.threshold
+        _check(isinstance(th, list) and len(th) == L and all(map(_is_positive, th)), "threshold",
+               f"a float > 0 or {L} floats > 0", th)
+        self.threshold = [float(v) for v in th]
+        _check(_is_positive(self.leak) and self.leak <= 1, "leak", "in (0, 1]", self.leak)
         _check(isinstance(self.time_chunk, int) and self.time_chunk >= 1, "time_chunk",
                "an int >= 1", self.time_chunk)
         _check(self.word_embeddings_source is None or isinstance(self.word_embeddings_source, str),
                "word_embeddings_source", "None or a model name", self.word_embeddings_source)
         for name, width in (("head_mask", self.num_attention_heads),
                             ("neuron_mask", self.intermediate_size)):
-            mask = getattr(self, name)
-            if mask is not None:
-                ok = len(mask) == L and all(len(r) == width and set(r) <= {0, 1} for r in mask)
-                _check(ok, name, f"None or {L} rows of {width} values in {{0, 1}}",
-                       f"{len(mask)} rows")
+            if getattr(self, name) is not None:
+                _check_mask(name, getattr(self, name), L, width)
 
     @property
     def per_layer_timesteps(self) -> list[int]:

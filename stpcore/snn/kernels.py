@@ -3,7 +3,7 @@
 Each program owns ``BLOCK`` neurons, keeps their membrane ``u`` and last spike ``s`` in registers
 and walks the time axis: ``u = leak * u + I[t] - V * s; s = (u >= V)``. Currents are read once
 (fp32, bf16 or fp16; arithmetic in fp32), spikes are written once in the requested dtype (0/1
-are exact in every float format). The operations are those of
+are exact in every float format and in int8). The operations are those of
 :func:`stpcore.snn.lif.lif_scan_loop`, in the same order, so in fp32 the spikes are bit-identical:
 
 * ``leak == 1``: the multiply is skipped (``LEAK_ONE``), leaving ``(u + I) - V*s``; ``V*s`` is

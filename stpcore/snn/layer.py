@@ -3,6 +3,12 @@ and their equilibrium map (Eq. 4). The model (:mod:`stpcore.snn.model`) stacks t
 
 Shapes: simulation blocks are ``[t, B, N, width]`` (t steps of a ``time_chunk`` block), rates
 ``[B, N, width]``. Populations of pruned units are simulated compact (kept units only).
+
+Simulation dtypes ``dt``: fp32 (the exact reference path: :meth:`SpikingEncoderLayer.attend`, the
+unfused LayerNorm); bf16/fp16 (:data:`LOW_PRECISION`: weights, currents and spikes in ``dt``, a
+fused attention kernel and, on CUDA, the fused LayerNorm-LIF kernel); int8 (1-bit models only:
+int8 spikes, integer synaptic products, :mod:`stpcore.snn.integer`; everything real-valued as in
+fp32); float64 (a reference that measures the others' rounding: all of fp32's steps in float64).
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import SpikingBertConfig
+from .integer import INT_DTYPE, compute_currents, split_binary
 from .kernels import fused_norm_lif_scan
 from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
@@ -23,6 +30,9 @@ POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", 
 PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "key", "value"),
                "attention_output": ("attention", "input"), "intermediate": ("attention_output",),
                "output": ("intermediate", "attention_output")}
+
+#: Simulation dtypes that round currents and spikes to 16 bits and take the fused kernels.
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -43,16 +53,22 @@ class SpikingEncoderLayer(nn.Module):
         self.ln_attention = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.ln_output = nn.LayerNorm(D, eps=config.layer_norm_eps)
 
-    def weights(self, dtype, head_cols=None, neurons=None,
-                prune_kv=True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Effective weights and biases in ``dtype``. With the kept heads' hidden columns
-        ``head_cols`` (:meth:`head_columns`) and kept ``neurons`` (index tensors; None = all) the
-        pruned units' rows and columns are dropped: Query (and, with ``prune_kv``, Key and
-        Value) rows and attention-output columns of pruned heads,
+    def weights(self, dtype, head_cols=None, neurons=None, prune_kv=True) -> dict:
+        """Effective weights and biases in ``dtype``: ``{name: (weight [out, in], bias [out])}``,
+        or for ``dtype`` int8 ``{name: BinaryLinear}`` (sign matrices and fp64 scales and biases,
+        :func:`stpcore.snn.integer.split_binary`; ValueError unless every layer is 1-bit). With
+        the kept heads' hidden columns ``head_cols`` (:meth:`head_columns`) and kept ``neurons``
+        (index tensors; None = all) the pruned units' rows and columns are dropped: Query (and,
+        with ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
         intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
         multiple of 8 with zero weights and a bias of -inf."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
-        w = {n: (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
+        if dtype == INT_DTYPE and not all(getattr(self, n).binary for n in names):
+            raise ValueError(f"`sim_dtype` {INT_DTYPE} (integer synaptic products) needs 1-bit "
+                             f"weights (set_binary_weights(True)); this model's are full "
+                             f"precision: use float32, bfloat16 or float16")
+        fdt = torch.float32 if dtype == INT_DTYPE else dtype
+        w = {n: (getattr(self, n).effective_weight().to(fdt), getattr(self, n).bias.to(fdt))
              for n in names}
         if head_cols is not None:
             for n in ("query", "key", "value") if prune_kv else ("query",):
@@ -65,6 +81,8 @@ class SpikingEncoderLayer(nn.Module):
             w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
                                  torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
             w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)
+        if dtype == INT_DTYPE:
+            w = {n: split_binary(*wb) for n, wb in w.items()}
         return w
 
     def head_columns(self, heads: torch.Tensor) -> torch.Tensor:
@@ -86,10 +104,12 @@ class SpikingEncoderLayer(nn.Module):
         return ctx, probs
 
     def context(self, q_in, k, v, ext_mask):
-        """The attention context of the simulation. fp32: :meth:`attend` (exact, as the
-        reference loop). bf16/fp16: one fused scaled-dot-product-attention kernel (softmax in
-        fp32 inside it, no ``[N, N]`` tensor in memory), which rounds differently."""
-        if q_in.dtype == torch.float32:
+        """The attention context of the simulation. fp32 (and float64): :meth:`attend` (exact, as
+        the reference loop). bf16/fp16: one fused scaled-dot-product-attention kernel (softmax
+        in fp32 inside it, no ``[N, N]`` tensor in memory), which rounds differently. Key and
+        value spikes are taken in the queries' dtype (int8 spikes of the integer path: fp32)."""
+        k, v = k.to(q_in.dtype), v.to(q_in.dtype)
+        if q_in.dtype not in LOW_PRECISION:
             return self.attend(q_in, k, v, ext_mask)[0]
         *lead, n, width = q_in.shape
         if width == 0:                  # every head of the layer pruned: an empty population
@@ -102,16 +122,21 @@ class SpikingEncoderLayer(nn.Module):
     @staticmethod
     def residual_norm(ln: nn.LayerNorm, current, residual):
         """LayerNorm(current + residual) in fp32 (for fp32 currents exactly as the reference
-        loop; bf16/fp16 currents are summed with the residual in fp32)."""
-        return ln(current.float() + residual)
+        loop; bf16/fp16 currents are summed with the residual in fp32; int8 spikes are added
+        exactly), or in float64 for float64 currents."""
+        acc = torch.promote_types(current.dtype, torch.float32)
+        return nn.functional.layer_norm(current.to(acc) + residual, ln.normalized_shape,
+                                        ln.weight.to(acc), ln.bias.to(acc), ln.eps)
 
     def simulate_block(self, s_in, w, ext_mask, state, vth, leak, kv_cols, dt):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
 
         ``w`` comes from :meth:`weights`; ``kv_cols`` are the kept heads' columns to take from
         whole Key and Value weights (None: all heads kept, or Key and Value already pruned in
-        ``w``). Populations of pruned units come out compact (kept units only)."""
-        lin = lambda x, n: nn.functional.linear(x, *w[n])     # currents in dt; LIF keeps fp32
+        ``w``). Populations of pruned units come out compact (kept units only). Every linear
+        layer here is driven by spikes (``s_in`` and this layer's populations), so with ``dt``
+        int8 all six are integer products."""
+        lin = lambda x, n: compute_currents(x, w[n])     # currents in dt (int8: fp32); LIF fp32
         s_dt = s_in.to(dt)
         out = {}
 
@@ -125,7 +150,7 @@ class SpikingEncoderLayer(nn.Module):
         if kv_cols is not None:
             k, v = k[..., kv_cols], v[..., kv_cols]
         def fire_norm(name, ln, current, residual):     # bf16/fp16 on CUDA: one fused kernel
-            if dt != torch.float32 and current.is_cuda and use_fused_lif(current.device):
+            if dt in LOW_PRECISION and current.is_cuda and use_fused_lif(current.device):
                 out[name], state[name] = fused_norm_lif_scan(current, residual, ln, vth, leak,
                                                              state.get(name), spike_dtype=dt)
             else:
@@ -143,11 +168,11 @@ class SpikingEncoderLayer(nn.Module):
         """Simulate one population over a block of steps from its presynaptic spikes ``s``
         (``{"input": [t, B, N, D], population: [t, B, N, width]}``; see :data:`PRESYNAPTIC`),
         as :meth:`simulate_block` would; returns its spikes ``[t, B, N, width]`` in ``dt``."""
-        lin = lambda x, n: nn.functional.linear(x.to(dt), *w[n])
+        lin = lambda x, n: compute_currents(x.to(dt), w[n])
         if name in ("key", "value"):
             current = lin(s["input"], name)
         elif name == "attention":
-            k, v = s["key"].to(dt), s["value"].to(dt)
+            k, v = s["key"], s["value"]
             if kv_cols is not None:
                 k, v = k[..., kv_cols], v[..., kv_cols]
             current = self.context(lin(s["input"], "query"), k, v, ext_mask)
@@ -158,7 +183,7 @@ class SpikingEncoderLayer(nn.Module):
                                  if name == "attention_output" else
                                  ("intermediate", "attention_output", self.ln_output))
             current, res = lin(s[pre], name), s[residual].float()
-            if dt != torch.float32 and current.is_cuda and use_fused_lif(current.device):
+            if dt in LOW_PRECISION and current.is_cuda and use_fused_lif(current.device):
                 spikes, state[name] = fused_norm_lif_scan(current, res, ln, vth, leak,
                                                           state.get(name), spike_dtype=dt)
                 return spikes

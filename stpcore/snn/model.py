@@ -190,6 +190,11 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         prune_kv: skip the Key and Value neurons of pruned heads too (their rates read 0). They
         affect no spike; only a gradient pass with soft head masks (mask learning) needs them.
 
+        dtype: the simulation dtype (:mod:`stpcore.snn.layer`): float32 (the exact reference
+        path), bfloat16/float16 (16-bit weights, currents and spikes), int8 (1-bit models only,
+        else ValueError: integer spike x sign products, :mod:`stpcore.snn.integer`), float64
+        (every real-valued step in float64: a reference for the others' rounding).
+
         executor: "unrolled" (complete spatial unrolling, every population T_conv steps, exact
         spike propagation) or "sequential" (Eq. 11 population by population: each population
         runs its own steps on Bernoulli spikes drawn from its presynaptic populations' ASRs; see
@@ -204,7 +209,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         if executor == "unrolled" and not cfg.uniform_timesteps:
             raise ValueError("`executor`='unrolled' needs uniform timesteps (layer_timesteps / "
                              "population_timesteps); use 'sequential'")
-        x = self.embed(input_ids, token_type_ids).float()
+        # the embedding population's input current is real-valued: fp32 (float64 for float64)
+        x = self.embed(input_ids, token_type_ids).to(torch.promote_types(dtype, torch.float32))
         ext = self.extended_mask(attention_mask)
         valid = attention_mask.float()[..., None]                       # [B, N, 1]
         vth = self.vth().detach().float()

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .quant import QuantLinear, pack_signs, unpack_signs
 
 PACKED_WEIGHTS = "packed.safetensors"
 WORD_EMBEDDINGS = "spiking_bert.word_embeddings.weight"
+METADATA = ("binary_layers", "word_embeddings_sha256", "teacher_dtype")
 
 _word_embeddings_source: Callable[[str | None, str], torch.Tensor] | None = None
 
@@ -95,10 +96,20 @@ def pack_state(model: nn.Module, source: str | None,
 
 def unpack_state(packed: Path, model: nn.Module, source: str | None) -> dict[str, torch.Tensor]:
     """The full state dict of ``model`` (any device, meta included: only its layer shapes are
-    read) from ``packed`` (a ``packed.safetensors``), word embeddings from ``source``."""
-    with safe_open(str(packed), "pt") as fh:
-        meta = fh.metadata()
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    read) from ``packed`` (a ``packed.safetensors``), word embeddings from ``source``. A file
+    that is not a safetensors file with the metadata of :func:`pack_state` raises
+    ``ValueError`` naming it."""
+    fix = "pack the model again (python -m stpcore pack) or restore the file"
+    try:
+        with safe_open(str(packed), "pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{str(packed)!r} is not a readable safetensors file ({err}); {fix}") from None
+    missing = [k for k in METADATA if k not in meta]
+    if missing:
+        raise ValueError(f"{str(packed)!r} is not a packed checkpoint (its metadata lacks "
+                         f"{missing}); {fix}")
     state = {}
     for name in json.loads(meta["binary_layers"]):
         alpha, signs = tensors.pop(f"{name}.alpha"), tensors.pop(f"{name}.signs")

@@ -262,16 +262,20 @@ def tokenize(dataset: datasets.Dataset, task: str, tokenizer: Any,
     if missing:
         raise ValueError(f"dataset lacks column(s) {missing} needed for task {task!r}; "
                          f"it has {dataset.column_names}")
+    return tokenize_columns(dataset, spec.text_columns, tokenizer, max_length, f"tokenize {task}")
 
+
+def tokenize_columns(dataset: datasets.Dataset, text_columns: tuple[str, ...], tokenizer: Any,
+                     max_length: int, desc: str = "tokenize") -> datasets.Dataset:
+    """:func:`tokenize` by column names: ``text_columns`` (two: one pair) and ``label``."""
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = [batch[c] for c in spec.text_columns]
+        texts = [batch[c] for c in text_columns]
         enc = tokenizer(*texts, truncation=True, max_length=max_length,
                         return_token_type_ids=True, return_attention_mask=True)
         return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
                 "attention_mask": enc["attention_mask"], "labels": batch["label"]}
 
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names,
-                       desc=f"tokenize {task}")
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc)
 
 
 def _pad_collate(pad_token_id: int):

@@ -1,0 +1,95 @@
+"""The integer simulation path of 1-bit models (``sim_dtype=torch.int8``): exact synaptic currents.
+
+In a 1-bit model every encoder linear layer has the weight ``alpha_i * sign(W_ij)``
+(:func:`stpcore.snn.quant.binarize`) and is driven by spikes ``s`` in {0, 1}, so its current is
+
+    I = alpha * (s @ sign^T) + b
+
+where ``s @ sign^T`` is an integer of magnitude at most the fan-in. This path computes that
+product exactly and rounds once:
+
+* the product, int8 spikes times int8 signs: on CUDA ``torch._int_mm`` (int8 x int8 -> int32 on
+  the tensor cores; it needs M > 16 rows and K, N multiples of 8, so K and N are zero-padded,
+  and fewer rows fall back); elsewhere an fp32 product of the 0/1 and +-1 values, exact because
+  every partial sum is an integer of magnitude <= K < 2**24 (whatever the summation order);
+* ``alpha * acc + b`` in float64 (``alpha * acc`` is exact: 24 + 12 bits for K <= 4096),
+  written to fp32: the current is the float64 value rounded once, where the fp32 path rounds
+  every one of its K additions of ``+-alpha``.
+
+Only the synaptic products of spikes are integer. The LIF membranes, the query-key scores,
+softmax, attention context and LayerNorms stay in fp32 exactly as in the fp32 path
+(:class:`stpcore.snn.layer.SpikingEncoderLayer`); the embedding population's input current is
+real-valued and is never multiplied here.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch.nn import functional as F
+
+#: The simulation dtype that selects this path (profile ``sim_dtype="int8"``).
+INT_DTYPE = torch.int8
+
+
+class BinaryLinear(NamedTuple):
+    """A 1-bit linear layer as the integer path reads it: ``alpha[:, None] * signs`` is the
+    effective weight. Rows and columns of padding units are zero in ``signs``."""
+    signs: torch.Tensor     # [out, in] int8 in {-1, 0, +1}
+    alpha: torch.Tensor     # [out] float64, the per-output-channel scale
+    bias: torch.Tensor      # [out] float64
+
+
+def split_binary(weight: torch.Tensor, bias: torch.Tensor) -> BinaryLinear:
+    """Split an effective fp32 1-bit weight ``[out, in]`` (``alpha * sign``, pruned rows and
+    columns dropped, padding rows and columns zero) and its bias ``[out]``. ``alpha * (+-1)`` is
+    exact in fp32, so every non-zero entry of row i has magnitude alpha_i and the split is
+    exact: ``alpha[:, None] * signs == weight``."""
+    mag = weight.abs()
+    alpha = mag.amax(dim=1) if weight.shape[1] else mag.new_zeros(weight.shape[0])
+    return BinaryLinear(torch.sign(weight).to(INT_DTYPE), alpha.double(), bias.double())
+
+
+def multiply_int8(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """``x @ signs^T`` as int32 through ``torch._int_mm``, K and N zero-padded to multiples of 8
+    (zeros add nothing), the weight passed column-major (``signs.t()``, the layout cuBLASLt's
+    int8 GEMM takes without a copy). ``x``: ``[M, K]`` int8 with M > 16; ``signs``: ``[N, K]``
+    int8. Returns ``[M, N]`` int32 (a view when N was padded)."""
+    n = signs.shape[0]
+    pad_k, pad_n = -x.shape[1] % 8, -n % 8
+    if pad_k:
+        x = F.pad(x, (0, pad_k))
+    if pad_k or pad_n:
+        signs = F.pad(signs, (0, pad_k, 0, pad_n))
+    return torch._int_mm(x, signs.t())[:, :n]
+
+
+def multiply_spikes(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """The exact integer product ``x @ signs^T`` of spikes ``x [M, K]`` (int8 0/1) and signs
+    ``[N, K]`` (int8): int32 from :func:`multiply_int8` on CUDA when M > 16 and K, N > 0, else
+    fp32 holding the same integers (exact, see the module doc)."""
+    if x.is_cuda and x.shape[0] > 16 and x.shape[1] > 0 and signs.shape[0] > 0:
+        return multiply_int8(x, signs)
+    return x.float() @ signs.float().t()
+
+
+def compute_binary_currents(spikes: torch.Tensor, lin: BinaryLinear) -> torch.Tensor:
+    """Synaptic currents ``alpha * (spikes @ signs^T) + bias`` of int8 spikes ``[..., in]``:
+    fp32 ``[..., out]``, the float64 value rounded once (``addcmul`` computes in float64, the
+    dtype of alpha and bias, and casts on writing)."""
+    if spikes.dtype != INT_DTYPE:
+        raise TypeError(f"compute_binary_currents: spikes must be {INT_DTYPE} 0/1; got "
+                        f"{spikes.dtype}")
+    acc = multiply_spikes(spikes.flatten(0, -2), lin.signs)
+    out = torch.empty(acc.shape, dtype=torch.float32, device=acc.device)
+    torch.addcmul(lin.bias, acc, lin.alpha, out=out)
+    return out.reshape(*spikes.shape[:-1], out.shape[-1])
+
+
+def compute_currents(x: torch.Tensor, lin) -> torch.Tensor:
+    """The currents of presynaptic spikes ``x [..., in]`` through ``lin``: a
+    :class:`BinaryLinear` (integer path, ``x`` int8) or a float ``(weight, bias)`` pair in ``x``'s
+    dtype (``torch.nn.functional.linear``). Returns ``[..., out]``."""
+    if isinstance(lin, BinaryLinear):
+        return compute_binary_currents(x, lin)
+    return F.linear(x, *lin)
