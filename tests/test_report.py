@@ -150,3 +150,14 @@ def test_headline_verdict_checks_each_part_of_the_claim():
     assert "ACs kept <= paper's 41.5 % + 5 pt: no (60.0 %)" in sst2
     assert "latency kept <= 55 % of T_conv: yes (47.1 %)" in sst2
     assert mrpc == "mrpc: not run"
+
+
+def test_every_module_is_on_the_api_page():
+    """A module missing from ``API_MODULES`` breaks every cross-reference to it (the book build
+    fails on warnings): each ``stpcore/<folder>/<module>.py`` must be listed."""
+    from pathlib import Path
+    from stpcore.report.book import API_MODULES
+    root = Path(__file__).resolve().parents[1] / "stpcore"
+    found = {f"stpcore.{p.parent.name}.{p.stem}" for p in root.glob("*/*.py") if p.stem != "__init__"}
+    assert found - set(API_MODULES) == set()
+    assert set(API_MODULES) - found == set()

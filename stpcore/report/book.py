@@ -40,17 +40,18 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 #: Modules documented on the API page, in this order.
 API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
                "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
-               "stpcore.snn.sequential", "stpcore.train.data", "stpcore.train.teacher",
-               "stpcore.train.distill", "stpcore.train.loop", "stpcore.prune.acs",
-               "stpcore.prune.spatial", "stpcore.prune.temporal", "stpcore.prune.retrain",
-               "stpcore.runs.profiles", "stpcore.runs.runner", "stpcore.runs.foundation",
-               "stpcore.runs.pruning", "stpcore.runs.records", "stpcore.runs.checkpoints",
-               "stpcore.runs.validate", "stpcore.runs.sweep", "stpcore.report.paper", "stpcore.report.tables",
+               "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data",
+               "stpcore.train.corpus", "stpcore.train.teacher", "stpcore.train.distill",
+               "stpcore.train.loop", "stpcore.prune.acs", "stpcore.prune.spatial",
+               "stpcore.prune.temporal", "stpcore.prune.retrain", "stpcore.runs.profiles",
+               "stpcore.runs.runner", "stpcore.runs.foundation", "stpcore.runs.pruning",
+               "stpcore.runs.records", "stpcore.runs.checkpoints", "stpcore.runs.validate",
+               "stpcore.runs.sweep", "stpcore.report.paper", "stpcore.report.tables",
                "stpcore.report.notes", "stpcore.report.summary", "stpcore.report.plots",
                "stpcore.report.benchmarks", "stpcore.report.book", "stpcore.report.rerun",
-               "stpcore.report.foundation", "stpcore.report.schedules", "stpcore.report.granularity",
-               "stpcore.report.penalty", "stpcore.report.seeds", "stpcore.report.spikes",
-               "stpcore.report.stats")
+               "stpcore.report.foundation", "stpcore.report.schedules",
+               "stpcore.report.granularity", "stpcore.report.penalty", "stpcore.report.seeds",
+               "stpcore.report.spikes", "stpcore.report.stats")
 
 
 class BookError(RuntimeError):
