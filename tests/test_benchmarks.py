@@ -155,7 +155,9 @@ def test_exactness_table_reads_the_record(tmp_path):
     res = {"frac_currents_differing": 0.0, "max_abs_current_diff": 0.0, "frac_rates_differing": 0.1,
            "max_abs_asr_diff": 0.05, "predictions_equal_float64": 4}
     path = tmp_path / "ex.json"
-    path.write_text(json.dumps({"dtypes": ["int8"], "models": {"m": {"int8": res}}}))
+    path.write_text(json.dumps({"dtypes": ["int8"], "models": {"m": {"int8": res,
+                                                                     "setup": {"examples": 4}}}}))
     table = exactness_table(path)
     assert table.loc[("m", "int8"), "rates differing from float64 (share)"] == 0.1
     assert table.loc[("m", "int8"), "predictions equal to float64"] == 4
+    assert table.loc[("m", "int8"), "examples"] == 4

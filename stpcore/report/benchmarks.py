@@ -264,6 +264,7 @@ def exactness_table(path: str | Path = EXACTNESS_RECORD) -> pd.DataFrame | str:
         return f"no exactness record at {path} (run `python bench/exactness.py`)"
     rec = json.loads(path.read_text())
     rows = [{"model": model, "dtype": dtype, **{label: res[dtype].get(key)
-                                                 for key, label in EXACTNESS_COLUMNS.items()}}
+                                                 for key, label in EXACTNESS_COLUMNS.items()},
+             "examples": res.get("setup", {}).get("examples", res.get("setup", {}).get("batch"))}
             for model, res in rec["models"].items() for dtype in rec["dtypes"]]
     return pd.DataFrame(rows).set_index(["model", "dtype"])
