@@ -1,4 +1,4 @@
-# make all   : install, then build the book from the recorded results (~6 min on 2 CPU cores)
+# make all   : install, then build the book from the recorded results (~3 min + installs, 2 CPU cores)
 # make test  : unit tests, then the whole book recomputed at smoke size on CPU (~13 min)
 PY ?= python
 
