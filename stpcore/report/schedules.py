@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..runs.records import REPO_ROOT, record_path
+from ..runs.records import REPO_ROOT, load_record, record_path
 from .foundation import SHORT_LABELS
 from .tables import NOT_RUN
 
@@ -38,7 +38,7 @@ def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = N
         for stage in SWEPT_STAGES:
             for seed in choice["seeds"]:
                 path = record_path(profile, task, stage, root=vroot, seed=seed)
-                rec = json.loads(path.read_text()) if path.is_file() else {}
+                rec = load_record(path, profile, task, stage, seed) if path.is_file() else {}
                 m = rec.get("metrics", {})
                 rows.append({"variant": name, "overrides": variant["overrides"], "stage": stage,
                              "seed": seed, "config": rec.get("config", {}),
