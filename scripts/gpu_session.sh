@@ -34,7 +34,7 @@ SEED0_GROUPS=("spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-  export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+  export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1   # progress: one log line per ~5 %
 }
 slot() {  # run "$@" (a command or a function) while holding one of $SLOTS slot locks
   local i fd rc
@@ -62,7 +62,7 @@ run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG: pruning stages start f
   local base=0; [[ $5 == teacher* ]] && base=$4
   mapfile -t extra < <(sets "$2")
   slot stpcore "$1" run --task "$3" --profile $PROFILE --seed "$4" --base-seed $base --stages "$5" \
-    --set progress=false "${extra[@]}" >> "$6" 2>&1
+    "${extra[@]}" >> "$6" 2>&1
 }
 task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   local task=$1 found=$2 prune=$3; shift 3
@@ -136,7 +136,7 @@ task)
   ( task_pipeline "$@" ) > $S/logs/$task-pipeline-$$.log 2>&1 < /dev/null &
   echo "started $task" ;;
 status)
-  for f in $S/logs/*.log; do echo "== $(basename $f): $(grep -v Warning $f | tail -n 1 | cut -c1-200)"; done
+  for f in $S/logs/*.log; do echo "== $(basename $f): $(tr '\r' '\n' < $f | grep -v Warning | grep . | tail -n 1 | cut -c1-200)"; done
   find $S/v -path '*results*' -name '*.json' -newer $S/commit | sed "s|$S/v/||" | sort | tr '\n' ' '; echo
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
 collect)
