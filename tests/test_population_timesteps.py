@@ -288,6 +288,23 @@ def test_reallocate_timesteps_at_both_granularities():
         measure_traces(model, loader, "cpu", granularity="population")
 
 
+def test_reallocate_timesteps_with_a_population_pruned_away():
+    """A learned mask can prune every head of a layer (two-stage pruning did, on MRPC): the
+    traces of that layer's attention population are then [T, 0], and Eq. 10 gives it the
+    fewest timesteps (c = 1, as for a trace with zero variance) instead of failing."""
+    model = make_tiny_model()
+    head_mask = torch.ones(2, 4)
+    head_mask[1] = 0
+    model.spiking_bert.set_masks(head_mask, None)
+    loader = [make_batch(0), make_batch(1)]
+    traces = measure_traces(model, loader, "cpu", granularity="sublayer")
+    assert traces["layers"][1][POPULATIONS.index("attention")].shape == (12, 0)
+    comps, steps = reallocate_timesteps(model, loader, "cpu", 0.9, 3.0, 12)
+    assert comps["layers"][1][POPULATIONS.index("attention")] == 1
+    assert steps["layers"][1][POPULATIONS.index("attention")] == min(flatten_populations(steps))
+    assert model.config.population_timesteps == steps
+
+
 def test_population_components_readings():
     model = make_tiny_model()
     model.spiking_bert.set_layer_timesteps([12, 4])

@@ -39,6 +39,7 @@ def test_count_components_recovers_rank(rank):
 
 def test_count_components_edge_cases():
     assert count_components(torch.ones(10, 5)) == 1                     # zero variance
+    assert count_components(torch.ones(10, 0)) == 1                     # no neurons left
     assert count_components(low_rank(3, steps=4, features=6), 1.0) <= 3  # capped at the rank
     assert count_components(low_rank(7).numpy(), 0.5) <= 7               # numpy input
 

@@ -48,17 +48,20 @@ def count_components(traces, variance: float = 0.99999) -> int:
     give explained-variance ratios s_k^2 / sum s^2, and the result is the smallest k whose
     cumulative ratio is >= ``variance`` (capped at the number of singular values, so rounding
     cannot push it past the rank at ``variance`` = 1). A trace with zero variance (e.g. a
-    layer whose rates never change) has 1 component by convention.
+    layer whose rates never change) has 1 component by convention, and so does a population
+    with no neurons left (``F = 0``: every head or neuron of it pruned), which carries nothing.
     """
     _check(isinstance(variance, Real) and not isinstance(variance, bool) and 0 < variance <= 1,
            "count_components", "variance", "in (0, 1]", variance)
     traces = torch.as_tensor(traces).to(torch.float64)
-    _check(traces.dim() == 2 and traces.shape[0] >= 2 and traces.shape[1] >= 1,
+    _check(traces.dim() == 2 and traces.shape[0] >= 2,
            "count_components", "traces", "a 2-D tensor [T, F] with T >= 2 timesteps",
            tuple(traces.shape))
     bad = traces[~torch.isfinite(traces)]
     _check(bad.numel() == 0, "count_components", "traces", "finite (no NaN or infinite rates)",
            bad[:3].tolist())
+    if traces.shape[1] == 0:
+        return 1
     centred = traces - traces.mean(dim=0, keepdim=True)
     power = torch.linalg.svdvals(centred) ** 2
     total = power.sum()
