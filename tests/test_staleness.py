@@ -94,6 +94,18 @@ def test_provenance_table_has_status_column(tmp_path, monkeypatch):
     assert df.loc[("mrpc", "baseline"), "status"] == notes.NOT_RUN
 
 
+def test_provenance_table_of_a_list_keeps_every_seed(tmp_path, monkeypatch):
+    """Given a list (several seeds, or a current and an archived record of one stage), every
+    record gets its row, in seed order; a mapping keeps one row per (task, stage)."""
+    monkeypatch.setenv("STP_RESULTS_DIR", str(tmp_path))
+    recs = [make_record(stage="spatial_retrain") for _ in range(3)]
+    for seed, rec in zip((2, 0, 1), recs):
+        rec["provenance"]["seed"] = seed
+    df = notes.provenance_table([recs[0], None, recs[1], recs[2]])
+    assert len(df) == 3 and list(df["seed"]) == [0, 1, 2]
+    assert len(notes.provenance_table({("sst2", "spatial_retrain"): recs[0]})) == 1
+
+
 # ---------------------------------------------------------------------------- executed notebooks
 def executed_notebook(path: Path, fail_at: int | None = None, finished: bool = True) -> Path:
     """A notebook shaped as papermill leaves it: three code cells, the one at ``fail_at`` raised

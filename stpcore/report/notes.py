@@ -86,12 +86,19 @@ def record_status(record: Mapping | None, current_source: str | None = SOURCE_SH
 
 
 def provenance_table(records) -> pd.DataFrame:
-    """Where each number came from: one row per ``(task, stage)``; "not run" where no record.
+    """Where each number came from: one row per ``(task, stage)`` of a mapping ("not run" where
+    no record), or per record of a list (several seeds of one stage each get their row).
 
     The ``status`` column is :func:`record_status`: whether the record was made by the current
     code (else the commit that made it) and which of its upstream records were rerun since."""
     rows, index = [], []
-    for (task, stage), rec in sorted(as_record_map(records).items()):
+    if records is None or isinstance(records, Mapping):
+        items = sorted(as_record_map(records).items())
+    else:
+        items = sorted((((r["task"], r["stage"]), r) for r in records if r is not None),
+                       key=lambda kv: (kv[0], kv[1]["provenance"].get("seed", 0),
+                                       kv[1]["provenance"].get("finished", "")))
+    for (task, stage), rec in items:
         index.append((task, stage))
         if rec is None:
             rows.append([NOT_RUN] * len(PROVENANCE_COLUMNS))
