@@ -32,6 +32,15 @@ SIZES = {   # widths: (hidden, intermediate); mem_steps: T of the memory compari
                   heads=12, vocab=30522, mem_steps=(13, 140), reps=3, peak_n=8192),
 }
 KEEP = 0.6      # share of heads / neurons / timesteps kept by the pruned runs
+FLOAT_DTYPES = (("fp32", torch.float32), ("bf16", torch.bfloat16))
+
+
+def sim_dtypes(model) -> tuple:
+    """The simulation dtypes to time: fp32 and bf16, and int8 (integer synaptic products,
+    :mod:`stpcore.snn.integer`) when every encoder linear layer is 1-bit (``--binary``)."""
+    binary = all(getattr(layer, n).binary for layer in model.spiking_bert.layers
+                 for n in ("query", "key", "value", "attention_output", "intermediate", "output"))
+    return FLOAT_DTYPES + ((("int8", torch.int8),) if binary else ())
 
 
 class Timer:
@@ -60,11 +69,15 @@ class Timer:
 
 
 def device_peaks(device, timer, n: int) -> dict:
-    """Measured peaks of this device: an n^3 matmul (bf16 and fp32) and a device copy."""
+    """Measured peaks of this device: an n^3 matmul (bf16 and fp32; int8 -> int32 with
+    ``torch._int_mm`` on CUDA, in tera-ops/s under the same key pattern) and a device copy."""
     out = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
         out[f"matmul_{name}_tflops"] = 2 * n ** 3 / timer(lambda: a @ b, 5) / 1e12
+    if device.type == "cuda":
+        a, b = (torch.randint(-1, 2, (n, n), device=device, dtype=torch.int8) for _ in range(2))
+        out["matmul_int8_tflops"] = 2 * n ** 3 / timer(lambda: torch._int_mm(a, b), 5) / 1e12
     src = torch.empty(256 * 2 ** 20 if device.type == "cuda" else 16 * 2 ** 20, dtype=torch.uint8,
                       device=device)
     dst = torch.empty_like(src)
@@ -84,20 +97,22 @@ def sim_work(s: dict, hidden: int, inter: int, steps: int) -> tuple[float, float
 
 
 def bench_simulation(model, batch, timer, s, peaks, hidden, inter) -> dict:
-    """(a) throughput of simulate (fp32, bf16) vs the reference loop, ASR agreement; (d)."""
+    """(a) throughput of simulate (fp32, bf16; int8 for 1-bit models) vs the reference loop,
+    ASR agreement; (d)."""
     bert, steps, reps = model.spiking_bert, model.config.timesteps, s["reps"]
     ref_loop, res = ReferenceLoop(model), {}
     ref = ref_loop.simulate(**batch)                    # also the reference's warm-up
     res["reference_s"] = timer(lambda: ref_loop.simulate(**batch), reps, warmup=0)
     flops, nbytes = sim_work(s, hidden, inter, steps)
     res["matmul_tflop_per_sim"] = flops / 1e12
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in sim_dtypes(model):
         sim = bert.simulate(**batch, dtype=dtype)
         sec = timer(lambda: bert.simulate(**batch, dtype=dtype), reps)
         res[name] = {"seconds": sec, "example_steps_per_s": s["batch"] * steps / sec,
                      "speedup_vs_reference": res["reference_s"] / sec,
                      **compare_rates(sim, ref), "tflops": flops / sec / 1e12,
-                     "frac_matmul_peak": flops / sec / 1e12 / peaks[f"matmul_{name}_tflops"],
+                     "frac_matmul_peak": flops / sec / 1e12 / peaks[f"matmul_{name}_tflops"]
+                     if f"matmul_{name}_tflops" in peaks else None,
                      "model_gbps": nbytes / sec / 1e9,
                      "frac_copy_peak": nbytes / sec / 1e9 / peaks["copy_gbps"]}
     res["reference_example_steps_per_s"] = s["batch"] * steps / res["reference_s"]
@@ -143,7 +158,7 @@ def bench_pruning(model, batch, timer, s) -> dict:
     layer_steps = [max(1, round(T * f)) for f in torch.linspace(1.0, 2 * KEEP - 1.0, L).tolist()]
     head_mask, neuron_mask = keep(H), keep(F)
     res = {"layer_timesteps": layer_steps}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in sim_dtypes(model):
         run = lambda: bert.simulate(**batch, dtype=dtype)
         if batch["input_ids"].is_cuda:        # Eq. 11's executor holds one layer's state
             res[f"peak_gib_{name}"] = {ex: peak_memory(lambda: bert.simulate(**batch, dtype=dtype,
@@ -188,15 +203,17 @@ def summary_rows(record) -> list[tuple[str, str, str]]:
     for width, r in record["widths"].items():
         a = r["simulation"]
         rows.append((f"[{width}] reference loop ex-steps/s", f"{a['reference_example_steps_per_s']:.1f}", ""))
-        for d in ("fp32", "bf16"):
+        for d in (d for d in ("fp32", "bf16", "int8") if d in a):
             x = a[d]
+            peak = "n/a" if x["frac_matmul_peak"] is None else f"{x['frac_matmul_peak']:.2f}"
             rows.append((f"[{width}] {d} ex-steps/s (x ref)",
-                         f"{x['example_steps_per_s']:.1f} ({x['speedup_vs_reference']:.2f}x)", ">= 10x"))
+                         f"{x['example_steps_per_s']:.1f} ({x['speedup_vs_reference']:.2f}x)",
+                         ">= 30x" if d == "int8" else ">= 10x"))
             rows.append((f"[{width}] {d} max|dASR| / frac differ",
                          f"{x['max_abs_asr_diff']:.3g} / {x['frac_rates_differing']:.2e}",
                          "0 / 0" if d == "fp32" else "report"))
             rows.append((f"[{width}] {d} TFLOP/s (peak frac), GB/s (copy frac)",
-                         f"{x['tflops']:.2f} ({x['frac_matmul_peak']:.2f}), "
+                         f"{x['tflops']:.2f} ({peak}), "
                          f"{x['model_gbps']:.1f} ({x['frac_copy_peak']:.2f})", ""))
         if "training" in r:
             b = r["training"]
@@ -220,6 +237,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--tag", default="", help="suffix of the record name, e.g. _fused")
+    ap.add_argument("--binary", action="store_true",
+                    help="1-bit encoder weights (sign x scale), which adds the int8 path")
     ap.add_argument("--time-chunk", type=int, default=None,
                     help="steps simulated per matrix product (default: the config's)")
     args = ap.parse_args(argv)
@@ -231,12 +250,15 @@ def main(argv=None) -> dict:
     record = {"name": f"sim_{args.size}{args.tag}", "size": args.size,
               "fused_lif": os.environ.get("STP_FUSED_LIF", "auto"), "setup": {
         k: v for k, v in s.items() if k != "reps"}, "peaks": peaks, "widths": {},
-        "weights": "random (reference_loop.random_model); timing only"}
+        "weights": "random (reference_loop.random_model)" + (", 1-bit" if args.binary else "")
+                   + "; timing only"}
     for i, (hidden, inter) in enumerate(s["widths"]):
         model = random_model(seed=i, vocab_size=s["vocab"], hidden_size=hidden,
                              intermediate_size=inter, num_hidden_layers=s["layers"],
                              num_attention_heads=s["heads"], timesteps=s["timesteps"],
                              max_position_embeddings=max(512, s["seq"])).to(device)
+        if args.binary:
+            model.spiking_bert.set_binary_weights(True)
         if args.time_chunk is not None:
             if args.time_chunk < 1:
                 raise SystemExit(f"--time-chunk must be >= 1; got {args.time_chunk}")

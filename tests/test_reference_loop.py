@@ -59,3 +59,20 @@ def test_reference_differs_when_weights_differ():
         model.spiking_bert.layers[0].key.weight.mul_(1.5)
     cmp = compare_rates(model.spiking_bert.simulate(ids, mask, types), ref)
     assert cmp["max_abs_asr_diff"] > 0 and 0 < cmp["frac_rates_differing"] < 1
+
+
+def test_bench_times_the_int8_path_only_for_1bit_models():
+    """bench_sim.py --binary: int8 joins fp32 and bf16 once every encoder linear is 1-bit, and
+    its rates compare with the fp32 reference loop's (they need not be equal: the reference
+    rounds every addition, the integer path once; tests/test_integer.py checks exactness)."""
+    from bench_sim import sim_dtypes
+    model = random_model(seed=0, vocab_size=100, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, timesteps=6)
+    assert [n for n, _ in sim_dtypes(model)] == ["fp32", "bf16"]
+    model.spiking_bert.set_binary_weights(True)
+    assert [n for n, _ in sim_dtypes(model)] == ["fp32", "bf16", "int8"]
+    ids = torch.randint(1, 100, (2, 5), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    ref = ReferenceLoop(model).simulate(**batch)
+    cmp = compare_rates(model.spiking_bert.simulate(**batch, dtype=torch.int8), ref)
+    assert 0 <= cmp["max_abs_asr_diff"] <= 1 and 0 <= cmp["frac_rates_differing"] < 0.5

@@ -161,3 +161,27 @@ def test_every_module_is_on_the_api_page():
     found = {f"stpcore.{p.parent.name}.{p.stem}" for p in root.glob("*/*.py") if p.stem != "__init__"}
     assert found - set(API_MODULES) == set()
     assert set(API_MODULES) - found == set()
+
+
+def test_encode_example_tokenizes_one_sentence_or_a_pair(tokenizer):
+    from stpcore.report import spikes
+    one = spikes.encode_example("sst2", {"sentence": "a charming journey .", "label": 1})
+    assert one["tokens"][0] == "[CLS]" and one["tokens"].count("[SEP]") == 1
+    assert one["input_ids"].shape == (1, len(one["tokens"])) and int(one["token_type_ids"].sum()) == 0
+    pair = spikes.encode_example("mrpc", {"sentence1": "he left .", "sentence2": "he went away .", "label": 1})
+    assert pair["tokens"].count("[SEP]") == 2
+    assert int(pair["token_type_ids"].sum()) == len(tokenizer.tokenize("he went away .")) + 1
+
+
+def test_cls_spikes_give_the_rate_the_classifier_reads(tiny_model, tiny_batch):
+    import torch
+    from stpcore.report import spikes
+    out, cls = spikes.simulate_with_spikes(tiny_model, tiny_batch)
+    assert cls.shape == (tiny_model.config.timesteps, tiny_model.config.hidden_size)
+    assert set(cls.unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(spikes.running_asr(cls)[-1], out.simulation.rates[-1]["output"][0, 0])
+    assert "simulate_block" not in vars(tiny_model.spiking_bert.layers[-1])     # the model is unchanged
+    rates = cls.mean(0)[spikes.pick_neurons(cls, 6)]
+    assert len(rates) == 6 and torch.all(rates[1:] >= rates[:-1])
+    table = spikes.population_rate_table(out.simulation)
+    assert table.shape == (tiny_model.config.num_hidden_layers, 6)

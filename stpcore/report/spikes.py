@@ -1,5 +1,6 @@
-"""A look inside a shipped checkpoint: one sentence (pair) through a 1-bit SpikingBERT on CPU,
-its prediction, a [CLS] spike raster and the population rates (the tutorial's last section)."""
+"""A look inside a shipped checkpoint: one GLUE example (a sentence or a sentence pair) through a
+1-bit SpikingBERT on CPU, its prediction, a [CLS] spike raster and the population rates (the
+tutorial's last section)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -11,19 +12,19 @@ import torch
 from .plots import _new_figure, _themed
 
 
-def dev_pair(task: str = "mrpc", index: int = 0, max_length: int = 128, teacher: str = "all-minilm-l6-v2"):
-    """One dev example of ``task``: ``(raw example dict, batch of 1)`` with the model's tensors
-    ``input_ids, attention_mask, token_type_ids`` and ``tokens`` (the word pieces)."""
-    from ..train.data import TASKS, load_split
+def encode_example(task: str, example: Mapping, max_length: int = 128,
+                   teacher: str = "all-minilm-l6-v2") -> dict:
+    """Tokenize one example of ``task`` (its text columns: one sentence, or a sentence pair) as a
+    batch of 1: the model's tensors ``input_ids, attention_mask, token_type_ids`` and ``tokens``
+    (the word pieces)."""
+    from ..train.data import task_spec
     from ..train.teacher import load_tokenizer
-    spec = TASKS[task]
-    example = load_split(task, spec.dev_splits[0])[int(index)]
     tok = load_tokenizer(teacher)
-    enc = tok(*[example[c] for c in spec.text_columns], truncation=True, max_length=max_length,
-              return_token_type_ids=True, return_tensors="pt")
+    enc = tok(*[example[c] for c in task_spec(task).text_columns], truncation=True,
+              max_length=max_length, return_token_type_ids=True, return_tensors="pt")
     batch = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     batch["tokens"] = tok.convert_ids_to_tokens(enc["input_ids"][0])
-    return example, batch
+    return batch
 
 
 def simulate_with_spikes(model, batch: Mapping, layer: int = -1, population: str = "output",
@@ -122,6 +123,6 @@ def plot_population_rates(table: pd.DataFrame):
         ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
                 color="w" if v < 0.6 * data.values.max() else "k")
     fig.colorbar(im, ax=ax, label="mean ASR")
-    ax.set_title("population rates per layer (mean over the pair's tokens)", fontsize=9)
+    ax.set_title("population rates per layer (mean over the input's tokens)", fontsize=9)
     fig.tight_layout()
     return fig
