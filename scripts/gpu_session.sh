@@ -9,7 +9,7 @@
 #                                    and results into .frozen/ (carried), so that nothing
 #                                    uncommitted in the working tree reaches the box
 #   scripts/gpu_session.sh setup     (on the box) wheels, data, teacher, the frozen tree, and the
-#                                    shipped checkpoints' foundation records, into /tmp/stp
+#                                    committed records of the shipped checkpoints' tasks, into /tmp/stp
 #   scripts/gpu_session.sh task TASK FOUND_SEEDS PRUNE_SEEDS [NAME:k=v,k=v ...]
 #        in the background (setsid): the foundation of every variant (default: one variant,
 #        `default`, the profile as it is) at FOUND_SEEDS side by side, each variant into its own
@@ -122,10 +122,10 @@ setup)
   rm -rf $S/code $S/glue $S/teacher && mkdir -p $S/code/data
   cp -r .frozen/stpcore $S/code/ && cp -r .frozen/data/checkpoints $S/code/data/
   cp -r .glue $S/glue && cp -r .teacher $S/teacher
-  for pack in .frozen/data/checkpoints/*-seed*/; do     # the shipped models' foundation records
-    task=$(basename $pack); task=${task%-seed*}
-    mkdir -p $S/v/default/results/paper/$task
-    cp .frozen/data/results/paper/$task/{teacher,spiking_fp,baseline}{,.seed*}.json $S/v/default/results/paper/$task/ 2>/dev/null
+  for pack in .frozen/data/checkpoints/*-seed*/; do     # the shipped models' records: the
+    task=$(basename $pack); task=${task%-seed*}          # foundation's, and every committed stage
+    mkdir -p $S/v/default/results/paper/$task            # whose record is reusable is not rerun
+    cp .frozen/data/results/paper/$task/*.json $S/v/default/results/paper/$task/ 2>/dev/null
   done
   cp .frozen/commit $S/commit
   PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.is_available())" ;;
