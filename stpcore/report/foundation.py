@@ -57,29 +57,24 @@ def predicted_share(record: dict | None, label: str) -> float | None:
     return 100.0 * pred.count(label) / len(pred)
 
 
-def _task_majority(records: SeededRecords, task: str,
-                    label_records: Iterable[dict] = ()) -> tuple[str, float] | None:
-    """The majority class of ``task``'s dev split from the first record (of ``records``, then
-    ``label_records``: records kept only for their ``dev_labels``) that carries labels."""
+def _task_majority(records: SeededRecords, task: str) -> tuple[str, float] | None:
+    """The majority class of ``task``'s dev split from the first of its records that carries labels."""
     found = [rec for (t, _, _), rec in sorted(records.items(), key=lambda kv: (kv[0][1], kv[0][2]))
              if t == task]
-    found += [rec for rec in label_records if rec and rec.get("task") == task]
     return next((majority_rate(r) for r in found if majority_rate(r) is not None), None)
 
 
 # ---------------------------------------------------------------------------- seeds vs sampling
 def seed_accuracy_table(records: SeededRecords, tasks: Iterable[str], seeds: Iterable[int],
-                        stages: Iterable[str] = FOUNDATION_STAGES,
-                        label_records: Iterable[dict] = ()) -> pd.DataFrame:
+                        stages: Iterable[str] = FOUNDATION_STAGES) -> pd.DataFrame:
     """Dev accuracy per task, stage and seed; the mean over seeds with the seed spread (sample
     sd, and max - min); beside it the binomial sampling error of one accuracy on this dev split
-    (at the mean), the dev split's majority-class rate (from ``dev_labels`` of ``records``, else
-    of ``label_records``) and the paper's reference."""
-    label_records = list(label_records)
+    (at the mean), the dev split's majority-class rate (from the records' ``dev_labels``) and
+    the paper's reference."""
     seeds = [int(s) for s in seeds]
     rows = []
     for task in tasks:
-        major = _task_majority(records, task, label_records)
+        major = _task_majority(records, task)
         for stage in stages:
             recs = {s: records.get((task, stage, s)) for s in seeds}
             accs = [a for a in (_acc(r) for r in recs.values()) if a is not None]
@@ -134,14 +129,12 @@ def seed_difference_table(records: SeededRecords, tasks: Iterable[str], pair: tu
 
 
 def majority_reading(records: SeededRecords, task: str, seeds: Iterable[int],
-                     stages: Iterable[str] = FOUNDATION_STAGES, z: float = 2.0,
-                     label_records: Iterable[dict] = ()) -> str:
+                     stages: Iterable[str] = FOUNDATION_STAGES, z: float = 2.0) -> str:
     """Markdown: per stage, its dev accuracies next to the majority-class rate of the dev split
     (computed from ``dev_labels``) and how often it predicts that class; a stage whose every
     seed lies within ``z`` binomial standard errors of that rate "has not learned the task
-    beyond the majority class" (said plainly). ``label_records``: as in
-    :func:`seed_accuracy_table`."""
-    major = _task_majority(records, task, label_records)
+    beyond the majority class" (said plainly)."""
+    major = _task_majority(records, task)
     if major is None:
         return f"**{task.upper()}**: no record with per-example labels; the majority-class rate is unknown."
     label, rate = major
@@ -199,20 +192,88 @@ def seed_noise_reading(records: SeededRecords, task: str, stage: str = "baseline
                    f"[{ci['low']:+.2f}, {ci['high']:+.2f}], {word[stats.verdict(ci)]}.")
 
 
-def partial_records(tasks: Iterable[str], seeds: Iterable[int], stages: Iterable[str] = FOUNDATION_STAGES,
-                    profile: str = "paper", root=None) -> dict[tuple[str, str, int], dict]:
-    """``{(task, stage, seed): record}`` of the records an unfinished chain left under
-    ``data/results/partial`` (only those present)."""
-    from ..runs.records import REPO_ROOT, read_record
-    root = REPO_ROOT / "data" / "results" / "partial" if root is None else root
-    out = {}
-    for task in tasks:
-        for stage in stages:
-            for seed in seeds:
-                rec = read_record(profile, task, stage, root=root, seed=int(seed))
-                if rec is not None:
-                    out[(task, stage, int(seed))] = rec
+# ---------------------------------------------------------------------------- issue 14's targets
+#: Issue 14's targets, NOT the paper's numbers: the dev accuracy (%) that the mean over the
+#: training seeds :data:`TARGET_SEEDS` of ``(task, stage)`` must reach (>=).
+ISSUE_14_TARGETS = {("sst2", "spiking_fp"): 85.0, ("sst2", "baseline"): 84.0, ("mrpc", "baseline"): 73.0}
+#: The training seeds whose mean dev accuracy the targets are about.
+TARGET_SEEDS = (0, 1)
+MET, NOT_MET = "met", "not met"
+
+
+def _check_targets_input(targets, seeds) -> tuple[dict, list[int]]:
+    if not isinstance(targets, Mapping) or not targets:
+        raise ValueError(f"`targets` must be a non-empty mapping {{(task, stage): accuracy}}; got {targets!r}")
+    for key, value in targets.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and key[1] in STAGE_LABELS):
+            raise ValueError(f"`targets` keys must be (task, stage) with stage one of {list(STAGE_LABELS)}; got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
+            raise ValueError(f"`targets` values must be accuracies in [0, 100] (%); got {value!r} for {key!r}")
+    seeds = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else None
+    if not seeds or any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0 for x in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` must be distinct non-negative integers (at least one); got {seeds!r}")
+    return dict(targets), [int(x) for x in seeds]
+
+
+def _target_rows(records, tasks, seeds, targets, level) -> list[dict]:
+    """Per target of a task in ``tasks``: its raw numbers and verdict (see :func:`check_targets`)."""
+    targets, seeds = _check_targets_input(targets, seeds)
+    if isinstance(tasks, str):
+        raise ValueError(f"`tasks` must be a list of task names (or None for all); got the string {tasks!r}")
+    tasks = None if tasks is None else list(tasks)
+    out = []
+    for (task, stage), target in targets.items():
+        if tasks is not None and task not in tasks:
+            continue
+        found = {x: a for x, a in ((x, _acc(records.get((task, stage, x)))) for x in seeds) if a is not None}
+        ci = stats.mean_ci(list(found.values()), level)
+        missing = [x for x in seeds if x not in found]
+        if not found:
+            verdict = NOT_RUN
+        elif missing:
+            verdict = f"{NO_METRIC} (seed {', '.join(map(str, missing))} not run)"
+        else:
+            verdict = MET if ci["mean"] >= target - 1e-9 else NOT_MET
+        out.append({"task": task, "stage": stage, "target": float(target), "seeds": list(found), **ci,
+                    "verdict": verdict})
     return out
+
+
+def check_targets(records: SeededRecords, tasks: Iterable[str] | None = None, seeds: Iterable[int] = TARGET_SEEDS,
+                  targets: Mapping[tuple[str, str], float] = ISSUE_14_TARGETS, level: float = 0.95) -> pd.DataFrame:
+    """Each target of ``targets`` (of ``tasks``, all by default): the mean dev accuracy over
+    ``seeds`` with its Student t interval over the seeds (:func:`stats.mean_ci`; with two seeds
+    the t quantile is 12.7, so the interval is wide), the gap to the target, and the verdict on
+    the mean: "met" (mean >= target), "not met", "not run" without records, or "n/a" naming
+    the seeds not run."""
+    rows = _target_rows(records, tasks, seeds, targets, level)
+    cols = ["target (dev acc, %)", "seeds found", "mean (%)", f"{100 * level:g} % interval (t over seeds)",
+            "mean - target (pt)", "verdict"]
+    return pd.DataFrame(
+        [[f">= {r['target']:.1f}", ", ".join(map(str, r["seeds"])) or NOT_RUN, _cell(r["mean"]),
+          f"[{r['low']:.2f}, {r['high']:.2f}]" if r["low"] is not None else NO_METRIC,
+          _cell(None if r["mean"] is None else r["mean"] - r["target"]), r["verdict"]] for r in rows],
+        index=pd.MultiIndex.from_tuples([(r["task"], SHORT_LABELS[r["stage"]]) for r in rows],
+                                        names=["task", "model"]), columns=cols)
+
+
+def describe_targets(records: SeededRecords, tasks: Iterable[str] | None = None, seeds: Iterable[int] = TARGET_SEEDS,
+                     targets: Mapping[tuple[str, str], float] = ISSUE_14_TARGETS, level: float = 0.95) -> str:
+    """Markdown, one line per target of :func:`check_targets`: the mean against the target, the
+    verdict, and where the seed interval lies."""
+    lines = []
+    for r in _target_rows(records, tasks, seeds, targets, level):
+        head = f"- **{r['task'].upper()}, {SHORT_LABELS[r['stage']]}** (target >= {r['target']:.1f}): "
+        if r["verdict"] not in (MET, NOT_MET):
+            lines.append(head + f"**{r['verdict']}**: no mean over all the target's seeds.")
+            continue
+        where = "" if r["low"] is None else f" (its seed interval [{r['low']:.2f}, {r['high']:.2f}] " + (
+            "also lies above the target)" if r["low"] >= r["target"] else
+            "also lies below the target)" if r["high"] < r["target"] else "covers the target)")
+        lines.append(head + f"mean {r['mean']:.2f} over seeds {', '.join(map(str, r['seeds']))}, "
+                     f"{r['mean'] - r['target']:+.2f} pt from the target: **{r['verdict']}**{where}.")
+    return "\n".join(lines) or "No target concerns these tasks."
 
 
 # ---------------------------------------------------------------------------- selection
@@ -252,23 +313,32 @@ def selection_summary(record: dict | None) -> dict | None:
 
 
 def selection_entries(records: SeededRecords, tasks: Iterable[str], seeds: Iterable[int],
-                      stages: Iterable[str] = FOUNDATION_STAGES, source: str = "") -> dict[tuple, dict]:
-    """``{(task, stage, seed, source): record}`` of the records whose history can be tested."""
-    return {(t, st, s, source): records.get((t, st, s)) for t in tasks for st in stages for s in seeds
+                      stages: Iterable[str] = FOUNDATION_STAGES) -> dict[tuple[str, str, int], dict]:
+    """``{(task, stage, seed): record}`` of the records whose history can be tested."""
+    return {(t, st, s): records.get((t, st, s)) for t in tasks for st in stages for s in seeds
             if selection_rows(records.get((t, st, s)))}
 
 
+def _check_entries(entries: Mapping[tuple, dict]) -> Mapping[tuple, dict]:
+    """``entries`` as :func:`selection_entries` makes them, or a ValueError naming it."""
+    bad = [k for k, rec in entries.items() if not (isinstance(k, tuple) and len(k) == 3) or not selection_rows(rec)]
+    if bad:
+        raise ValueError(f"`entries` must map (task, stage, seed) to a record whose history logs held-out and "
+                         f"dev accuracy (see selection_entries); got {bad[:3]}")
+    return entries
+
+
 def selection_table(entries: Mapping[tuple, dict]) -> pd.DataFrame:
-    """:func:`selection_summary` per ``(task, stage, seed, source)`` entry."""
+    """:func:`selection_summary` per ``(task, stage, seed)`` entry."""
+    _check_entries(entries)
     rows = []
-    for (task, stage, seed, source), rec in entries.items():
+    for (task, stage, seed), rec in entries.items():
         summ = selection_summary(rec)
         rows.append({"task": task, "stage": SHORT_LABELS.get(stage, stage), "seed": seed,
-                     "records": source or "paper",
                      **{k: (_cell(v) if isinstance(v, float) or v is None else v) for k, v in summ.items()}})
     if not rows:
         return pd.DataFrame({"note": ["no record logs dev accuracy per epoch"]})
-    return pd.DataFrame(rows).set_index(["task", "stage", "seed", "records"])
+    return pd.DataFrame(rows).set_index(["task", "stage", "seed"])
 
 
 @_themed
@@ -277,14 +347,14 @@ def plot_selection(entries: Mapping[tuple, dict], ncols: int = 4):
     entry; a circle marks the epoch held-out chose, a square the one dev would have chosen, a
     dotted line the dev split's majority-class rate (where the record has labels and the rate
     lies near the curves)."""
-    items = list(entries.items())
+    items = list(_check_entries(entries).items())
     nrows = max(1, math.ceil(len(items) / ncols))
     fig, _ = _new_figure((3.0 * ncols, 2.6 * nrows), ncols=0)
     axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(max(1, len(items)))]
     if not items:
         _not_run(axes[0], "no record logs dev accuracy per epoch")
         return fig
-    for ax, ((task, stage, seed, source), rec) in zip(axes, items):
+    for ax, ((task, stage, seed), rec) in zip(axes, items):
         rows, summ = selection_rows(rec), selection_summary(rec)
         ep = [r["epoch"] for r in rows]
         held, dev = [r["heldout_accuracy"] for r in rows], [r["dev_accuracy"] for r in rows]
@@ -297,10 +367,12 @@ def plot_selection(entries: Mapping[tuple, dict], ncols: int = 4):
         major = majority_rate(rec)
         if major is not None and major[1] > min(held + dev) - 5.0:    # not when it would squash the curves
             ax.axhline(major[1], color="0.5", ls=":", lw=1)
-        extra = f"\n({source})" if source else ""
-        ax.set_title(f"{task} {SHORT_LABELS.get(stage, stage)}, seed {seed}{extra}", fontsize=9)
-        ax.set_xlabel(f"epoch of {PHASE_LABELS.get(summ['phase'], summ['phase'])}", fontsize=8)
+        ax.set_title(f"{task} {SHORT_LABELS.get(stage, stage)}, seed {seed}", fontsize=9)
+        one = "\n(the only one: nothing to choose)" if len(ep) == 1 else ""
+        ax.set_xlabel(f"epoch of {PHASE_LABELS.get(summ['phase'], summ['phase'])}{one}", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if one:
+            ax.set_xlim(ep[0] - 1, ep[0] + 1)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("accuracy (%)", fontsize=8)
     axes[0].plot([], [], "o", mfc="none", mec="k", label="held-out's choice")

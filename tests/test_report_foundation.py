@@ -1,0 +1,144 @@
+"""The starting-point page's report (stpcore.report.foundation): issue 14's targets decided on
+the mean over seeds, the held-out selection entries, on synthetic records; and the paper
+records' SST-2 seeds reaching the selection table."""
+import pandas as pd
+import pytest
+
+from stpcore.report import foundation
+from stpcore.report.summary import FOUNDATION_STAGES
+
+T975_1 = 12.706205          # t(0.975, 1 degree of freedom): the 95 % interval over two seeds
+
+
+def rec(acc, task="sst2", stage="baseline", n=872):
+    return {"task": task, "stage": stage, "metrics": {"dev_accuracy": acc, "dev_examples": n}}
+
+
+def seeded(values, task="sst2", stage="baseline"):
+    """``{(task, stage, seed): record}`` with one dev accuracy per seed (None: no record)."""
+    return {(task, stage, s): None if v is None else rec(v, task, stage) for s, v in enumerate(values)}
+
+
+# ---------------------------------------------------------------------------- targets
+def test_targets_are_issue_14s_on_seeds_0_and_1():
+    assert foundation.ISSUE_14_TARGETS == {("sst2", "spiking_fp"): 85.0, ("sst2", "baseline"): 84.0,
+                                           ("mrpc", "baseline"): 73.0}
+    assert foundation.TARGET_SEEDS == (0, 1)
+
+
+@pytest.mark.parametrize("values, verdict, mean, gap", [
+    ((84.5, 85.5), "met", 85.0, 0.0),                 # mean exactly at the target
+    ((84.5, 85.4), "not met", 84.95, -0.05),          # just below
+    ((90.0, 80.5), "met", 85.25, 0.25),               # a seed below the target, the mean above
+])
+def test_target_is_decided_on_the_mean_over_seeds(values, verdict, mean, gap):
+    table = foundation.check_targets(seeded(values), targets={("sst2", "baseline"): 85.0})
+    row = table.loc[("sst2", "1-bit")]
+    assert row["verdict"] == verdict and row["mean (%)"] == pytest.approx(mean)
+    assert row["mean - target (pt)"] == pytest.approx(gap)
+    half = T975_1 * abs(values[0] - values[1]) / 2          # t * sd / sqrt(2), sd = |a - b| / sqrt(2)
+    assert row["95 % interval (t over seeds)"] == f"[{mean - half:.2f}, {mean + half:.2f}]"
+    assert row["target (dev acc, %)"] == ">= 85.0" and row["seeds found"] == "0, 1"
+
+
+def test_target_at_the_mean_is_met_despite_float_rounding():
+    # 100 * 731 / 872 and 100 * 735 / 872: their mean is 100 * 733 / 872 up to rounding
+    records = {("sst2", "baseline", 0): rec(100 * 731 / 872), ("sst2", "baseline", 1): rec(100 * 735 / 872)}
+    table = foundation.check_targets(records, targets={("sst2", "baseline"): 100 * 733 / 872})
+    assert table["verdict"].tolist() == ["met"]
+
+
+def test_missing_seeds_give_na_or_not_run_not_a_crash():
+    records = {**seeded((84.0, None)), **seeded((None, None), "mrpc")}
+    table = foundation.check_targets(records)
+    assert table.loc[("sst2", "1-bit"), "verdict"] == "n/a (seed 1 not run)"
+    assert table.loc[("sst2", "1-bit"), "mean (%)"] == pytest.approx(84.0)
+    assert table.loc[("sst2", "1-bit"), "95 % interval (t over seeds)"] == "n/a"
+    assert table.loc[("sst2", "full precision"), "verdict"] == "not run"       # no key at all
+    assert table.loc[("mrpc", "1-bit"), "verdict"] == "not run"                # keys, records None
+    assert table.loc[("mrpc", "1-bit"), "seeds found"] == "not run"
+    text = foundation.describe_targets(records)
+    assert "**n/a (seed 1 not run)**" in text and text.count("\n") == 2
+
+
+def test_record_without_dev_accuracy_counts_as_missing():
+    records = {("mrpc", "baseline", 0): rec(70.0, "mrpc"), ("mrpc", "baseline", 1): {"metrics": {}}}
+    assert foundation.check_targets(records, ["mrpc"])["verdict"].tolist() == ["n/a (seed 1 not run)"]
+
+
+def test_targets_of_other_tasks_are_left_out():
+    table = foundation.check_targets(seeded((80.0, 75.0), "mrpc"), tasks=["mrpc"])
+    assert table.index.tolist() == [("mrpc", "1-bit")]
+    assert table["verdict"].tolist() == ["met"]
+    assert foundation.check_targets({}, tasks=["qnli"]).empty
+    assert foundation.describe_targets({}, tasks=["qnli"]) == "No target concerns these tasks."
+
+
+def test_target_reading_says_where_the_seed_interval_lies():
+    below = foundation.describe_targets(seeded((70.0, 70.2)), targets={("sst2", "baseline"): 84.0})
+    assert below.startswith("- **SST2, 1-bit** (target >= 84.0): mean 70.10 over seeds 0, 1, -13.90 pt")
+    assert "**not met**" in below and "also lies below the target" in below
+    covers = foundation.describe_targets(seeded((83.0, 86.0)), targets={("sst2", "baseline"): 84.0})
+    assert "**met**" in covers and "covers the target" in covers
+    above = foundation.describe_targets(seeded((90.0, 90.1)), targets={("sst2", "baseline"): 84.0})
+    assert "also lies above the target" in above
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"targets": {}}, "targets"),
+    ({"targets": {("sst2", "two_stage"): 80.0}}, "targets"),
+    ({"targets": {"sst2": 80.0}}, "targets"),
+    ({"targets": {("sst2", "baseline"): 180.0}}, "targets"),
+    ({"targets": {("sst2", "baseline"): "84"}}, "targets"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": [-1]}, "seeds"),
+    ({"seeds": "01"}, "seeds"),
+    ({"tasks": "sst2"}, "tasks"),
+    ({"level": 95}, "level"),
+])
+def test_bad_target_input_is_rejected_naming_the_parameter(kwargs, param):
+    for fn in (foundation.check_targets, foundation.describe_targets):
+        with pytest.raises(ValueError, match=f"`{param}`"):
+            fn(seeded((84.0, 85.0)), **kwargs)
+
+
+# ---------------------------------------------------------------------------- selection
+def history_record(task="sst2", stage="teacher", held=(80.0, 82.0, 81.0), dev=(79.0, 80.0, 81.0)):
+    hist = [{"epoch": k + 1, "heldout_accuracy": h, "dev_accuracy": d} for k, (h, d) in enumerate(zip(held, dev))]
+    return {"task": task, "stage": stage, "metrics": {"dev_accuracy": dev[1], "history": hist}}
+
+
+def test_selection_entries_are_keyed_by_task_stage_and_seed():
+    records = {("sst2", "teacher", 0): history_record(), ("sst2", "teacher", 1): history_record(),
+               ("sst2", "baseline", 0): rec(80.0)}                       # no history: left out
+    entries = foundation.selection_entries(records, ["sst2"], [0, 1])
+    assert list(entries) == [("sst2", "teacher", 0), ("sst2", "teacher", 1)]
+    table = foundation.selection_table(entries)
+    assert table.index.names == ["task", "stage", "seed"]
+    assert table.loc[("sst2", "teacher", 0), "held-out chose epoch"] == 2
+    assert table.loc[("sst2", "teacher", 0), "dev would choose epoch"] == 3
+    assert table.loc[("sst2", "teacher", 0), "record's dev acc matches"]
+
+
+def test_selection_rejects_entries_it_cannot_read():
+    with pytest.raises(ValueError, match="`entries`"):
+        foundation.selection_table({("sst2", "teacher", 0, "other"): history_record()})
+    with pytest.raises(ValueError, match="`entries`"):
+        foundation.plot_selection({("sst2", "teacher", 0): rec(80.0)})
+
+
+def test_majority_class_comes_from_the_records_themselves():
+    r = rec(60.0)
+    r["metrics"].update(dev_labels="1101", dev_predictions="1111")
+    table = foundation.seed_accuracy_table({("sst2", "baseline", 0): r}, ["sst2"], [0], ["baseline"])
+    assert table["majority class (%)"].tolist() == [75.0]
+
+
+def test_paper_sst2_records_reach_the_selection_table_at_both_seeds():
+    from stpcore.report.seeds import collect_seeded
+    records = collect_seeded(["sst2"], FOUNDATION_STAGES, [0, 1], profile="paper")
+    entries = foundation.selection_entries(records, ["sst2"], [0, 1])
+    assert set(entries) == {("sst2", st, s) for st in FOUNDATION_STAGES for s in (0, 1)}
+    assert isinstance(foundation.selection_table(entries), pd.DataFrame)
+    assert foundation.check_targets(records, ["sst2"])["seeds found"].tolist() == ["0, 1", "0, 1"]
