@@ -41,6 +41,9 @@ README_COMMANDS = [papermill_command("table_ii", tasks=["mrpc"], profile="paper"
 #: Every command this module runs: each notebook page's, then the README's.
 COMMANDS = list(dict.fromkeys([rerun_command(n) for n in NOTEBOOKS] + README_COMMANDS))
 PARALLEL = 4            # papermill runs at a time (each starts a kernel that imports torch)
+# Options of every test run: no progress bar, and a kernel start timeout above papermill's 60 s,
+# which four kernels importing torch at once on 2 CPU cores have overrun.
+RUN_OPTIONS = ("--no-progress-bar", "--start-timeout", "300")
 
 #: Notebooks that must validate their parameters (baseline and tutorial are maintained elsewhere).
 VALIDATED = ("table_i", "table_ii", "table_iii", "table_iv", "table_v", "fig_3", "fig_4", "fig_5",
@@ -68,7 +71,7 @@ def command_argv(line: str, out: Path) -> list[str]:
     words = shlex.split(line, comments=True)
     assert words[0] == "papermill" and words.count(OUT_NOTEBOOK) == 1, line
     words = [str(out) if w == OUT_NOTEBOOK else w for w in words]
-    return [sys.executable, "-m", "papermill", *words[1:], "--no-progress-bar"]
+    return [sys.executable, "-m", "papermill", *words[1:], *RUN_OPTIONS]
 
 
 def markdown_shown(path: Path) -> str:
@@ -122,7 +125,7 @@ def test_readme_commands_reads_between_markers():
     text = f"papermill a.ipynb out.ipynb\n{START}\n```bash\npapermill b.ipynb out.ipynb -p x 1\n```\n{END}\n"
     assert readme_commands(text) == ["papermill b.ipynb out.ipynb -p x 1"]
     assert command_argv("papermill b.ipynb out.ipynb -p t '[\"a\"]'  # c", Path("/x.ipynb"))[3:] == \
-        ["b.ipynb", "/x.ipynb", "-p", "t", '["a"]', "--no-progress-bar"]
+        ["b.ipynb", "/x.ipynb", "-p", "t", '["a"]', *RUN_OPTIONS]
 
 
 @pytest.mark.parametrize("name", VALIDATED)
@@ -189,7 +192,7 @@ def papermill_runs(tmp_path_factory):
     for name, args, _ in BAD_PARAMS:
         out = tmp / f"bad_{name}.ipynb"
         jobs[("bad", name)] = (out, [sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(out),
-                                     *args, "--no-progress-bar"])
+                                     *args, *RUN_OPTIONS])
 
     def run(key):
         out, argv = jobs[key]
