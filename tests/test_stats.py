@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from stpcore.report import seeds, stats
+from stpcore.report import seeds, stats, summary
 
 
 # ---------------------------------------------------------------------------- bootstrap
@@ -194,7 +194,10 @@ def test_headline_verdicts():
     v = seeds.headline_verdicts(recs, ["sst2", "mrpc"])
     assert v.loc[("sst2", "accuracy kept"), "verdict"] == "reproduced"      # identical predictions
     assert v.loc[("sst2", "ACs kept"), "verdict"] == "reproduced"            # 41 % <= 41.53 + 5
-    assert v.loc[("sst2", "latency kept"), "verdict"] == "reproduced"        # 41 % <= 55 %
+    assert v.loc[("sst2", "latency kept"), "verdict"] == "reproduced"        # 41 % <= 62.4 + 5
+    assert v.loc[("sst2", "latency kept"), "criterion"] == "latency kept <= paper's 62.4 % + 5 pt"
+    assert summary.paper_latency_percent("sst2") == pytest.approx(100 * 53.08 / 85)   # Table III
+    assert summary.paper_latency_percent("mrpc") == pytest.approx(100 * 54 / 110)
     assert (v.xs("mrpc")["verdict"] == "inconclusive").all()
     assert v.loc[("mrpc", "accuracy kept"), "ours"] == "not run"
     assert seeds.decide(-3.0, 2.0, -1.0, at_most=False) == "inconclusive"

@@ -20,8 +20,16 @@ STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
 
 #: The headline claim's three checks (used by :func:`headline_verdict` and by
 #: :func:`stpcore.report.seeds.headline_verdicts`): accuracy change >= -tolerance (points);
-#: ACs kept <= the paper's share + slack (points); latency kept <= target (% of T_conv).
-ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_TARGET = 1.0, 5.0, 55.0
+#: ACs kept <= the paper's share + slack; latency kept <= the paper's share + slack (points of
+#: % of T_conv). With the paper's Table III that is SST-2 <= 67.4 % of T_conv, MRPC <= 54.1 %.
+ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_SLACK = 1.0, 5.0, 5.0
+
+
+def paper_latency_percent(task: str) -> float | None:
+    """The paper's two-stage mean latency as % of its baseline's (Table III), or None."""
+    p_lat = paper_value("table_iii", task, "two_stage", "latency")
+    p_t = paper_value("table_iii", task, "baseline", "latency")
+    return None if p_lat is None or not p_t else 100.0 * p_lat / p_t
 
 
 def paper_reference(task: str, stage: str) -> float | None:
@@ -87,8 +95,6 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
                     get_metric(pruned, "dev_accuracy") - get_metric(base, "dev_accuracy"))
         p_base = paper_value("table_iii", task, "baseline", "accuracy")
         p_pruned = paper_value("table_iii", task, "two_stage", "accuracy")
-        p_lat = paper_value("table_iii", task, "two_stage", "latency")
-        p_t = paper_value("table_iii", task, "baseline", "latency")
         lat = get_metric(pruned, "mean_latency")
         t_conv = get_metric(base, "mean_latency")
         rows.append({
@@ -101,18 +107,17 @@ def headline_table(records: Mapping[tuple[str, str], dict | None],
                                                1, NO_METRIC),
             "latency kept, ours (%)": fmt_missing(None if lat is None or t_conv is None
                                                   else 100.0 * lat / t_conv, 1),
-            "latency kept, paper (%)": fmt_missing(None if p_lat is None else 100.0 * p_lat / p_t,
-                                                   1, NO_METRIC)})
+            "latency kept, paper (%)": fmt_missing(paper_latency_percent(task), 1, NO_METRIC)})
     return pd.DataFrame(rows).set_index("task")
 
 
 def headline_verdict(records: Mapping[tuple[str, str], dict | None],
                      tasks: Iterable[str] = ("sst2", "mrpc"), accuracy_tolerance: float = ACCURACY_TOLERANCE,
-                     acs_slack: float = ACS_SLACK, latency_target: float = LATENCY_TARGET) -> str:
+                     acs_slack: float = ACS_SLACK, latency_slack: float = LATENCY_SLACK) -> str:
     """The headline claim as three checks per task, each with its criterion and our number:
     accuracy within ``accuracy_tolerance`` points of the baseline; ACs kept at most the
     paper's share plus ``acs_slack`` points ("roughly 40 % / 18 %"); mean latency kept at most
-    ``latency_target`` % of T_conv ("cut by half")."""
+    the paper's share plus ``latency_slack`` points (Table III: 62.4 % / 49.1 % of T_conv)."""
     table = headline_table(records, tasks)
     lines = []
     for task, row in table.iterrows():
@@ -121,12 +126,13 @@ def headline_verdict(records: Mapping[tuple[str, str], dict | None],
         if not all(isinstance(v, float) for v in (acc, acs, lat)):
             lines.append(f"{task}: not run")
             continue
-        paper_acs = row["ACs kept, paper (%)"]
+        paper_acs, paper_lat = row["ACs kept, paper (%)"], row["latency kept, paper (%)"]
         checks = [(f"accuracy within {accuracy_tolerance:g} pt of the baseline", acc >= -accuracy_tolerance,
                    f"{acc:+.2f} pt"),
                   (f"ACs kept <= paper's {paper_acs} % + {acs_slack:g} pt", acs <= paper_acs + acs_slack,
                    f"{acs} %"),
-                  (f"latency kept <= {latency_target:g} % of T_conv", lat <= latency_target, f"{lat} %")]
+                  (f"latency kept <= paper's {paper_lat} % + {latency_slack:g} pt", lat <= paper_lat + latency_slack,
+                   f"{lat} %")]
         lines.append(f"{task}: " + "; ".join(f"{name}: {'yes' if ok else 'no'} ({ours})"
                                              for name, ok, ours in checks))
     return "\n".join(lines)
