@@ -185,3 +185,21 @@ def test_cls_spikes_give_the_rate_the_classifier_reads(tiny_model, tiny_batch):
     assert len(rates) == 6 and torch.all(rates[1:] >= rates[:-1])
     table = spikes.population_rate_table(out.simulation)
     assert table.shape == (tiny_model.config.num_hidden_layers, 6)
+
+
+def test_plot_lambda_sweep_draws_changes_against_the_baseline_and_the_paper_point():
+    from stpcore.report import penalty
+    base = _rec("mrpc", "baseline", dev_accuracy=70.0)
+    sweep = _rec("mrpc", "lambda_sweep", points=[
+        {"multiplier": 4.0, "acs_fraction": 0.30, "dev_accuracy": 68.0},
+        {"multiplier": 0.0, "acs_fraction": 0.50, "dev_accuracy": 71.0}])
+    sweep["config"] = {"mask_lr": 0.05}
+    fig = penalty.plot_lambda_sweep({"mrpc": sweep}, {"mrpc": base}, tasks=("sst2", "mrpc"))
+    sst2_ax, mrpc_ax = fig.axes
+    ours = next(l for l in mrpc_ax.lines if l.get_label() == "ours (mask_lr 0.05)")
+    assert list(ours.get_xdata()) == [50.0, 30.0] and list(ours.get_ydata()) == [1.0, -2.0]
+    paper = next(l for l in mrpc_ax.lines if l.get_label() == "paper, spatial retraining")
+    assert paper.get_xdata()[0] == pytest.approx(33.18)                  # Table II, MRPC
+    assert paper.get_ydata()[0] == pytest.approx(76.12 - 75.71)
+    assert [t.get_text() for t in mrpc_ax.texts] == ["0", "4"]             # lambda multiples
+    assert "not run" in [t.get_text() for t in sst2_ax.texts]             # no SST-2 sweep given

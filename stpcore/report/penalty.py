@@ -6,11 +6,14 @@ shows beside the flips each record counted.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..prune.retrain import RetrainConfig, max_logit_travel
+from .notes import paper_value, task_label
+from .plots import _new_figure, _not_run, _themed
 
 
 def _flips(m: dict) -> int | str:
@@ -48,3 +51,50 @@ def travel_table(records: Mapping[str, dict | None]) -> pd.DataFrame:
                      "ACs kept (%)": round(100 * m["acs_fraction"], 2),
                      "dev accuracy": round(m["dev_accuracy"], 2)})
     return pd.DataFrame(rows).set_index("run")
+
+
+@_themed
+def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str, dict | None],
+                      archived: Mapping[str, dict | None] | None = None,
+                      tasks: tuple[str, ...] = ("sst2", "mrpc")) -> Figure:
+    """Accuracy change against ACs kept along the lambda sweep, one panel per task.
+
+    ``sweeps`` / ``archived``: ``{task: lambda_sweep record}`` (the current one, and an older one
+    drawn grey and dashed); ``baselines``: ``{task: baseline record}``, the reference of the
+    change. The paper's spatial-retraining point (Table II: its ACs kept and its accuracy minus
+    its baseline's) is the red square; each of our points is labelled with its multiple of
+    Table I's lambda."""
+    archived = archived or {}
+    fig, axes = _new_figure((5.0 * len(tasks), 4.0), len(tasks))
+    for ax, task in zip(axes, tasks):
+        base = baselines.get(task)
+        drawn = False
+        for rec, style, label in ((archived.get(task), dict(color="0.55", ls="--", marker="x"),
+                                   "archived (mask_lr {lr})"),
+                                  (sweeps.get(task), dict(color="C0", ls="-", marker="o"),
+                                   "ours (mask_lr {lr})")):
+            if rec is None or base is None:
+                continue
+            ref = base["metrics"]["dev_accuracy"]
+            pts = sorted(rec["metrics"]["points"], key=lambda p: p["multiplier"])
+            xs = [100 * p["acs_fraction"] for p in pts]
+            ys = [p["dev_accuracy"] - ref for p in pts]
+            ax.plot(xs, ys, label=label.format(lr=rec["config"]["mask_lr"]), **style)
+            if style["color"] == "C0":
+                for p, x, y in zip(pts, xs, ys):
+                    ax.annotate(f"{p['multiplier']:g}", (x, y), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7)
+            drawn = True
+        p_acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
+        p_acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
+        p_base = paper_value("table_ii", task, "baseline", "accuracy")
+        if None not in (p_acs, p_acc, p_base):
+            ax.plot([p_acs], [p_acc - p_base], "s", color="C3", label="paper, spatial retraining")
+        if not drawn:
+            _not_run(ax)
+        ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+        ax.set(xlim=(0, 102), xlabel="ACs kept (% of the unpruned model)",
+               ylabel="dev accuracy - baseline (pt)", title=task_label(task))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
