@@ -26,11 +26,14 @@ S=${STP_SESSION_DIR:-/tmp/stp}
 SLOTS=${STP_SLOTS:-12}
 PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
 # The pruning stages in groups that may run side by side (one process each): per seed, the
-# spatial chain and the temporal chain (after that seed's spatial_fisher_asr and temporal_pca);
-# at seed 0, the post-training rows, sweeps and figures.
-SEED_GROUPS=("spatial_retrain,two_stage,adaptive_threshold" "temporal_retrain,joint_retrain")
+# spatial chain, the temporal chain (after that seed's spatial_fisher_asr and temporal_pca) and
+# the other retraining stages (issue 11: every retraining stage at three seeds); at seed 0, the
+# post-training rows, sweeps and figures. Launched in this order, which is the order they get
+# slots in.
+SEED_GROUPS=("spatial_retrain,two_stage,adaptive_threshold" "temporal_retrain,joint_retrain"
+             "random_mask,baseline_adaptive")
 SEED0_GROUPS=("spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check"
-              "baseline_adaptive,random_mask" "activity_ablation" "lambda_sweep")
+              "activity_ablation" "lambda_sweep")
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
