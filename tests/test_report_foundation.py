@@ -76,7 +76,7 @@ def test_targets_of_other_tasks_are_left_out():
 
 def test_target_reading_says_where_the_seed_interval_lies():
     below = foundation.describe_targets(seeded((70.0, 70.2)), targets={("sst2", "baseline"): 84.0})
-    assert below.startswith("- **SST2, 1-bit** (target >= 84.0): mean 70.10 over seeds 0, 1, -13.90 pt")
+    assert below.startswith("- **SST-2, 1-bit** (target >= 84.0): mean 70.10 over seeds 0, 1, -13.90 pt")
     assert "**not met**" in below and "also lies below the target" in below
     covers = foundation.describe_targets(seeded((83.0, 86.0)), targets={("sst2", "baseline"): 84.0})
     assert "**met**" in covers and "covers the target" in covers

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import stats
 from .plots import _new_figure, _not_run, _themed
+from .paper import task_label
 from .summary import FOUNDATION_STAGES, STAGE_LABELS, paper_reference
 from .tables import NO_METRIC, NOT_RUN, fmt_missing
 
@@ -136,9 +137,9 @@ def majority_reading(records: SeededRecords, task: str, seeds: Iterable[int],
     beyond the majority class" (said plainly)."""
     major = _task_majority(records, task)
     if major is None:
-        return f"**{task.upper()}**: no record with per-example labels; the majority-class rate is unknown."
+        return f"**{task_label(task)}**: no record with per-example labels; the majority-class rate is unknown."
     label, rate = major
-    lines = [f"**{task.upper()}**: the majority class (label {label}) is **{rate:.2f} %** of the dev split."]
+    lines = [f"**{task_label(task)}**: the majority class (label {label}) is **{rate:.2f} %** of the dev split."]
     for stage in stages:
         recs = {s: records.get((task, stage, s)) for s in seeds}
         recs = {s: r for s, r in recs.items() if r is not None and _acc(r) is not None}
@@ -172,7 +173,7 @@ def seed_noise_reading(records: SeededRecords, task: str, stage: str = "baseline
     of one accuracy, and the paired bootstrap interval of the gap over the same examples)."""
     a, b = pair
     ra, rb = records.get((task, stage, a)), records.get((task, stage, b))
-    name = f"{task.upper()}, {SHORT_LABELS.get(stage, stage)}"
+    name = f"{task_label(task)}, {SHORT_LABELS.get(stage, stage)}"
     if ra is None or rb is None or _acc(ra) is None or _acc(rb) is None:
         return f"**{name}**: seeds {a} and {b} are not both recorded; no seed spread to show."
     n = int(ra["metrics"].get("dev_examples") or 0)
@@ -264,7 +265,7 @@ def describe_targets(records: SeededRecords, tasks: Iterable[str] | None = None,
     verdict, and where the seed interval lies."""
     lines = []
     for r in _target_rows(records, tasks, seeds, targets, level):
-        head = f"- **{r['task'].upper()}, {SHORT_LABELS[r['stage']]}** (target >= {r['target']:.1f}): "
+        head = f"- **{task_label(r['task'])}, {SHORT_LABELS[r['stage']]}** (target >= {r['target']:.1f}): "
         if r["verdict"] not in (MET, NOT_MET):
             lines.append(head + f"**{r['verdict']}**: no mean over all the target's seeds.")
             continue
