@@ -37,10 +37,8 @@ FLOAT_DTYPES = (("fp32", torch.float32), ("bf16", torch.bfloat16))
 
 def sim_dtypes(model) -> tuple:
     """The simulation dtypes to time: fp32 and bf16, and int8 (integer synaptic products,
-    :mod:`stpcore.snn.integer`) when every encoder linear layer is 1-bit (``--binary``)."""
-    binary = all(getattr(layer, n).binary for layer in model.spiking_bert.layers
-                 for n in ("query", "key", "value", "attention_output", "intermediate", "output"))
-    return FLOAT_DTYPES + ((("int8", torch.int8),) if binary else ())
+    :mod:`stpcore.snn.integer`) for a 1-bit model (``config.binary_weights``, ``--binary``)."""
+    return FLOAT_DTYPES + ((("int8", torch.int8),) if model.config.binary_weights else ())
 
 
 class Timer:

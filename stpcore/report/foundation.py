@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from ..runs.validate import validate_notebook_params
 from . import stats
 from .plots import _new_figure, _not_run, _themed
 from .paper import task_label
@@ -210,11 +211,9 @@ def _check_targets_input(targets, seeds) -> tuple[dict, list[int]]:
             raise ValueError(f"`targets` keys must be (task, stage) with stage one of {list(STAGE_LABELS)}; got {key!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
             raise ValueError(f"`targets` values must be accuracies in [0, 100] (%); got {value!r} for {key!r}")
-    seeds = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else None
-    if not seeds or any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0 for x in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise ValueError(f"`seeds` must be distinct non-negative integers (at least one); got {seeds!r}")
-    return dict(targets), [int(x) for x in seeds]
+    if isinstance(seeds, str) or not isinstance(seeds, Iterable):
+        raise ValueError(f"`seeds` must be a list of distinct ints >= 0; got {seeds!r}")
+    return dict(targets), validate_notebook_params(seeds=list(seeds))["seeds"]
 
 
 def _target_rows(records, tasks, seeds, targets, level) -> list[dict]:

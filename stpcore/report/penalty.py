@@ -69,10 +69,9 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
     for ax, task in zip(axes, tasks):
         base = baselines.get(task)
         drawn = False
-        for rec, style, label in ((archived.get(task), dict(color="0.55", ls="--", marker="x"),
-                                   "archived (mask_lr {lr})"),
-                                  (sweeps.get(task), dict(color="C0", ls="-", marker="o"),
-                                   "ours (mask_lr {lr})")):
+        for rec, style, label, annotate in (
+                (archived.get(task), dict(color="0.55", ls="--", marker="x"), "archived (mask_lr {lr})", False),
+                (sweeps.get(task), dict(color="C0", ls="-", marker="o"), "ours (mask_lr {lr})", True)):
             if rec is None or base is None:
                 continue
             ref = base["metrics"]["dev_accuracy"]
@@ -80,7 +79,7 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
             xs = [100 * p["acs_fraction"] for p in pts]
             ys = [p["dev_accuracy"] - ref for p in pts]
             ax.plot(xs, ys, label=label.format(lr=rec["config"]["mask_lr"]), **style)
-            if style["color"] == "C0":
+            if annotate:
                 for p, x, y in zip(pts, xs, ys):
                     ax.annotate(f"{p['multiplier']:g}", (x, y), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7)
