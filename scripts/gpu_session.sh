@@ -3,7 +3,9 @@
 # Everything the jobs read or write lives under /tmp/stp, because each call re-copies the working
 # tree and replaces carried folders (.whl .glue .teacher must be carried on `setup`). Measured on
 # an H200 (2026-12-01): processes share the GPU well, but each holds about 10 GiB, and 22 at once
-# ran out of memory; every job here waits for one of $STP_SLOTS (default 12) slots.
+# ran out of memory; every job here waits for a slot: the foundation, the post-training stages
+# and the two-stage and temporal chains for one of $STP_SLOTS (default 9), the other groups for
+# one of $STP_LOW_SLOTS (default 3), so that a session short of time finishes the headline first.
 #
 #   scripts/gpu_session.sh freeze    (here, before the first call) HEAD's stpcore, data/checkpoints
 #                                    and results into .frozen/ (carried), so that nothing
@@ -23,15 +25,17 @@
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
 set -uo pipefail
 S=${STP_SESSION_DIR:-/tmp/stp}
-SLOTS=${STP_SLOTS:-12}
+SLOTS=${STP_SLOTS:-9}
+LOW_SLOTS=${STP_LOW_SLOTS:-3}
 PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
 # The pruning stages in groups that may run side by side (one process each): per seed, the
 # spatial chain, the temporal chain (after that seed's spatial_fisher_asr and temporal_pca) and
 # the other retraining stages (issue 11: every retraining stage at three seeds); at seed 0, the
 # post-training rows, sweeps and figures. Launched in this order, which is the order they get
-# slots in.
+# slots in. The first HIGH_GROUPS of SEED_GROUPS take the main slots, the rest the low ones.
 SEED_GROUPS=("spatial_retrain,two_stage,adaptive_threshold" "temporal_retrain,joint_retrain"
              "random_mask,baseline_adaptive")
+HIGH_GROUPS=2
 SEED0_GROUPS=("spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check"
               "activity_ablation" "lambda_sweep")
 env_setup() {
@@ -39,11 +43,11 @@ env_setup() {
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1   # progress: one log line per ~5 %
 }
-slot() {  # run "$@" (a command or a function) while holding one of $SLOTS slot locks
-  local i fd rc
+slot() {  # POOL N CMD...: run CMD (a command or a function) holding one of N slot locks of POOL
+  local pool=$1 n=$2 i fd rc; shift 2
   while :; do
-    for i in $(seq 1 $SLOTS); do
-      exec {fd}> $S/slot$i
+    for i in $(seq 1 $n); do
+      exec {fd}> $S/slot-$pool$i
       if flock -n $fd; then
         "$@"; rc=$?
         exec {fd}>&-
@@ -60,11 +64,13 @@ stpcore() {  # VARIANT ARGS...: python -m stpcore with that variant's roots, fro
       python3 -m stpcore "$@" )
 }
 sets() { local IFS=,; for kv in $1; do [ -n "$kv" ] && printf -- '--set\n%s\n' "$kv"; done; }
-run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG: pruning stages start from base seed 0,
-  # the foundation stages are the seed's own (--base-seed 0 would make seed 1 retrain seed 0's)
-  local base=0; [[ $5 == teacher* ]] && base=$4
+run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG [low]: pruning stages start from base
+  # seed 0, the foundation stages are the seed's own (--base-seed 0 would make seed 1 retrain
+  # seed 0's); "low" takes a low-priority slot
+  local base=0 pool=(main $SLOTS); [[ $5 == teacher* ]] && base=$4
+  [ "${7:-}" = low ] && pool=(low $LOW_SLOTS)
   mapfile -t extra < <(sets "$2")
-  slot stpcore "$1" run --task "$3" --profile $PROFILE --seed "$4" --base-seed $base --stages "$5" \
+  slot "${pool[@]}" stpcore "$1" run --task "$3" --profile $PROFILE --seed "$4" --base-seed $base --stages "$5" \
     "${extra[@]}" >> "$6" 2>&1
 }
 task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
@@ -98,15 +104,16 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
     run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log &
   done
   wait
-  local i=0 group
-  for seed in ${prune//,/ }; do
-    for group in "${SEED_GROUPS[@]}"; do
-      run_stages "$chosen" "$over" $task $seed "$group" $S/logs/$task-s$seed-g$i.log &
+  local i=0 g pri
+  for g in "${!SEED_GROUPS[@]}"; do          # groups outer: every seed's two-stage chain first
+    pri=main; [ $g -ge $HIGH_GROUPS ] && pri=low
+    for seed in ${prune//,/ }; do
+      run_stages "$chosen" "$over" $task $seed "${SEED_GROUPS[$g]}" $S/logs/$task-s$seed-g$i.log $pri &
       i=$((i + 1)); sleep 1
     done
   done
-  for group in "${SEED0_GROUPS[@]}"; do
-    run_stages "$chosen" "$over" $task 0 "$group" $S/logs/$task-s0-g$i.log &
+  for g in "${SEED0_GROUPS[@]}"; do
+    run_stages "$chosen" "$over" $task 0 "$g" $S/logs/$task-s0-g$i.log low &
     i=$((i + 1)); sleep 1
   done
   wait
