@@ -7,9 +7,9 @@
 # and the two-stage and temporal chains for one of $STP_SLOTS (default 9), the other groups for
 # one of $STP_LOW_SLOTS (default 3), so that a session short of time finishes the headline first.
 #
-#   scripts/gpu_session.sh freeze    (here, before the first call) HEAD's stpcore, data/checkpoints
-#                                    and results into .frozen/ (carried), so that nothing
-#                                    uncommitted in the working tree reaches the box
+#   scripts/gpu_session.sh freeze    (here, before the first call) HEAD's stpcore and results into
+#                                    .frozen/ (carried), so that nothing uncommitted in the working
+#                                    tree reaches the box (data/checkpoints must be committed)
 #   scripts/gpu_session.sh setup     (on the box) wheels, data, teacher, the frozen tree, and the
 #                                    committed records of the shipped checkpoints' tasks, into /tmp/stp
 #   scripts/gpu_session.sh task TASK FOUND_SEEDS PRUNE_SEEDS [NAME:k=v,k=v ...]
@@ -121,8 +121,9 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
 }
 case $1 in
 freeze)
-  rm -rf .frozen && mkdir -p .frozen
-  git archive HEAD stpcore data/checkpoints data/results/paper | tar -x -C .frozen
+  git diff --quiet HEAD -- data/checkpoints || { echo "commit data/checkpoints first" >&2; exit 1; }
+  rm -rf .frozen && mkdir -p .frozen       # (data/checkpoints travels as tracked files: the
+  git archive HEAD stpcore data/results/paper | tar -x -C .frozen    # 64 MiB limit)
   git rev-parse HEAD > .frozen/commit ;;
 setup)
   mkdir -p $S/logs $S/packs $S/choices
@@ -130,9 +131,9 @@ setup)
     --target /tmp/site .whl/*.whl || exit 1
   [ -f .frozen/commit ] || { echo "run 'scripts/gpu_session.sh freeze' here first" >&2; exit 1; }
   rm -rf $S/code $S/glue $S/teacher && mkdir -p $S/code/data
-  cp -r .frozen/stpcore $S/code/ && cp -r .frozen/data/checkpoints $S/code/data/
+  cp -r .frozen/stpcore $S/code/ && cp -r data/checkpoints $S/code/data/
   cp -r .glue $S/glue && cp -r .teacher $S/teacher
-  for pack in .frozen/data/checkpoints/*-seed*/; do     # the shipped models' records: the
+  for pack in data/checkpoints/*-seed*/; do       # the shipped models' records: the
     task=$(basename $pack); task=${task%-seed*}          # foundation's, and every committed stage
     mkdir -p $S/v/default/results/paper/$task            # whose record is reusable is not rerun
     cp .frozen/data/results/paper/$task/*.json $S/v/default/results/paper/$task/ 2>/dev/null
