@@ -110,10 +110,12 @@ def test_energy_table_scales_with_normalized_c():
     from stpcore.runs.profiles import get_profile
     cfg = get_profile("paper", "sst2").to_dict()
     rec = lambda nc: {"config": cfg, "profile": "paper", "metrics": {"normalized_c": nc}}
-    table = energy_table({("sst2", "baseline"): rec(0.2), ("sst2", "two_stage"): rec(0.1)},
+    table = energy_table({("sst2", "baseline", 0): rec(0.2), ("sst2", "two_stage", 1): rec(0.05),
+                          ("sst2", "two_stage", 2): rec(0.15), ("sst2", "two_stage", 0): None},
                          tasks=("sst2",))
     e = table["energy per example (mJ, est.)"]
-    assert abs(e[("sst2", "baseline")] - 2 * e[("sst2", "two_stage")]) < 0.02
+    assert abs(e[("sst2", "baseline")] - 2 * e[("sst2", "two_stage")]) < 0.02     # mean over seeds 1, 2
+    assert table.loc[("sst2", "two_stage"), "seeds"] == "1,2"
     assert table.loc[("sst2", "adaptive_threshold"), "Normalized #C"] == "not run"
     # 4 layers x (12 heads x per-head + 1536 neurons x per-neuron), N = 128, D = 384, H = 32, T = 85
     n, d, h, t = 128, 384, 32, 85

@@ -200,8 +200,61 @@ def test_headline_verdicts():
     assert summary.paper_latency_percent("mrpc") == pytest.approx(100 * 54 / 110)
     assert (v.xs("mrpc")["verdict"] == "inconclusive").all()
     assert v.loc[("mrpc", "accuracy kept"), "ours"] == "not run"
+    assert v.loc[("sst2", "ACs kept"), "paper"] == 41.53 and v.loc[("sst2", "accuracy kept"), "note"] == ""
+    assert v.loc[("sst2", "accuracy kept"), "paper"] == pytest.approx(87.27 - 86.58)
     assert seeds.decide(-3.0, 2.0, -1.0, at_most=False) == "inconclusive"
     assert seeds.decide(-3.0, -1.5, -1.0, at_most=False) == "not reproduced"
     assert seeds.decide(60.0, 70.0, 55.0, at_most=True) == "not reproduced"
     assert seeds.decide(None, None, 55.0, at_most=True) == "inconclusive"
     assert "inconclusive" in seeds.verdict_rules()
+
+
+def test_headline_verdicts_notes():
+    """A baseline at the majority class cannot show an accuracy loss: the accuracy claim is at
+    best inconclusive and says why; pruning far below the paper's share is noted."""
+    labels = "1" * 140 + "0" * 60                               # majority class: 70 %
+    base = [1] * 140 + [0] * 60                                  # predicts "1" everywhere: 70 %
+    recs = {("mrpc", "baseline", 0): _rec("mrpc", "baseline", 0, base, labels=labels, mean_latency=110.0,
+                                          acs_fraction=1.0)}
+    for s in (0, 1, 2):
+        recs[("mrpc", "two_stage", s)] = _rec("mrpc", "two_stage", s, base, labels=labels,
+                                              acs_fraction=0.05, mean_latency=50.0)
+    v = seeds.headline_verdicts(recs, ["mrpc"])
+    acc = v.loc[("mrpc", "accuracy kept")]
+    assert acc["ours"] == 0.0 and acc["verdict"] == "inconclusive"        # would be reproduced
+    assert "not above the majority class (70.00 %)" in acc["note"]
+    assert "prunes further than the paper" in v.loc[("mrpc", "ACs kept"), "note"]
+    assert v.loc[("mrpc", "latency kept"), "note"] == ""                  # 45.5 % vs 49.1 %: near
+    worse = dict(recs)
+    for s in (0, 1, 2):
+        worse[("mrpc", "two_stage", s)] = _rec("mrpc", "two_stage", s, [0] * 140 + [1] * 60, labels=labels,
+                                               acs_fraction=0.05, mean_latency=50.0)
+    assert seeds.headline_verdicts(worse, ["mrpc"]).loc[("mrpc", "accuracy kept"), "verdict"] == "not reproduced"
+
+
+def test_above_majority():
+    labels = "1" * 70 + "0" * 30
+    rec = lambda acc: {"metrics": {"dev_labels": labels, "dev_accuracy": acc}}
+    assert stats.majority_rate(rec(0)) == ("1", 70.0)
+    assert stats.above_majority(rec(71.0)) is False                     # within noise of 70 %
+    assert stats.above_majority(rec(90.0)) is True
+    assert stats.above_majority({"metrics": {"dev_accuracy": 90.0}}) is None
+    assert stats.predicted_share({"metrics": {"dev_predictions": "1101"}}, "1") == 75.0
+
+
+def test_overall_verdicts():
+    v = seeds.headline_verdicts(_records(), ["sst2", "mrpc"])
+    out = seeds.overall_verdicts(v)
+    assert out.loc["sst2", "verdict"] == "reproduced"
+    assert out.loc["mrpc", "verdict"] == "inconclusive" and "accuracy kept: not run" in out.loc["mrpc", "because"]
+    v.loc[("sst2", "latency kept"), "verdict"] = "not reproduced"
+    out = seeds.overall_verdicts(v)
+    assert out.loc["sst2", "verdict"] == "not reproduced"
+    assert out.loc["sst2", "because"].startswith("latency kept: 41.0 [38.52, 43.48] against latency kept <= paper")
+
+
+def test_seeded_status():
+    recs = {("sst2", "two_stage", 0): None, ("sst2", "two_stage", 1): {"x": 1}, ("sst2", "two_stage", 2): None,
+            ("mrpc", "baseline", 0): None}
+    assert seeds.seeded_status(recs) == ("1 of 4 requested (task, stage, seed) records are present. "
+                                         "Not run: mrpc/baseline seed 0, sst2/two_stage seeds 0,2.")

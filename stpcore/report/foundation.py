@@ -8,7 +8,6 @@ Records come as ``{(task, stage, seed): record_or_None}``
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -17,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..runs.validate import validate_notebook_params
 from . import stats
+from .stats import majority_rate, predicted_share
 from .plots import _new_figure, _not_run, _themed
 from .paper import task_label
 from .summary import FOUNDATION_STAGES, STAGE_LABELS, paper_reference
@@ -42,23 +42,6 @@ def _cell(value, digits: int = 2):
 
 
 # ---------------------------------------------------------------------------- majority class
-def majority_rate(record: dict | None) -> tuple[str, float] | None:
-    """``(label, percent)`` of the most common label of ``metrics.dev_labels`` (None if absent)."""
-    labels = ((record or {}).get("metrics") or {}).get("dev_labels")
-    if not isinstance(labels, str) or not labels:
-        return None
-    label, count = Counter(labels).most_common(1)[0]
-    return label, 100.0 * count / len(labels)
-
-
-def predicted_share(record: dict | None, label: str) -> float | None:
-    """Percent of dev examples the record's model predicted as ``label`` (None without predictions)."""
-    pred = ((record or {}).get("metrics") or {}).get("dev_predictions")
-    if not isinstance(pred, str) or not pred:
-        return None
-    return 100.0 * pred.count(label) / len(pred)
-
-
 def _task_majority(records: SeededRecords, task: str) -> tuple[str, float] | None:
     """The majority class of ``task``'s dev split from the first of its records that carries labels."""
     found = [rec for (t, _, _), rec in sorted(records.items(), key=lambda kv: (kv[0][1], kv[0][2]))

@@ -121,6 +121,21 @@ def accuracy_change(records: SeededRecords, task: str, stage: str, seeds: Iterab
             "seeds": len(accs), "basis": "binomial approx., unpaired (no predictions)"}
 
 
+def seeded_status(records: SeededRecords) -> str:
+    """One sentence: how many of the requested ``(task, stage, seed)`` records are present, and
+    which are missing, grouped as ``task/stage seeds a,b``."""
+    missing: dict[tuple[str, str], list[int]] = {}
+    for (task, stage, seed), rec in sorted(records.items()):
+        if rec is None:
+            missing.setdefault((task, stage), []).append(seed)
+    n_missing = sum(map(len, missing.values()))
+    text = f"{len(records) - n_missing} of {len(records)} requested (task, stage, seed) records are present."
+    if missing:
+        text += " Not run: " + ", ".join(f"{t}/{s} seed{'s' if len(k) > 1 else ''} {','.join(map(str, k))}"
+                                         for (t, s), k in missing.items()) + "."
+    return text
+
+
 # ---------------------------------------------------------------------------- formatting
 def _cell(value, digits: int = 2, missing: str = NO_METRIC):
     return fmt_missing(value, digits, missing)
@@ -240,10 +255,13 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
                       seeds: Iterable[int] | None = None, accuracy_tolerance: float = ACCURACY_TOLERANCE,
                       acs_slack: float = ACS_SLACK, latency_slack: float = LATENCY_SLACK,
                       n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
-    """The claims of :func:`stpcore.report.summary.headline_verdict` per task, each
+    """The headline claim as three checks per task (accuracy kept, ACs kept, latency kept), each
     "reproduced" / "not reproduced" / "inconclusive" by the rules of :func:`verdict_rules`
-    (:func:`decide`). Index ``(task, claim)``; columns: criterion, our estimate, its interval,
-    the basis of the interval, verdict. ``seeds``: the two-stage seeds to use (default: all found)."""
+    (:func:`decide`). Index ``(task, claim)``; columns: criterion, the paper's number, our
+    estimate, its interval, the basis of the interval, verdict, and a note where the verdict
+    needs one. An accuracy claim whose seed-0 baseline is not above its dev majority class
+    (:func:`stats.above_majority`) is at best inconclusive: a model that predicts one class keeps
+    that accuracy too. ``seeds``: the two-stage seeds to use (default: all found)."""
     rows, index = [], []
     for task in tasks:
         pruned = _present(records_by_seed, task, "two_stage", seeds)
@@ -251,37 +269,66 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
         # accuracy
         ch = accuracy_change(records_by_seed, task, "two_stage", seeds, n_boot, level)
         crit = f"change vs baseline >= -{accuracy_tolerance:g} pt"
+        p_base, p_two = (paper_value("table_iii", task, st, "accuracy") for st in ("baseline", "two_stage"))
+        paper = None if p_base is None or p_two is None else p_two - p_base
         if ch is None:
-            rows.append([crit, NOT_RUN, NO_METRIC, NO_METRIC, INCONCLUSIVE])
+            rows.append([crit, _cell(paper), NOT_RUN, NO_METRIC, NO_METRIC, INCONCLUSIVE, ""])
         else:
-            rows.append([crit, _cell(ch["diff"]), _interval(ch), ch["basis"],
-                         decide(ch["low"], ch["high"], -accuracy_tolerance, at_most=False)])
+            verdict, note = decide(ch["low"], ch["high"], -accuracy_tolerance, at_most=False), ""
+            if stats.above_majority(base, level) is False:
+                major = stats.majority_rate(base)[1]
+                note = (f"the baseline ({_metric(base, 'dev_accuracy'):.2f} %) is not above the "
+                        f"majority class ({major:.2f} %): no accuracy to lose")
+                verdict = NOT_REPRODUCED if verdict == NOT_REPRODUCED else INCONCLUSIVE
+            rows.append([crit, _cell(paper), _cell(ch["diff"]), _interval(ch), ch["basis"], verdict, note])
         index.append((task, "accuracy kept"))
-        # ACs kept
-        p_acs = paper_value("table_ii", task, "two_stage", "acs_percent")
-        acs = _values(pruned, "acs_fraction", 100.0)
-        crit = (f"ACs kept <= paper's {p_acs:g} % + {acs_slack:g} pt" if p_acs is not None
-                else "ACs kept: the paper gives no number")
-        if not acs or p_acs is None:
-            rows.append([crit, NOT_RUN if not pruned else NO_METRIC, NO_METRIC, NO_METRIC, INCONCLUSIVE])
-        else:
-            ci, basis = _seed_interval(acs, level)
-            rows.append([crit, _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
-                         decide(ci["low"], ci["high"], p_acs + acs_slack, at_most=True)])
-        index.append((task, "ACs kept"))
-        # latency kept
+        # ACs kept, latency kept: Student t interval over seeds
         t_conv = None if base is None else _metric(base, "mean_latency")
-        lat = [100.0 * v / t_conv for v in _values(pruned, "mean_latency")] if t_conv else []
-        p_lat = paper_latency_percent(task)
-        crit = (f"latency kept <= paper's {p_lat:.1f} % + {latency_slack:g} pt" if p_lat is not None
-                else "latency kept: the paper gives no number")
-        if not lat or p_lat is None:
-            rows.append([crit, NOT_RUN if not pruned or base is None else NO_METRIC, NO_METRIC, NO_METRIC,
-                         INCONCLUSIVE])
-        else:
-            ci, basis = _seed_interval(lat, level)
-            rows.append([crit, _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis,
-                         decide(ci["low"], ci["high"], p_lat + latency_slack, at_most=True)])
-        index.append((task, "latency kept"))
+        p_acs, p_lat = paper_value("table_ii", task, "two_stage", "acs_percent"), paper_latency_percent(task)
+        share = {"ACs kept": (p_acs, "g", acs_slack, _values(pruned, "acs_fraction", 100.0)),
+                 "latency kept": (p_lat, ".1f", latency_slack, [100.0 * v / t_conv for v in
+                                                                 _values(pruned, "mean_latency")] if t_conv else [])}
+        for claim, (p_val, fmt, slack, values) in share.items():
+            crit = (f"{claim} <= paper's {p_val:{fmt}} % + {slack:g} pt" if p_val is not None
+                    else f"{claim}: the paper gives no number")
+            if not values or p_val is None:
+                missing = NOT_RUN if not pruned or (claim == "latency kept" and base is None) else NO_METRIC
+                rows.append([crit, _cell(p_val), missing, NO_METRIC, NO_METRIC, INCONCLUSIVE, ""])
+            else:
+                ci, basis = _seed_interval(values, level)
+                further = ci["high"] < p_val - slack
+                rows.append([crit, _cell(p_val), _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)",
+                             basis, decide(ci["low"], ci["high"], p_val + slack, at_most=True),
+                             "prunes further than the paper: the accuracy change is at a deeper cut" if further
+                             else ""])
+            index.append((task, claim))
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "claim"]),
-                        columns=["criterion", "ours", "95% interval", "basis", "verdict"])
+                        columns=["criterion", "paper", "ours", "95% interval", "basis", "verdict", "note"])
+
+
+def _reason(claim: str, row: pd.Series) -> str:
+    if row["ours"] == NOT_RUN:
+        return f"{claim}: not run"
+    interval = "" if row["95% interval"] in (NO_METRIC, "n/a (1 seed)") else f" {row['95% interval']}"
+    note = f"; {row['note']}" if row["note"] else ""
+    return f"{claim}: {row['ours']}{interval} against {row['criterion']} ({row['basis']}{note})"
+
+
+def overall_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per task from :func:`headline_verdicts`: "reproduced" when every claim is,
+    "not reproduced" when any claim is not, else "inconclusive"; ``because`` names the claims
+    that decide it (with their notes)."""
+    rows = {}
+    for task, claims in verdicts.groupby(level="task", sort=False):
+        claims = claims.droplevel("task")
+        failed = claims[claims["verdict"] == NOT_REPRODUCED]
+        open_ = claims[claims["verdict"] == INCONCLUSIVE]
+        if not failed.empty:
+            verdict, deciding = NOT_REPRODUCED, failed
+        elif not open_.empty:
+            verdict, deciding = INCONCLUSIVE, open_
+        else:
+            verdict, deciding = REPRODUCED, claims
+        because = "; ".join(_reason(claim, row) for claim, row in deciding.iterrows())
+        rows[task] = {"verdict": verdict, "because": because}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["verdict", "because"]).rename_axis("task")

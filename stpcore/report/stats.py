@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from numbers import Real
 from typing import Any, Sequence
 
@@ -200,3 +201,34 @@ def sampling_error(accuracy: float, n: int) -> float:
         raise ValueError(f"`accuracy` must be a percentage in [0, 100]; got {accuracy!r}")
     p = float(accuracy) / 100.0
     return 100.0 * math.sqrt(p * (1.0 - p) / n)
+
+
+def majority_rate(record: dict | None) -> tuple[str, float] | None:
+    """``(label, percent)`` of the most common label of ``metrics.dev_labels`` (None if absent)."""
+    labels = ((record or {}).get("metrics") or {}).get("dev_labels")
+    if not isinstance(labels, str) or not labels:
+        return None
+    label, count = Counter(labels).most_common(1)[0]
+    return label, 100.0 * count / len(labels)
+
+
+def predicted_share(record: dict | None, label: str) -> float | None:
+    """Percent of dev examples the record's model predicted as ``label`` (None without predictions)."""
+    pred = ((record or {}).get("metrics") or {}).get("dev_predictions")
+    if not isinstance(pred, str) or not pred:
+        return None
+    return 100.0 * pred.count(label) / len(pred)
+
+
+def above_majority(record: dict | None, level: float = 0.95) -> bool | None:
+    """Whether the record's dev accuracy is above its dev split's majority-class rate by more
+    than sampling noise: the lower end of the accuracy's binomial ``level`` interval
+    (:func:`sampling_error`) lies above the rate. None without labels or an accuracy. A model
+    that is not cannot show an accuracy loss: predicting the majority class scores as well."""
+    major = majority_rate(record)
+    m = (record or {}).get("metrics") or {}
+    if major is None or m.get("dev_accuracy") is None:
+        return None
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    acc = float(m["dev_accuracy"])
+    return acc - z * sampling_error(acc, len(m["dev_labels"])) > major[1]

@@ -18,8 +18,7 @@ STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
                 "baseline": "SpikingBERT, 1-bit (ours; the paper's baseline)"}
 
 
-#: The headline claim's three checks (used by :func:`headline_verdict` and by
-#: :func:`stpcore.report.seeds.headline_verdicts`): accuracy change >= -tolerance (points);
+#: The headline claim's three checks (:func:`stpcore.report.seeds.headline_verdicts`): accuracy change >= -tolerance (points);
 #: ACs kept <= the paper's share + slack; latency kept <= the paper's share + slack (points of
 #: % of T_conv). With the paper's Table III that is SST-2 <= 67.4 % of T_conv, MRPC <= 54.1 %.
 ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_SLACK = 1.0, 5.0, 5.0
@@ -81,83 +80,28 @@ def precision_table(records: Mapping[tuple[str, str], dict | None],
     return pd.DataFrame(rows).set_index(["task", "simulation dtype"])
 
 
-def headline_table(records: Mapping[tuple[str, str], dict | None],
-                   tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
-    """The paper's headline claim, tested: two-stage pruning against the 1-bit baseline.
-
-    Per task, ours and the paper's: the accuracy change (points), the ACs kept (% of the
-    unpruned model, Eq. 15-21) and the mean latency kept (% of T_conv). Built from the
-    ``baseline`` and ``two_stage`` records; "not run" where either is missing."""
-    rows = []
-    for task in tasks:
-        base, pruned = records.get((task, "baseline")), records.get((task, "two_stage"))
-        ours_acc = (None if base is None or pruned is None else
-                    get_metric(pruned, "dev_accuracy") - get_metric(base, "dev_accuracy"))
-        p_base = paper_value("table_iii", task, "baseline", "accuracy")
-        p_pruned = paper_value("table_iii", task, "two_stage", "accuracy")
-        lat = get_metric(pruned, "mean_latency")
-        t_conv = get_metric(base, "mean_latency")
-        rows.append({
-            "task": task,
-            "accuracy change, ours (pt)": fmt_missing(ours_acc),
-            "accuracy change, paper (pt)": fmt_missing(None if p_base is None else p_pruned - p_base,
-                                                       missing=NO_METRIC),
-            "ACs kept, ours (%)": fmt_missing(get_metric(pruned, "acs_fraction", 100.0), 1),
-            "ACs kept, paper (%)": fmt_missing(paper_value("table_ii", task, "two_stage", "acs_percent"),
-                                               1, NO_METRIC),
-            "latency kept, ours (%)": fmt_missing(None if lat is None or t_conv is None
-                                                  else 100.0 * lat / t_conv, 1),
-            "latency kept, paper (%)": fmt_missing(paper_latency_percent(task), 1, NO_METRIC)})
-    return pd.DataFrame(rows).set_index("task")
-
-
-def headline_verdict(records: Mapping[tuple[str, str], dict | None],
-                     tasks: Iterable[str] = ("sst2", "mrpc"), accuracy_tolerance: float = ACCURACY_TOLERANCE,
-                     acs_slack: float = ACS_SLACK, latency_slack: float = LATENCY_SLACK) -> str:
-    """The headline claim as three checks per task, each with its criterion and our number:
-    accuracy within ``accuracy_tolerance`` points of the baseline; ACs kept at most the
-    paper's share plus ``acs_slack`` points ("roughly 40 % / 18 %"); mean latency kept at most
-    the paper's share plus ``latency_slack`` points (Table III: 62.4 % / 49.1 % of T_conv)."""
-    table = headline_table(records, tasks)
-    lines = []
-    for task, row in table.iterrows():
-        acc, acs, lat = (row["accuracy change, ours (pt)"], row["ACs kept, ours (%)"],
-                         row["latency kept, ours (%)"])
-        if not all(isinstance(v, float) for v in (acc, acs, lat)):
-            lines.append(f"{task}: not run")
-            continue
-        paper_acs, paper_lat = row["ACs kept, paper (%)"], row["latency kept, paper (%)"]
-        checks = [(f"accuracy within {accuracy_tolerance:g} pt of the baseline", acc >= -accuracy_tolerance,
-                   f"{acc:+.2f} pt"),
-                  (f"ACs kept <= paper's {paper_acs} % + {acs_slack:g} pt", acs <= paper_acs + acs_slack,
-                   f"{acs} %"),
-                  (f"latency kept <= paper's {paper_lat} % + {latency_slack:g} pt", lat <= paper_lat + latency_slack,
-                   f"{lat} %")]
-        lines.append(f"{task}: " + "; ".join(f"{name}: {'yes' if ok else 'no'} ({ours})"
-                                             for name, ok, ours in checks))
-    return "\n".join(lines)
-
-
-def energy_table(records: Mapping[tuple[str, str], dict | None],
+def energy_table(records: Mapping[tuple[str, str, int], dict | None],
                  stages: Iterable[str] = ("baseline", "two_stage", "adaptive_threshold"),
                  tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """An *estimate* of the synaptic energy per example: Normalized #C (Eq. 14) times the
     unpruned model's ACs at full activity (Eq. 15-21, N = max_length) gives the spike-driven
     ACs, priced at 0.9 pJ per AC (:func:`stpcore.prune.acs.estimate_energy`, 45 nm figures). Not a
-    measurement: no hardware ran these models."""
+    measurement: no hardware ran these models. ``records``: ``{(task, stage, seed): record}``
+    (:func:`stpcore.report.seeds.collect_seeded`); Normalized #C is the mean over the seeds found."""
     from ..prune.acs import estimate_energy
     rows = []
     for task in tasks:
         for stage in stages:
-            rec = records.get((task, stage))
-            nc = get_metric(rec, "normalized_c")
-            if rec is None or not isinstance(nc, float):
-                rows.append({"task": task, "stage": stage, "Normalized #C": NOT_RUN,
+            found = {k[2]: r for k, r in sorted(records.items())
+                     if k[:2] == (task, stage) and r is not None and isinstance(get_metric(r, "normalized_c"), float)}
+            if not found:
+                rows.append({"task": task, "stage": stage, "seeds": NOT_RUN, "Normalized #C": NOT_RUN,
                              "ACs per example (est.)": NOT_RUN, "energy per example (mJ, est.)": NOT_RUN})
                 continue
-            acs = nc * unpruned_acs(rec["config"])
-            rows.append({"task": task, "stage": stage, "Normalized #C": round(nc, 3),
-                         "ACs per example (est.)": f"{acs:.3g}",
+            nc = sum(get_metric(r, "normalized_c") for r in found.values()) / len(found)
+            acs = nc * unpruned_acs(next(iter(found.values()))["config"])
+            rows.append({"task": task, "stage": stage, "seeds": ",".join(map(str, found)),
+                         "Normalized #C": round(nc, 3), "ACs per example (est.)": f"{acs:.3g}",
                          "energy per example (mJ, est.)": round(estimate_energy(acs) * 1e3, 2)})
     return pd.DataFrame(rows).set_index(["task", "stage"])
 
