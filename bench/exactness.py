@@ -13,8 +13,9 @@ to fp32 and the largest absolute difference. Two models:
 
 * ``random_binary``: ``reference_loop.random_model`` (width 384/1536, 4 layers, 12 heads) switched
   to 1-bit weights, on a random batch;
-* ``mrpc_seed0``: the shipped 1-bit checkpoint ``data/checkpoints/mrpc-seed0`` (T = 110) on the
-  first MRPC dev pairs (GLUE from ``STP_GLUE_DIR`` or ``../shared/glue``).
+* ``sst2_seed0`` and ``mrpc_seed0``: the shipped 1-bit checkpoints ``data/checkpoints/<task>-seed0``
+  (T = 85 and 110) on the first dev examples of their task (GLUE from ``STP_GLUE_DIR`` or
+  ``../shared/glue``).
 
 Writes ``bench/results/exactness_<device>.json`` (setup, numbers, provenance) and prints a table.
 """
@@ -39,7 +40,7 @@ from stpcore.train.data import load_split, make_loader, tokenize  # noqa: E402
 from stpcore.train.teacher import DEFAULT_TEACHER, load_tokenizer  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
-CHECKPOINT = REPO_ROOT / "data" / "checkpoints" / "mrpc-seed0"
+CHECKPOINTS = REPO_ROOT / "data" / "checkpoints"
 RANDOM = dict(vocab_size=1000, hidden_size=384, intermediate_size=1536, num_hidden_layers=4,
               num_attention_heads=12)
 
@@ -94,15 +95,16 @@ def measure_random_model(examples: int, seq: int, steps: int) -> tuple[dict, dic
     return setup, measure(model.eval(), batch)
 
 
-def measure_checkpoint(examples: int) -> tuple[dict, dict]:
-    model = load_checkpoint(CHECKPOINT).eval()
+def measure_checkpoint(task: str, examples: int) -> tuple[dict, dict]:
+    folder = CHECKPOINTS / f"{task}-seed0"
+    model = load_checkpoint(folder).eval()
     cfg = model.config
     tokenizer = load_tokenizer(cfg.word_embeddings_source or DEFAULT_TEACHER)
-    dev = tokenize(load_split("mrpc", "validation"), "mrpc", tokenizer)
+    dev = tokenize(load_split(task, "validation"), task, tokenizer)
     batch = next(iter(make_loader(dev, examples, shuffle=False, limit=examples)))
     batch.pop("labels")
-    setup = {"checkpoint": str(CHECKPOINT.relative_to(REPO_ROOT)), "examples": examples,
-             "split": "mrpc validation (first pairs, padded to the longest)",
+    setup = {"checkpoint": str(folder.relative_to(REPO_ROOT)), "examples": examples,
+             "split": f"{task} validation (first examples, padded to the longest)",
              "seq": int(batch["input_ids"].shape[1]), "tokens": int(batch["attention_mask"].sum()),
              "timesteps": cfg.timesteps, "hidden_size": cfg.hidden_size,
              "binary_weights": cfg.binary_weights}
@@ -121,7 +123,8 @@ def main(argv=None) -> dict:
               "dtypes": list(DTYPES), "models": {}}
     cases = {"random_binary": lambda: measure_random_model(args.examples, args.random_seq,
                                                            args.random_steps),
-             "mrpc_seed0": lambda: measure_checkpoint(args.examples)}
+             "sst2_seed0": lambda: measure_checkpoint("sst2", args.examples),
+             "mrpc_seed0": lambda: measure_checkpoint("mrpc", args.examples)}
     for name, case in cases.items():
         setup, numbers = case()
         record["models"][name] = {"setup": setup, **numbers}

@@ -3,9 +3,12 @@
 Usage: python scripts/import_results.py RESULTS_ROOT [--since ISO_TIME] [--dest DIR] [--tasks a,b]
 RESULTS_ROOT is the box's STP_RESULTS_DIR copy (holding <profile>/<task>/<stage>.json). Records
 finished before --since are skipped (older copies that travelled with the tree). Each record's
-``provenance.source_sha256`` is matched against the library source of the last 50 commits. A
+``provenance.source_sha256`` is matched against the library source of the last 100 commits. A
 launcher-supplied ``git_commit`` whose source matches is kept; one that disagrees is replaced by
 the oldest commit with that source, and the record's note says so. A record whose source matches no commit is imported with a note saying that.
+A record older than ``provenance.compute_sha256`` (the digest of the code that computes, which
+decides whether a stage is reused) gets it from its matched commit, and a note saying so; run on
+``data/results`` itself (``--dest data/results``) this backfills the committed records.
 """
 import argparse
 import json
@@ -15,11 +18,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stpcore.runs.records import atomic_write_json, source_digest  # noqa: E402
+from stpcore.runs.records import RENDER_ONLY, atomic_write_json, source_digest  # noqa: E402
 
 
-def commit_digests(n: int = 50) -> dict[str, str]:
-    """commit -> source_sha256 of its stpcore/*.py, for the last ``n`` commits (newest first)."""
+def commit_digests(n: int = 100) -> dict[str, tuple[str, str]]:
+    """commit -> (source_sha256, compute_sha256) of its stpcore/*.py, for the last ``n`` commits
+    (newest first)."""
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
                                     check=True).stdout
     out = {}
@@ -27,7 +31,7 @@ def commit_digests(n: int = 50) -> dict[str, str]:
         tmp = ROOT / "runs" / "_digest"
         subprocess.run(f"rm -rf {tmp} && mkdir -p {tmp} && git archive {sha} stpcore | tar -x -C {tmp}",
                        shell=True, cwd=ROOT, check=True)
-        out[sha] = source_digest(tmp / "stpcore")
+        out[sha] = source_digest(tmp / "stpcore"), source_digest(tmp / "stpcore", RENDER_ONLY)
     subprocess.run(["rm", "-rf", str(ROOT / "runs" / "_digest")], check=True)
     return out
 
@@ -41,7 +45,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="", help="comma-separated tasks to import (default: all)")
     args = ap.parse_args()
     digests = commit_digests()
-    oldest = {d: sha for sha, d in digests.items()}          # newest first: the oldest wins
+    oldest = {d[0]: sha for sha, d in digests.items()}       # newest first: the oldest wins
     for path in sorted(args.root.glob("*/*/*.json")):
         rec = json.loads(path.read_text())
         prov = rec["provenance"]
@@ -49,14 +53,17 @@ def main() -> None:
             continue
         digest = prov.get("source_sha256")
         launched = prov.get("git_commit")
-        match = launched if digest and digests.get(launched) == digest else oldest.get(digest)
+        match = launched if digest and digests.get(launched, ("",))[0] == digest else oldest.get(digest)
         notes = [prov["note"]] if prov.get("note") else []
         if match and match != launched:
             notes.append(f"launched with git_commit {prov.get('git_commit')}; its imported source "
                          f"matches commit {match}, recorded here instead")
             prov["git_commit"] = match
-        elif digest and not match:
-            notes.append("its source digest matches none of the last 50 commits")
+        elif digest and not match and "matches none of the last" not in prov.get("note", ""):
+            notes.append("its source digest matches none of the last 100 commits")
+        if match and "compute_sha256" not in prov:
+            prov["compute_sha256"] = digests[match][1]
+            notes.append(f"compute_sha256 taken from commit {match[:7]} (the record predates the field)")
         if notes:
             prov["note"] = "; ".join(notes)
         dest = args.dest / path.relative_to(args.root)

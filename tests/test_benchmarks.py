@@ -45,6 +45,18 @@ def _record(good: bool, device="NVIDIA H100 80GB HBM3"):
             "provenance": {"device": device, "torch": "x", "git_commit": "abc", "wall_time_s": 1.0}}
 
 
+def _binary(record, speedup):
+    """``record`` as a 1-bit run (``--binary``): int8 results at ``speedup`` x the reference at
+    every width, the int8 matmul peak, int8 pruning timings."""
+    rec = copy.deepcopy(record)
+    rec["weights"] = "random (reference_loop.random_model), 1-bit; timing only"
+    rec["peaks"]["matmul_int8_tflops"] = 120.0
+    for r in rec["widths"].values():
+        r["simulation"]["int8"] = _sim(speedup, 0.1, tflops=2.0, gbps=8.0)
+    rec["widths"]["768/3072"]["pruning"].update({f"{k}_int8": _prune(1.5, 1.6) for k in ("temporal", "spatial")})
+    return rec
+
+
 def _met(table, metric_prefix):
     return list(table.loc[table["metric"].str.startswith(metric_prefix), "met?"])
 
@@ -124,7 +136,7 @@ def test_load_bench_records_from_tmp_dir(tmp_path):
     for root in (tmp_path, folder):       # the repository root or the records folder itself
         got = benchmarks.load_bench_records(root)
         assert list(got) == ["sim_paper_cuda", "sim_small_cpu"] and got["sim_paper_cuda"] == rec
-        assert benchmarks.missing_records(got) == ["sim_paper_fused_cuda"]
+        assert benchmarks.missing_records(got) == ["sim_paper_fused_cuda", "sim_paper_binary_cuda"]
 
 
 def test_pruning_time_table_reads_records_and_judges_the_target(tmp_path, monkeypatch):
@@ -161,3 +173,54 @@ def test_exactness_table_reads_the_record(tmp_path):
     assert table.loc[("m", "int8"), "rates differing from float64 (share)"] == 0.1
     assert table.loc[("m", "int8"), "predictions equal to float64"] == 4
     assert table.loc[("m", "int8"), "examples"] == 4
+
+
+def test_record_label_says_1bit_weights():
+    plain = _record(True)
+    assert benchmarks.record_label(plain) == "LIF auto, chunk 32"
+    assert benchmarks.record_label(_binary(plain, 40.0)) == "1-bit weights, LIF auto, chunk 32"
+    assert benchmarks.record_label({**plain, "fused_lif": "1", "size": "small"}) == "fused LIF, chunk 32, small"
+
+
+def test_int8_rows_only_in_a_record_with_int8_results():
+    plain = benchmarks.bench_table(_record(True))
+    assert "int8" not in set(plain["dtype"]) and benchmarks.record_dtypes(_record(True)) == ("fp32", "bf16")
+    for speedup, want in ((30.0, "yes"), (29.0, "no")):       # issue 12: int8 >= 30x the reference
+        rec = _binary(_record(True), speedup)
+        t = benchmarks.bench_table(rec)
+        assert t[t["dtype"] != "int8"].reset_index(drop=True).equals(plain)   # the rest as before
+        i8 = t[t["dtype"] == "int8"]
+        peak = i8[i8["metric"] == "measured matmul peak"].iloc[0]
+        assert (peak["value"], peak["unit"]) == (120.0, "TOP/s")
+        speed = i8[i8["metric"] == "speed-up vs reference loop"]
+        assert list(speed["width"]) == ["768/3072", "384/1536"] and set(speed["target"]) == {">= 30x"}
+        assert list(speed["met?"]) == [want] * 2
+        # int8 throughput / bf16's (bf16: 30x the reference at 768, 25x at 384; 4 digits)
+        ratio = i8[i8["metric"] == "throughput / bf16 throughput"]
+        assert list(ratio["value"]) == pytest.approx([speedup / 30.0, speedup / 25.0], rel=1e-3)
+        assert _met(i8, "temporal efficiency") == ["yes"] and _met(i8, "spatial efficiency") == ["yes"]
+        card = benchmarks.scorecard({"sim_paper_binary_cuda": rec, "sim_paper_cuda": _record(True)})
+        label = "1-bit weights, LIF auto, chunk 32"
+        assert list(card.columns) == ["target", label, "LIF auto, chunk 32"]
+        row = card.loc["speed-up vs reference loop (int8, 384/1536)"]
+        assert row["target"] == ">= 30x" and row[label] == f"{speedup:g} ({want})"
+        assert row["LIF auto, chunk 32"] == "n/a"
+    assert not benchmarks.scorecard({"p": _record(True)}).index.str.contains("int8").any()
+
+
+def test_dtype_table_and_integer_path_summary():
+    rec = _binary(_record(True), 6.0)
+    t = benchmarks.dtype_table(rec)
+    assert list(t.index) == [(w, d) for w in ("768/3072", "384/1536") for d in ("fp32", "bf16", "int8")]
+    assert t.loc[("384/1536", "int8"), "throughput / bf16 throughput"] == pytest.approx(6.0 / 25.0)
+    assert t.loc[("384/1536", "bf16"), "throughput / bf16 throughput"] == "n/a"
+    assert t.loc[("768/3072", "int8"), "met?"] == "no"
+    text = benchmarks.integer_path_summary(rec)
+    assert "5x slower than bf16" in text and "4.17x slower than bf16" in text     # 30/6, 25/6
+    assert "1/5.83 of the bf16 matmul" in text and "bf16 stays the default" in text   # 700 / 120
+    assert "not met at width 768/3072, 384/1536" in text
+    fast = benchmarks.integer_path_summary(_binary(_record(True), 40.0))
+    assert "met at every width" in fast and "default at width 768/3072, 384/1536" in fast
+    assert "no int8 results" in benchmarks.integer_path_summary(_record(True))
+    labels = {t.get_text() for t in benchmarks.plot_roofline(rec).axes[0].texts}
+    assert {"int8 768/3072", "int8 384/1536"} <= labels

@@ -42,6 +42,50 @@ def test_stage_runs_once_then_reuses_its_record(counting_stages):
     assert leftovers == []                                    # atomic writes leave nothing behind
 
 
+def test_reuse_follows_the_computing_source(counting_stages, monkeypatch):
+    """A record stays reusable across changes to report/ (which only renders): reuse compares
+    ``compute_sha256``, and the whole source only for records older than that field."""
+    calls, _ = counting_stages
+    rec = runner.run_stage("sst2", "_parent", "smoke")
+    assert rec["provenance"]["compute_sha256"] == records.COMPUTE_SHA256 != records.SOURCE_SHA256
+    path = records.record_path("smoke", "sst2", "_parent")
+
+    def rewrite(**prov):
+        r = json.loads(path.read_text())
+        r["provenance"].update(prov)
+        r["provenance"] = {k: v for k, v in r["provenance"].items() if v is not None}
+        path.write_text(json.dumps(r))
+    rewrite(source_sha256="other report code")
+    runner.run_stage("sst2", "_parent", "smoke")
+    assert calls == ["parent"]                                   # reused
+    rewrite(compute_sha256="other stage code")
+    runner.run_stage("sst2", "_parent", "smoke")
+    assert calls == ["parent"] * 2                               # rerun
+    rewrite(compute_sha256="declared equivalent")
+    monkeypatch.setattr(runner, "COMPUTE_EQUIVALENT", {"declared equivalent": "abc1234"})
+    runner.run_stage("sst2", "_parent", "smoke")
+    assert calls == ["parent"] * 2                               # reused
+    rewrite(compute_sha256=None, source_sha256="older record, other source")
+    runner.run_stage("sst2", "_parent", "smoke")
+    assert calls == ["parent"] * 3                               # no field: the whole source decides
+
+
+def test_compute_equivalent_names_its_commits():
+    """Each declared-equivalent digest is the computing source of the commit it names."""
+    import subprocess
+    import tarfile
+    import io
+    for digest, commit in records.COMPUTE_EQUIVALENT.items():
+        got = subprocess.run(["git", "archive", commit, "stpcore"], cwd=records.REPO_ROOT, capture_output=True)
+        if got.returncode:
+            pytest.skip(f"commit {commit} is not in this clone's history")
+        import tempfile
+        from pathlib import Path
+        with tempfile.TemporaryDirectory() as tmp:
+            tarfile.open(fileobj=io.BytesIO(got.stdout)).extractall(tmp, filter="data")
+            assert records.source_digest(Path(tmp) / "stpcore", records.RENDER_ONLY) == digest
+
+
 def test_changed_configuration_or_seed_reruns(counting_stages):
     calls, _ = counting_stages
     runner.run_stage("sst2", "_parent", "smoke")

@@ -3,7 +3,8 @@
 A record is ``data/bench/<name>.json`` (schema: ``bench/README.md``). :func:`bench_table` lists
 what the bench prints, each number beside the target of the speed-up issue and a "met?" cell
 (``yes``/``no``/``n-a``) computed from the numbers. Cells follow :mod:`stpcore.report.tables`: a number
-the record lacks shows ``"n/a"`` and its "met?" ``n-a``.
+the record lacks shows ``"n/a"`` and its "met?" ``n-a``. A record of a 1-bit model (``--binary``)
+also has the integer path (``int8``, :mod:`stpcore.snn.integer`); its rows appear only there.
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from .plots import _RC, _new_figure
 from ..runs.records import REPO_ROOT
 from .tables import NO_METRIC
 
-#: Records the page expects: the CPU smoke run and the two GPU runs (plain, fused LIF kernel).
-EXPECTED = ("sim_small_cpu", "sim_paper_cuda", "sim_paper_fused_cuda")
+#: Records the page expects: the CPU smoke run and the GPU runs (plain, fused LIF kernel, 1-bit).
+EXPECTED = ("sim_small_cpu", "sim_paper_cuda", "sim_paper_fused_cuda", "sim_paper_binary_cuda")
 MET, NOT_MET, NA = "yes", "no", "n-a"
 T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0.75, 180.0
-DTYPES = ("fp32", "bf16")
+#: Issue 12's targets of the integer path: its speed-up vs the reference loop, and its throughput
+#: relative to bf16 at which it becomes the default for 1-bit models on CUDA.
+T_INT, T_INT_DEFAULT = 30.0, 1.0
+DTYPES, INT8 = ("fp32", "bf16"), "int8"
 COLUMNS = ["width", "dtype", "metric", "value", "unit", "target", "met?"]
 
 
@@ -60,17 +64,30 @@ def _widths(record: dict) -> list[tuple[str, dict]]:
     return [(w, got[w]) for w in order if w in got] + [(w, r) for w, r in got.items() if w not in order]
 
 
+def record_dtypes(record: dict) -> tuple[str, ...]:
+    """The simulation dtypes of ``record``: fp32 and bf16, then int8 where some width has int8
+    results (a 1-bit run)."""
+    has_int = any(INT8 in r.get("simulation", {}) for r in record.get("widths", {}).values())
+    return DTYPES + ((INT8,) if has_int else ())
+
+
+def _ops(dtype: str) -> str:
+    """The unit of a matmul rate: tera-ops/s for the integer path, TFLOP/s otherwise."""
+    return "TOP/s" if dtype == INT8 else "TFLOP/s"
+
+
 def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.DataFrame:
     """The bench's numbers for one record, with targets and a "met?" column.
 
     Rows: measured device peaks; per width the reference loop's throughput (example-timesteps/s);
-    per width and dtype (fp32, bf16) throughput, speed-up vs the reference (target >= 10x, aim
-    25x), ASR agreement with the reference (fp32 on CPU: exactly 0; otherwise reported), achieved
-    TFLOP/s and modelled GB/s and their fractions of the measured peaks; for the first width the
-    training step / forward ratio (<= 1.15), peak memory at the two T of ``setup.mem_steps`` and
-    their ratio for each ``time_chunk`` (<= 1.10; CUDA only), and the temporal and spatial pruned
-    speed-ups beside their AC-predicted ratios and the efficiency = measured / predicted
-    (>= 0.75). Last, the wall time of post-training spatial pruning per task (< 3 min):
+    per width and dtype (fp32, bf16; int8 in a 1-bit record) throughput, speed-up vs the reference
+    (target >= 10x, aim 25x; int8: >= 30x, and its throughput / bf16's, >= 1 to become the default
+    for 1-bit models), ASR agreement with the reference (fp32 on CPU: exactly 0; otherwise
+    reported), achieved TFLOP/s (int8: tera-ops/s) and modelled GB/s and their fractions of the
+    measured peaks; for the first width the training step / forward ratio (<= 1.15), peak memory
+    at the two T of ``setup.mem_steps`` and their ratio for each ``time_chunk`` (<= 1.10; CUDA
+    only), and the temporal and spatial pruned speed-ups beside their AC-predicted ratios and the
+    efficiency = measured / predicted (>= 0.75). Last, the wall time of post-training spatial pruning per task (< 3 min):
     ``bench_sim.py`` does not measure it, so it is ``spatial_pruning_s`` if given, else "n/a".
     """
     rows: list[list] = []
@@ -80,9 +97,9 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
         met = NA if ok is None or not isinstance(v, float) else (MET if ok(v) else NOT_MET)
         rows.append([width, dtype, metric, v, unit, target, met])
 
-    peaks = record.get("peaks", {})
-    for d in DTYPES:
-        add("", d, "measured matmul peak", peaks.get(f"matmul_{d}_tflops"), "TFLOP/s")
+    peaks, dtypes = record.get("peaks", {}), record_dtypes(record)
+    for d in dtypes:
+        add("", d, "measured matmul peak", peaks.get(f"matmul_{d}_tflops"), _ops(d))
     add("", "", "measured copy bandwidth (read + write)", peaks.get("copy_gbps"), "GB/s")
     mem_steps = list(record.get("setup", {}).get("mem_steps", ("T_lo", "T_hi")))
     asr_exact = str(record.get("provenance", {}).get("device", "")).lower().startswith("cpu")
@@ -90,17 +107,24 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
         sim = r.get("simulation", {})
         add(width, "fp32", "reference loop throughput", sim.get("reference_example_steps_per_s"),
             "ex-steps/s")
-        for d in DTYPES:
+        for d in dtypes:
             x = sim.get(d, {})
             add(width, d, "simulate throughput", x.get("example_steps_per_s"), "ex-steps/s")
-            add(width, d, "speed-up vs reference loop", x.get("speedup_vs_reference"), "x",
-                f">= {T_FORWARD:g}x (aim {T_AIM:g}x)", lambda v: v >= T_FORWARD)
+            if d == INT8:
+                add(width, d, "speed-up vs reference loop", x.get("speedup_vs_reference"), "x",
+                    f">= {T_INT:g}x", lambda v: v >= T_INT)
+                own, bf16 = x.get("example_steps_per_s"), sim.get("bf16", {}).get("example_steps_per_s")
+                add(width, d, "throughput / bf16 throughput", own / bf16 if own and bf16 else None, "x",
+                    f">= {T_INT_DEFAULT:g}x (default for 1-bit models)", lambda v: v >= T_INT_DEFAULT)
+            else:
+                add(width, d, "speed-up vs reference loop", x.get("speedup_vs_reference"), "x",
+                    f">= {T_FORWARD:g}x (aim {T_AIM:g}x)", lambda v: v >= T_FORWARD)
             exact = d == "fp32" and asr_exact
             for key, name in (("max_abs_asr_diff", "max |ASR - reference ASR|"),
                               ("frac_rates_differing", "fraction of ASRs differing from reference")):
                 add(width, d, name, x.get(key), "", "0 (fp32 on CPU)" if exact else "reported",
                     (lambda v: v == 0.0) if exact else None)
-            add(width, d, "achieved TFLOP/s", x.get("tflops"), "TFLOP/s")
+            add(width, d, "achieved TFLOP/s", x.get("tflops"), _ops(d))
             add(width, d, "fraction of measured matmul peak", x.get("frac_matmul_peak"))
             add(width, d, "modelled GB/s", x.get("model_gbps"), "GB/s")
             add(width, d, "fraction of measured copy bandwidth", x.get("frac_copy_peak"))
@@ -117,10 +141,10 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
                     f"(time_chunk {c})", b.get(f"mem_ratio_chunk{c}"), "x",
                     f"<= {T_MEM:.2f} (flat in T; CUDA only)", lambda v: v <= T_MEM)
         pruning = r.get("pruning") or {}
-        for d in DTYPES:
+        for d in dtypes:
             for ex, gib in (pruning.get(f"peak_gib_{d}") or {}).items():
                 add(width, d, f"peak memory of a forward, {ex} executor", gib, "GiB")
-        for kind, d in [(k, d) for k in ("temporal", "spatial") for d in DTYPES if f"{k}_{d}" in pruning]:
+        for kind, d in [(k, d) for k in ("temporal", "spatial") for d in dtypes if f"{k}_{d}" in pruning]:
             p = pruning[f"{kind}_{d}"]
             executor = "sequential executor" if kind == "temporal" else "masks"
             add(width, d, f"{kind} pruned speed-up ({executor})", p.get("speedup"), "x")
@@ -134,10 +158,12 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
 
 
 def record_label(record: dict) -> str:
-    """How a record ran: LIF implementation, ``time_chunk`` and, unless paper-sized, the size."""
+    """How a record ran: 1-bit weights if so (``weights``, ``--binary``), LIF implementation,
+    ``time_chunk`` and, unless paper-sized, the size."""
     lif = {"1": "fused LIF", "0": "LIF loop"}.get(str(record.get("fused_lif")), "LIF auto")
-    size = record.get("size", "?")
-    return (f"{lif}, chunk {record.get('setup', {}).get('time_chunk', '?')}"
+    size, binary = record.get("size", "?"), "1-bit" in str(record.get("weights", ""))
+    chunk = record.get("setup", {}).get("time_chunk", "?")
+    return (("1-bit weights, " if binary else "") + f"{lif}, chunk {chunk}"
             + ("" if size == "paper" else f", {size}"))
 
 
@@ -161,6 +187,69 @@ def scorecard(records: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(table, index=pd.Index(list(targets), name="check"))
 
 
+#: :func:`bench_table`'s per-width simulation metrics that :func:`dtype_table` sets side by side.
+DTYPE_METRICS = ("simulate throughput", "speed-up vs reference loop", "throughput / bf16 throughput",
+                 "achieved TFLOP/s", "fraction of measured matmul peak",
+                 "fraction of ASRs differing from reference")
+
+
+def dtype_table(record: dict) -> pd.DataFrame:
+    """One row per (width, dtype) of ``record``: :func:`bench_table`'s simulation numbers
+    (:data:`DTYPE_METRICS`) as columns, then the speed-up's target and "met?". A number a dtype
+    lacks (the bf16 ratio of fp32 and bf16) shows "n/a"."""
+    t = bench_table(record)
+    t = t[t["metric"].isin(DTYPE_METRICS)]
+    index = pd.MultiIndex.from_frame(t[["width", "dtype"]].drop_duplicates())
+    wide = t.pivot(index=["width", "dtype"], columns="metric", values="value").reindex(index)
+    wide = wide[[m for m in DTYPE_METRICS if m in wide]].fillna(NO_METRIC)
+    speed = t[t["metric"] == "speed-up vs reference loop"].set_index(["width", "dtype"])
+    return wide.assign(**{"speed-up target": speed["target"], "met?": speed["met?"]})
+
+
+def _g(value) -> str:
+    """A number in prose, 3 significant digits (``"n/a"`` when absent)."""
+    return f"{value:.3g}" if isinstance(value, float) else NO_METRIC
+
+
+def integer_path_summary(record: dict) -> str:
+    """The integer path of a 1-bit record against bf16 and issue 12's targets, in words (Markdown):
+    its speed-up per width beside bf16's, how much slower or faster than bf16 it runs, the int8
+    matmul peak against bf16's, and which dtype issue 12's rule makes the default."""
+    if INT8 not in record_dtypes(record):
+        return f"`{record.get('name', '?')}` has no int8 results (not a `--binary` run)."
+    t = dtype_table(record)
+    int8, bf16 = t.xs(INT8, level="dtype"), t.xs("bf16", level="dtype")
+    speed, ratio = int8["speed-up vs reference loop"], int8["throughput / bf16 throughput"]
+
+    def versus(w):
+        r = ratio[w]
+        return NO_METRIC if not isinstance(r, float) else (f"{_g(1 / r)}x slower than bf16" if r < 1
+                                                             else f"{_g(r)}x bf16's throughput")
+    runs = "; ".join(f"at width {w}, {_g(speed[w])}x the reference loop (bf16: "
+                     f"{_g(bf16['speed-up vs reference loop'].get(w))}x), {versus(w)}" for w in int8.index)
+    missed = [w for w in int8.index if int8.loc[w, "met?"] == NOT_MET]
+    target = ("met at every width" if set(int8["met?"]) == {MET}
+              else f"not met at width {', '.join(missed)}" if missed else "not judged (numbers missing)")
+    peaks, prov = record.get("peaks", {}), record.get("provenance", {})
+    i8, b16 = peaks.get(f"matmul_{INT8}_tflops"), peaks.get("matmul_bf16_tflops")
+    peak = (f" The measured int8 matmul peak (`torch._int_mm`, n = {record.get('setup', {}).get('peak_n', '?')}) "
+            f"is {_g(i8)} TOP/s, 1/{_g(b16 / i8)} of the bf16 matmul's {_g(b16)} TFLOP/s." if i8 and b16 else "")
+    above = [w for w in int8.index if i8 and isinstance(bf16["achieved TFLOP/s"].get(w), float)
+             and bf16["achieved TFLOP/s"][w] > i8]
+    if above:
+        peak += (f" At width {', '.join(above)} bf16 simulates at "
+                 + ", ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
+                 + " TFLOP/s, above that peak, so there the integer path could not match bf16 even at the full "
+                   "int8 peak.")
+    default = [w for w in int8.index if isinstance(ratio[w], float) and ratio[w] >= T_INT_DEFAULT]
+    rule = ("By issue 12's rule (the integer path is the default for 1-bit models on CUDA wherever it is at "
+            "least as fast as bf16) " + (f"it would be the default at width {', '.join(default)}." if default
+                                         else "bf16 stays the default, and int8 stays selectable through the "
+                                              "API (`simulate(dtype=torch.int8)`)."))
+    return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
+            f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
+
+
 def _intensity(x: dict, width: str, setup: dict) -> float | None:
     """FLOP/byte of one configuration (see :func:`plot_roofline`); None if underivable."""
     if x.get("tflops") and x.get("model_gbps"):
@@ -177,8 +266,9 @@ def _intensity(x: dict, width: str, setup: dict) -> float | None:
 def plot_roofline(record: dict, title: str | None = None) -> Figure:
     """Roofline of one record: achieved TFLOP/s vs arithmetic intensity (FLOP/byte), log-log.
 
-    Roofs: the measured n^3 matmul peak of each dtype (flat) and the measured device copy
-    bandwidth (slanted, ``bandwidth x intensity``). One labelled point per (dtype, width).
+    Roofs: the measured n^3 matmul peak of each dtype (flat; int8's, in tera-ops/s, in a 1-bit
+    record) and the measured device copy bandwidth (slanted, ``bandwidth x intensity``). One
+    labelled point per (dtype, width).
 
     The records hold no byte counts, so the intensity is derived. ``tflops`` and ``model_gbps``
     of a configuration are the FLOPs and the modelled bytes of the same simulation divided by
@@ -190,9 +280,10 @@ def plot_roofline(record: dict, title: str | None = None) -> Figure:
     matmul peak, vertical roof: the copy bandwidth) and its title says so.
     """
     setup, peaks, bw = record.get("setup", {}), record.get("peaks", {}), record.get("peaks", {}).get("copy_gbps")
-    tops = {d: peaks.get(f"matmul_{d}_tflops") for d in DTYPES if peaks.get(f"matmul_{d}_tflops")}
+    dtypes = record_dtypes(record)
+    tops = {d: peaks.get(f"matmul_{d}_tflops") for d in dtypes if peaks.get(f"matmul_{d}_tflops")}
     pts = [(d, w, k, _intensity(x, w, setup), x["tflops"], x.get("model_gbps"))
-           for w, r in _widths(record) for k, d in enumerate(DTYPES)
+           for w, r in _widths(record) for k, d in enumerate(dtypes)
            if (x := r.get("simulation", {}).get(d)) and x.get("tflops")]
     roofline = all(p[3] for p in pts)
     pts = [(d, w, k, p3 if roofline else gb, tf) for d, w, k, p3, tf, gb in pts if (p3 if roofline else gb)]
@@ -202,7 +293,8 @@ def plot_roofline(record: dict, title: str | None = None) -> Figure:
     with matplotlib.rc_context(_RC):
         fig, (ax,) = _new_figure((7.0, 4.8), 1)
         for k, (d, peak) in enumerate(tops.items()):
-            style = dict(color=f"C{k}", linestyle="--" if d == "fp32" else "-", lw=1.2, label=f"{d} matmul peak")
+            style = dict(color=f"C{k}", linestyle={"fp32": "--", INT8: ":"}.get(d, "-"), lw=1.2,
+                         label=f"{d} matmul peak")
             ax.plot([max(lo, peak * 1e3 / bw) if (roofline and bw) else lo, hi], [peak, peak], **style)
         if bw and roofline:
             top = max(tops.values(), default=max(ys, default=1.0))
@@ -211,8 +303,10 @@ def plot_roofline(record: dict, title: str | None = None) -> Figure:
         elif bw:
             ax.axvline(bw, color="0.3", lw=1.2, label="copy bandwidth")
         for d, width, k, xv, tf in pts:
-            ax.plot([xv], [tf], "o^"[k], color=f"C{k}", markersize=7)
-            ax.annotate(f"{d} {width}", (xv, tf), xytext=(6, 5 - 12 * k), textcoords="offset points", fontsize=8)
+            ax.plot([xv], [tf], "o^s"[k], color=f"C{k}", markersize=7)
+            left = d == INT8          # int8 labelled to the left: its points sit between fp32 and bf16
+            ax.annotate(f"{d} {width}", (xv, tf), xytext=(-8, -3) if left else (6, 5 - 12 * k),
+                        textcoords="offset points", fontsize=8, ha="right" if left else "left")
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylabel="achieved TFLOP/s",
                ylim=(min(ys) / 10, max(ys) * 3) if ys else (1e-3, 1.0),
                xlabel="arithmetic intensity (FLOP/byte, modelled bytes)" if roofline

@@ -57,20 +57,35 @@ def git_commit() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-def source_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+def source_digest(package: Path = Path(__file__).resolve().parents[1], exclude: tuple[str, ...] = ()) -> str:
     """sha256 over the paths (relative to the package) and contents of the library's ``*.py``
-    files, in path order.
+    files, in path order, less those under the top-level folders named in ``exclude``.
 
     Recorded as ``provenance.source_sha256``: it names the code a process imported even where
     there is no ``.git`` or the tree changed after launch. Recompute it on a checkout of any
     commit to find the one a record came from."""
     digest = hashlib.sha256()
     for f in sorted(package.rglob("*.py")):
-        digest.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        rel = f.relative_to(package).as_posix()
+        if rel.split("/")[0] in exclude:
+            continue
+        digest.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
+#: The folders whose code only renders results (tables, figures, the book): a change there does
+#: not change what a stage computes, so it leaves the records reusable (``compute_sha256``).
+RENDER_ONLY = ("report",)
 SOURCE_SHA256 = source_digest()     # at import time: the code this process runs
+COMPUTE_SHA256 = source_digest(exclude=RENDER_ONLY)     # the part of it that computes results
+#: Compute digests of earlier commits whose stages compute exactly what this code computes: their
+#: computing source differs from this one in bookkeeping only (the diff is named). A pruning
+#: record made under one of them is reused like one made now. Add an entry only with that diff.
+COMPUTE_EQUIVALENT = {
+    # 2f78f64: before compute_sha256 existed; since then runs/records.py writes the field and
+    # runs/runner.py's reuse rule reads it (git diff 2f78f64 -- stpcore ':!stpcore/report')
+    "b91c91c70c53e8b4b8263f11df126e27f8dbb9d18a00a8dae50858a891cd4416": "2f78f64",
+}
 
 
 def describe_device(device: Any = None) -> str:
@@ -144,6 +159,7 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
         "provenance": {
             **git_commit(),
             "source_sha256": SOURCE_SHA256,
+            "compute_sha256": COMPUTE_SHA256,
             "device": describe_device(device),
             "torch": torch.__version__,
             "libraries": library_versions(),

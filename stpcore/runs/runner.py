@@ -30,7 +30,7 @@ from ..train.corpus import GENERAL_SOURCES
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, get_profile
 from .validate import check_seed
-from .records import (REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
+from .records import (COMPUTE_EQUIVALENT, COMPUTE_SHA256, REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
                       seed_suffix, write_record)
 from ..train.teacher import load_tokenizer, resolve_teacher
 from ..prune.acs import spiking_costs
@@ -207,8 +207,10 @@ class Run:
         """A record is reused only if it was made with this seed and base seed, the same
         configuration (every current profile value for a pruning stage; all but the pruning
         knobs, ``profiles.PRUNING_KEYS``, and the execution settings for a foundation stage), the
-        same data files (sha256), and, for a pruning stage, the same library source
-        and the same upstream records. Another teacher or a changed epoch count reruns the stage;
+        same data files (sha256), and, for a pruning stage, the same computing source
+        (``compute_sha256``: all of ``stpcore`` but ``report/``, or one listed in
+        ``records.COMPUTE_EQUIVALENT``; the whole source for records older than that field) and
+        the same upstream records. Another teacher or a changed epoch count reruns the stage;
         a changed mask learning rate does not retrain the teacher. A foundation record made by
         other code is reused (training it costs most of a GPU session); its pages mark it with
         the commit that made it. It must still name the current record of each stage that a
@@ -231,8 +233,9 @@ class Run:
             return False            # (the teacher is matched by name: an fp16 copy of it, as a
                                     # GPU box carries, differs from the package in bytes only)
         foundation = name in FOUNDATION
-        if not foundation and prov.get("source_sha256") != SOURCE_SHA256:
-            return False
+        if not foundation and (prov["compute_sha256"] not in (COMPUTE_SHA256, *COMPUTE_EQUIVALENT)
+                               if "compute_sha256" in prov else prov.get("source_sha256") != SOURCE_SHA256):
+            return False            # (a change to report/, which only renders, keeps it)
         for dep in self.needs(name):
             if foundation and dep not in SWITCHES:
                 continue            # the foundation chain is matched by its configuration
