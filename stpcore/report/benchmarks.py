@@ -229,7 +229,7 @@ def integer_path_summary(record: dict) -> str:
                      f"{_g(bf16['speed-up vs reference loop'].get(w))}x), {versus(w)}" for w in int8.index)
     missed = [w for w in int8.index if int8.loc[w, "met?"] == NOT_MET]
     target = ("met at every width" if set(int8["met?"]) == {MET}
-              else f"not met at width {', '.join(missed)}" if missed else "not judged (numbers missing)")
+              else f"not met at width{'s' if len(missed) > 1 else ''} {' and '.join(missed)}" if missed else "not judged (numbers missing)")
     peaks, prov = record.get("peaks", {}), record.get("provenance", {})
     i8, b16 = peaks.get(f"matmul_{INT8}_tflops"), peaks.get("matmul_bf16_tflops")
     peak = (f" The measured int8 matmul peak (`torch._int_mm`, n = {record.get('setup', {}).get('peak_n', '?')}) "
@@ -237,8 +237,8 @@ def integer_path_summary(record: dict) -> str:
     above = [w for w in int8.index if i8 and isinstance(bf16["achieved TFLOP/s"].get(w), float)
              and bf16["achieved TFLOP/s"][w] > i8]
     if above:
-        peak += (f" At width {', '.join(above)} bf16 simulates at "
-                 + ", ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
+        peak += (f" At width{'s' if len(above) > 1 else ''} {' and '.join(above)} bf16 simulates at "
+                 + " and ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
                  + " TFLOP/s, above that peak, so there the integer path could not match bf16 even at the full "
                    "int8 peak.")
     default = [w for w in int8.index if isinstance(ratio[w], float) and ratio[w] >= T_INT_DEFAULT]
