@@ -218,7 +218,7 @@ def test_dtype_table_and_integer_path_summary():
     text = benchmarks.integer_path_summary(rec)
     assert "5x slower than bf16" in text and "4.17x slower than bf16" in text     # 30/6, 25/6
     assert "1/5.83 of the bf16 matmul" in text and "bf16 stays the default" in text   # 700 / 120
-    assert "not met at width 768/3072, 384/1536" in text
+    assert "not met at widths 768/3072 and 384/1536" in text
     fast = benchmarks.integer_path_summary(_binary(_record(True), 40.0))
     assert "met at every width" in fast and "default at width 768/3072, 384/1536" in fast
     assert "no int8 results" in benchmarks.integer_path_summary(_record(True))
