@@ -3,7 +3,7 @@ from pathlib import Path
 
 from stpcore.runs.records import read_record
 from stpcore.report.benchmarks import load_bench_records, scorecard
-from stpcore.report.seeds import headline_verdicts, overall_verdicts, verdict_rules
+from stpcore.report.verdicts import headline_verdicts, overall_verdicts, verdict_rules
 from stpcore.report.summary import FOUNDATION_STAGES, foundation_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from stpcore.report import seeds, stats, summary
+from stpcore.report import seeds, stats, summary, verdicts
 
 
 # ---------------------------------------------------------------------------- bootstrap
@@ -191,7 +191,7 @@ def test_seeded_table():
 
 def test_headline_verdicts():
     recs = _records()
-    v = seeds.headline_verdicts(recs, ["sst2", "mrpc"])
+    v = verdicts.headline_verdicts(recs, ["sst2", "mrpc"])
     assert v.loc[("sst2", "accuracy kept"), "verdict"] == "reproduced"      # identical predictions
     assert v.loc[("sst2", "ACs kept"), "verdict"] == "reproduced"            # 41 % <= 41.53 + 5
     assert v.loc[("sst2", "latency kept"), "verdict"] == "reproduced"        # 41 % <= 62.4 + 5
@@ -202,11 +202,11 @@ def test_headline_verdicts():
     assert v.loc[("mrpc", "accuracy kept"), "ours"] == "not run"
     assert v.loc[("sst2", "ACs kept"), "paper"] == 41.53 and v.loc[("sst2", "accuracy kept"), "note"] == ""
     assert v.loc[("sst2", "accuracy kept"), "paper"] == pytest.approx(87.27 - 86.58)
-    assert seeds.decide(-3.0, 2.0, -1.0, at_most=False) == "inconclusive"
-    assert seeds.decide(-3.0, -1.5, -1.0, at_most=False) == "not reproduced"
-    assert seeds.decide(60.0, 70.0, 55.0, at_most=True) == "not reproduced"
-    assert seeds.decide(None, None, 55.0, at_most=True) == "inconclusive"
-    assert "inconclusive" in seeds.verdict_rules()
+    assert verdicts.decide(-3.0, 2.0, -1.0, at_most=False) == "inconclusive"
+    assert verdicts.decide(-3.0, -1.5, -1.0, at_most=False) == "not reproduced"
+    assert verdicts.decide(60.0, 70.0, 55.0, at_most=True) == "not reproduced"
+    assert verdicts.decide(None, None, 55.0, at_most=True) == "inconclusive"
+    assert "inconclusive" in verdicts.verdict_rules()
 
 
 def test_headline_verdicts_notes():
@@ -219,7 +219,7 @@ def test_headline_verdicts_notes():
     for s in (0, 1, 2):
         recs[("mrpc", "two_stage", s)] = _rec("mrpc", "two_stage", s, base, labels=labels,
                                               acs_fraction=0.05, mean_latency=50.0)
-    v = seeds.headline_verdicts(recs, ["mrpc"])
+    v = verdicts.headline_verdicts(recs, ["mrpc"])
     acc = v.loc[("mrpc", "accuracy kept")]
     assert acc["ours"] == 0.0 and acc["verdict"] == "inconclusive"        # would be reproduced
     assert "not above the majority class (70.00 %)" in acc["note"]
@@ -229,7 +229,7 @@ def test_headline_verdicts_notes():
     for s in (0, 1, 2):
         worse[("mrpc", "two_stage", s)] = _rec("mrpc", "two_stage", s, [0] * 140 + [1] * 60, labels=labels,
                                                acs_fraction=0.05, mean_latency=50.0)
-    assert seeds.headline_verdicts(worse, ["mrpc"]).loc[("mrpc", "accuracy kept"), "verdict"] == "not reproduced"
+    assert verdicts.headline_verdicts(worse, ["mrpc"]).loc[("mrpc", "accuracy kept"), "verdict"] == "not reproduced"
 
 
 def test_above_majority():
@@ -243,12 +243,12 @@ def test_above_majority():
 
 
 def test_overall_verdicts():
-    v = seeds.headline_verdicts(_records(), ["sst2", "mrpc"])
-    out = seeds.overall_verdicts(v)
+    v = verdicts.headline_verdicts(_records(), ["sst2", "mrpc"])
+    out = verdicts.overall_verdicts(v)
     assert out.loc["sst2", "verdict"] == "reproduced"
     assert out.loc["mrpc", "verdict"] == "inconclusive" and "accuracy kept: not run" in out.loc["mrpc", "because"]
     v.loc[("sst2", "latency kept"), "verdict"] = "not reproduced"
-    out = seeds.overall_verdicts(v)
+    out = verdicts.overall_verdicts(v)
     assert out.loc["sst2", "verdict"] == "not reproduced"
     assert out.loc["sst2", "because"].startswith("latency kept: 41.0 [38.52, 43.48] against latency kept <= paper")
 
@@ -258,3 +258,17 @@ def test_seeded_status():
             ("mrpc", "baseline", 0): None}
     assert seeds.seeded_status(recs) == ("1 of 4 requested (task, stage, seed) records are present. "
                                          "Not run: mrpc/baseline seed 0, sst2/two_stage seeds 0,2.")
+
+
+def test_check_targets_and_bad_claim():
+    t = verdicts.check_targets(_records(), ["sst2"])
+    assert {k[0] for k in t.index} == {"sst2"}                                 # MRPC's targets left out
+    assert t.loc[("sst2", "two_stage", "ACs kept"), "verdict"] == "met"        # 41 % <= 47 %
+    assert t.loc[("sst2", "two_stage", "latency kept"), "target"] == "<= 67 %"
+    assert t.loc[("sst2", "two_stage", "accuracy kept"), "verdict"] == "met"   # identical predictions
+    row = t.loc[("sst2", "temporal_retrain", "ACs kept")]
+    assert row["ours"] == "not run" and row["verdict"] == "inconclusive"
+    strict = verdicts.check_targets(_records(), ["sst2"], targets=(("sst2", "two_stage", "ACs kept", 35.0),))
+    assert strict.iloc[0]["verdict"] == "not met"                              # [38.5, 43.5] > 35
+    with pytest.raises(ValueError, match="`claim` must be one of"):
+        verdicts.check_claim(_records(), "sst2", "two_stage", "energy kept", 1.0)

@@ -1,4 +1,4 @@
-"""Our numbers over several seeds, with intervals, and the headline claim decided from them.
+"""Our numbers over several seeds, with intervals (the verdicts built on them: :mod:`stpcore.report.verdicts`).
 
 Records come as ``{(task, stage, seed): record_or_None}`` (:func:`collect_seeded`). The
 reference of every accuracy change is the **seed-0 baseline** (the pruning stages at seeds
@@ -14,12 +14,10 @@ import pandas as pd
 
 from . import stats
 from .notes import SST2_ONLY, paper_value
-from .summary import ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_SLACK, paper_latency_percent
 from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES, fmt_missing
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 REFERENCE = ("baseline", 0)
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 
 # ---------------------------------------------------------------------------- collection
@@ -209,126 +207,3 @@ def seeded_tables_for(artifact: str, records: SeededRecords, tasks: Iterable[str
     where the paper is); the paper's accuracy from ``paper_table`` (default: the artifact)."""
     tasks = [t for t in tasks if artifact not in SST2_ONLY or t == "sst2"]
     return seeded_tables(records, tasks, TABLE_STAGES[artifact], seeds, paper_table or artifact, n_boot, level)
-
-
-# ---------------------------------------------------------------------------- the headline, decided
-VERDICT_RULES = (
-    "Each claim is decided from a 95 % interval of our estimate against its threshold: "
-    "'reproduced' when the whole interval lies on the claim's side of the threshold, 'not reproduced' "
-    "when the whole interval lies on the other side, 'inconclusive' when it straddles the threshold "
-    "(or there is nothing to decide from). Accuracy: the two-stage model's dev accuracy minus the "
-    "seed-0 baseline's (paired bootstrap over dev examples, pooled over the two-stage seeds; a binomial "
-    "unpaired interval where records lack per-example predictions) must stay above -{tol:g} points. "
-    "ACs kept (% of the unpruned model) must be at most the paper's share + {slack:g} points, and "
-    "latency kept (two-stage mean timesteps over the seed-0 baseline's, %) at most the paper's share + {lat:g} "
-    "points; "
-    "both use a Student t interval over seeds, and with a single seed the point value decides "
-    "(basis '1 seed: point').")
-
-
-def verdict_rules(accuracy_tolerance: float = ACCURACY_TOLERANCE, acs_slack: float = ACS_SLACK,
-                  latency_slack: float = LATENCY_SLACK) -> str:
-    """The rules of :func:`headline_verdicts` in words (for the notebook)."""
-    return VERDICT_RULES.format(tol=accuracy_tolerance, slack=acs_slack, lat=latency_slack)
-
-
-def decide(low: float | None, high: float | None, threshold: float, at_most: bool) -> str:
-    """``at_most``: the claim is "value <= threshold" (else "value >= threshold"). Reproduced
-    when the interval ``[low, high]`` lies entirely on the claim's side, not reproduced when it
-    lies entirely on the other side, inconclusive otherwise or without an interval."""
-    if low is None or high is None:
-        return INCONCLUSIVE
-    if at_most:
-        return REPRODUCED if high <= threshold else NOT_REPRODUCED if low > threshold else INCONCLUSIVE
-    return REPRODUCED if low >= threshold else NOT_REPRODUCED if high < threshold else INCONCLUSIVE
-
-
-def _seed_interval(values: list[float], level: float) -> tuple[dict, str]:
-    ci = stats.mean_ci(values, level)
-    if ci["n"] == 1:
-        ci = {**ci, "low": ci["mean"], "high": ci["mean"]}
-        return ci, "1 seed: point"
-    return ci, f"t interval, {ci['n']} seeds"
-
-
-def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
-                      seeds: Iterable[int] | None = None, accuracy_tolerance: float = ACCURACY_TOLERANCE,
-                      acs_slack: float = ACS_SLACK, latency_slack: float = LATENCY_SLACK,
-                      n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
-    """The headline claim as three checks per task (accuracy kept, ACs kept, latency kept), each
-    "reproduced" / "not reproduced" / "inconclusive" by the rules of :func:`verdict_rules`
-    (:func:`decide`). Index ``(task, claim)``; columns: criterion, the paper's number, our
-    estimate, its interval, the basis of the interval, verdict, and a note where the verdict
-    needs one. An accuracy claim whose seed-0 baseline is not above its dev majority class
-    (:func:`stats.above_majority`) is at best inconclusive: a model that predicts one class keeps
-    that accuracy too. ``seeds``: the two-stage seeds to use (default: all found)."""
-    rows, index = [], []
-    for task in tasks:
-        pruned = _present(records_by_seed, task, "two_stage", seeds)
-        base = records_by_seed.get((task, *REFERENCE))
-        # accuracy
-        ch = accuracy_change(records_by_seed, task, "two_stage", seeds, n_boot, level)
-        crit = f"change vs baseline >= -{accuracy_tolerance:g} pt"
-        p_base, p_two = (paper_value("table_iii", task, st, "accuracy") for st in ("baseline", "two_stage"))
-        paper = None if p_base is None or p_two is None else p_two - p_base
-        if ch is None:
-            rows.append([crit, _cell(paper), NOT_RUN, NO_METRIC, NO_METRIC, INCONCLUSIVE, ""])
-        else:
-            verdict, note = decide(ch["low"], ch["high"], -accuracy_tolerance, at_most=False), ""
-            if stats.above_majority(base, level) is False:
-                major = stats.majority_rate(base)[1]
-                note = (f"the baseline ({_metric(base, 'dev_accuracy'):.2f} %) is not above the "
-                        f"majority class ({major:.2f} %): no accuracy to lose")
-                verdict = NOT_REPRODUCED if verdict == NOT_REPRODUCED else INCONCLUSIVE
-            rows.append([crit, _cell(paper), _cell(ch["diff"]), _interval(ch), ch["basis"], verdict, note])
-        index.append((task, "accuracy kept"))
-        # ACs kept, latency kept: Student t interval over seeds
-        t_conv = None if base is None else _metric(base, "mean_latency")
-        p_acs, p_lat = paper_value("table_ii", task, "two_stage", "acs_percent"), paper_latency_percent(task)
-        share = {"ACs kept": (p_acs, "g", acs_slack, _values(pruned, "acs_fraction", 100.0)),
-                 "latency kept": (p_lat, ".1f", latency_slack, [100.0 * v / t_conv for v in
-                                                                 _values(pruned, "mean_latency")] if t_conv else [])}
-        for claim, (p_val, fmt, slack, values) in share.items():
-            crit = (f"{claim} <= paper's {p_val:{fmt}} % + {slack:g} pt" if p_val is not None
-                    else f"{claim}: the paper gives no number")
-            if not values or p_val is None:
-                missing = NOT_RUN if not pruned or (claim == "latency kept" and base is None) else NO_METRIC
-                rows.append([crit, _cell(p_val), missing, NO_METRIC, NO_METRIC, INCONCLUSIVE, ""])
-            else:
-                ci, basis = _seed_interval(values, level)
-                further = ci["high"] < p_val - slack
-                rows.append([crit, _cell(p_val), _cell(ci["mean"]), _interval(ci) if ci["n"] > 1 else "n/a (1 seed)",
-                             basis, decide(ci["low"], ci["high"], p_val + slack, at_most=True),
-                             "prunes further than the paper: the accuracy change is at a deeper cut" if further
-                             else ""])
-            index.append((task, claim))
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "claim"]),
-                        columns=["criterion", "paper", "ours", "95% interval", "basis", "verdict", "note"])
-
-
-def _reason(claim: str, row: pd.Series) -> str:
-    if row["ours"] == NOT_RUN:
-        return f"{claim}: not run"
-    interval = "" if row["95% interval"] in (NO_METRIC, "n/a (1 seed)") else f" {row['95% interval']}"
-    note = f"; {row['note']}" if row["note"] else ""
-    return f"{claim}: {row['ours']}{interval} against {row['criterion']} ({row['basis']}{note})"
-
-
-def overall_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """One verdict per task from :func:`headline_verdicts`: "reproduced" when every claim is,
-    "not reproduced" when any claim is not, else "inconclusive"; ``because`` names the claims
-    that decide it (with their notes)."""
-    rows = {}
-    for task, claims in verdicts.groupby(level="task", sort=False):
-        claims = claims.droplevel("task")
-        failed = claims[claims["verdict"] == NOT_REPRODUCED]
-        open_ = claims[claims["verdict"] == INCONCLUSIVE]
-        if not failed.empty:
-            verdict, deciding = NOT_REPRODUCED, failed
-        elif not open_.empty:
-            verdict, deciding = INCONCLUSIVE, open_
-        else:
-            verdict, deciding = REPRODUCED, claims
-        because = "; ".join(_reason(claim, row) for claim, row in deciding.iterrows())
-        rows[task] = {"verdict": verdict, "because": because}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["verdict", "because"]).rename_axis("task")
