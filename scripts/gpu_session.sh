@@ -33,11 +33,11 @@ PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
 # the other retraining stages (issue 11: every retraining stage at three seeds); at seed 0, the
 # post-training rows, sweeps and figures. Launched in this order, which is the order they get
 # slots in. The first HIGH_GROUPS of SEED_GROUPS take the main slots, the rest the low ones.
-SEED_GROUPS=("spatial_retrain,two_stage,adaptive_threshold" "temporal_retrain,joint_retrain"
-             "random_mask,baseline_adaptive")
-HIGH_GROUPS=2
-SEED0_GROUPS=("spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check"
-              "activity_ablation" "lambda_sweep")
+# STP_SEED_GROUPS / STP_SEED0_GROUPS (groups separated by ";") and STP_HIGH_GROUPS replace them
+# for a session that only finishes what an earlier one left.
+IFS=';' read -ra SEED_GROUPS <<< "${STP_SEED_GROUPS-spatial_retrain,two_stage,adaptive_threshold;temporal_retrain,joint_retrain;random_mask,baseline_adaptive}"
+HIGH_GROUPS=${STP_HIGH_GROUPS:-2}
+IFS=';' read -ra SEED0_GROUPS <<< "${STP_SEED0_GROUPS-spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check;activity_ablation;lambda_sweep}"
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -64,14 +64,14 @@ stpcore() {  # VARIANT ARGS...: python -m stpcore with that variant's roots, fro
       python3 -m stpcore "$@" )
 }
 sets() { local IFS=,; for kv in $1; do [ -n "$kv" ] && printf -- '--set\n%s\n' "$kv"; done; }
-run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG [low]: pruning stages start from base
-  # seed 0, the foundation stages are the seed's own (--base-seed 0 would make seed 1 retrain
-  # seed 0's); "low" takes a low-priority slot
+run_stages() {  # VARIANT OVERRIDES TASK SEED STAGES LOG [main|low [RUN ARGS...]]: pruning stages
+  # start from base seed 0, the foundation stages are the seed's own (--base-seed 0 would make
+  # seed 1 retrain seed 0's); "low" takes a low-priority slot
   local base=0 pool=(main $SLOTS); [[ $5 == teacher* ]] && base=$4
   [ "${7:-}" = low ] && pool=(low $LOW_SLOTS)
   mapfile -t extra < <(sets "$2")
   slot "${pool[@]}" stpcore "$1" run --task "$3" --profile $PROFILE --seed "$4" --base-seed $base --stages "$5" \
-    "${extra[@]}" >> "$6" 2>&1
+    "${extra[@]}" "${@:8}" >> "$6" 2>&1
 }
 task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   local task=$1 found=$2 prune=$3; shift 3

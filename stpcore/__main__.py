@@ -31,6 +31,9 @@ def main(argv=None) -> int:
                      help="seed of the foundation (teacher .. baseline) that pruning starts from "
                           "(default: --seed)")
     run.add_argument("--force", action="store_true", help="recompute even if a record exists")
+    run.add_argument("--with-models", action="store_true",
+                     help="also keep each stage's model on disk: recompute a reused record whose "
+                          "checkpoint is gone (before later stages need it side by side)")
     run.add_argument("--teacher", help="teacher: all-minilm-l6-v2 (default), a hub id, a folder")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a profile field (repeatable), e.g. --set train_limit=20000")
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     try:
         for name in stages:
             rec = run_stage(args.task, name, args.profile, args.seed, force=args.force,
-                            base_seed=args.base_seed, **overrides)
+                            base_seed=args.base_seed, with_model=args.with_models, **overrides)
             shown = {k: v for k, v in rec["metrics"].items()
                      if not isinstance(v, (list, dict, str))}
             if _rank() == 0:

@@ -136,6 +136,8 @@ def test_general_kd_stage_feeds_spiking_fp(glue_dir, run_dirs, monkeypatch):
     assert all(torch.equal(starts[0][f"spiking_bert.{k}"], v) for k, v in encoder.items())
     assert torch.equal(starts[0]["classifier.weight"], teacher.classifier.weight)
     assert run.reusable(fp, "spiking_fp")
-    stale = copy.deepcopy(fp)           # a general-KD record rerun since: spiking_fp retrains
+    stale = copy.deepcopy(fp)           # general KD rerun since, to another model: spiking_fp retrains
     stale["provenance"]["upstream"]["general_kd"]["finished"] = "2000-01-01T00:00:00+00:00"
+    assert run.reusable(stale, "spiking_fp")                    # (the same model: still current)
+    stale["provenance"]["upstream"]["general_kd"]["checkpoint_sha256"] = "0" * 64
     assert not run.reusable(stale, "spiking_fp")

@@ -62,7 +62,7 @@ def test_reuse_follows_the_computing_source(counting_stages, monkeypatch):
     runner.run_stage("sst2", "_parent", "smoke")
     assert calls == ["parent"] * 2                               # rerun
     rewrite(compute_sha256="declared equivalent")
-    monkeypatch.setattr(runner, "COMPUTE_EQUIVALENT", {"declared equivalent": "abc1234"})
+    monkeypatch.setattr(records, "COMPUTE_EQUIVALENT", {"declared equivalent": "abc1234"})
     runner.run_stage("sst2", "_parent", "smoke")
     assert calls == ["parent"] * 2                               # reused
     rewrite(compute_sha256=None, source_sha256="older record, other source")
@@ -210,6 +210,38 @@ def test_a_kill_between_checkpoint_and_record_never_pairs_them_wrongly(model_sta
     rec = read_record("smoke", "sst2", "_model")
     assert rec["metrics"]["value"] == 3.0 and run.checkpoint_ok("_model", rec)
     assert model is not None and not run.checkpoint("_model").with_name("_model.tmp").exists()
+
+
+def test_ensure_model_rebuilds_a_lost_checkpoint_and_same_model_keeps_the_children(model_stage, monkeypatch):
+    """A GPU box given back loses the checkpoints: ``ensure_model`` (``run --with-models``)
+    recomputes the stage once, before the stages that need it run side by side. A rerun that
+    rebuilds the identical model keeps the records made from it (upstream matched by checkpoint
+    digest); a different model makes them stale."""
+    import shutil
+    children = []
+    monkeypatch.setitem(runner.STAGES, "_child", (("_model",), lambda run: children.append(1) or ({}, None)))
+    deterministic = lambda run: model_stage.append(1) or ({"value": 1.0}, _seeded_model())
+    monkeypatch.setitem(runner.STAGES, "_model", ((), deterministic))
+    run = runner.Run("sst2", "smoke", 0)
+    run.record("_child")
+    assert model_stage == [1] and children == [1]
+    assert runner.run_stage("sst2", "_model", "smoke", with_model=True) and model_stage == [1]   # model on disk
+    shutil.rmtree(run.checkpoint("_model"))
+    runner.run_stage("sst2", "_model", "smoke")                        # a record is enough: no rerun
+    assert model_stage == [1]
+    runner.run_stage("sst2", "_model", "smoke", with_model=True)       # the model is needed: rerun
+    assert model_stage == [1, 1] and run.checkpoint_ok("_model")
+    run.record("_child")
+    assert children == [1]                                             # same weights: still current
+    monkeypatch.setitem(runner.STAGES, "_model", ((), lambda run: ({"value": 2.0}, _seeded_model(7))))
+    run.record("_model", force=True)
+    run.record("_child")
+    assert children == [1, 1]                                          # another model: rerun
+
+
+def _seeded_model(seed: int = 0):
+    from conftest import make_tiny_model
+    return make_tiny_model(seed)
 
 
 def test_a_corrupt_record_is_named_and_recomputed(counting_stages):

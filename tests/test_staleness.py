@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from stpcore.report import book, notes
-from stpcore.runs.records import SOURCE_SHA256
+from stpcore.runs.records import COMPUTE_SHA256, SOURCE_SHA256
 
 OLD_SHA = "0" * 64
 COMMIT = "abcdef0123456789abcdef0123456789abcdef01"
@@ -22,6 +22,7 @@ COMMIT = "abcdef0123456789abcdef0123456789abcdef01"
 def make_record(task="sst2", stage="two_stage", source=SOURCE_SHA256, commit=COMMIT,
                 finished="2026-01-02T00:00:00+00:00", upstream=None, profile="paper"):
     prov = {"git_commit": commit, "git_dirty": False, "source_sha256": source, "device": "cpu",
+            **({"compute_sha256": COMPUTE_SHA256} if source == SOURCE_SHA256 else {}),
             "seed": 0, "wall_time_s": 1.0, "finished": finished}
     if upstream is not None:
         prov["upstream"] = upstream
@@ -39,7 +40,12 @@ def write(root: Path, rec: dict) -> Path:
 # ---------------------------------------------------------------------------- record_status
 def test_current_code():
     assert notes.record_status(make_record()) == "current code"
-    assert notes.record_status(make_record(source="x" * 64), current_source="x" * 64) == "current code"
+    report_only = make_record(source="x" * 64)          # another report/, the same computing code
+    report_only["provenance"]["compute_sha256"] = COMPUTE_SHA256
+    assert notes.record_status(report_only) == "current code"
+    older = make_record(source=SOURCE_SHA256)           # a record older than compute_sha256
+    del older["provenance"]["compute_sha256"]
+    assert notes.record_status(older) == "current code"
 
 
 def test_older_code_names_the_commit():

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
-from ..runs.records import SOURCE_SHA256, results_root
+from ..runs.records import computes_as_now, results_root, same_upstream
 from .paper import load_paper_results, task_label
 from .tables import (NO_METRIC, NOT_RUN, TABLE_I_KEYS, TABLE_STAGES, _is_missing, as_record_map,
                      collect_records, fmt_missing, get_metric)
@@ -44,17 +44,19 @@ def _upstream_on_disk(entry: Mapping, root: Path | None = None) -> dict | None:
     return None
 
 
-def record_status(record: Mapping | None, current_source: str | None = SOURCE_SHA256,
+def record_status(record: Mapping | None,
                   upstream: Mapping[str, Mapping | None] | Callable[[str, Mapping], Mapping | None] | None = None
                   ) -> str:
     """Whether a record was made by the code this process runs, and whether its inputs changed.
 
-    ``"current code"`` when ``provenance.source_sha256`` equals ``current_source`` (the digest of
-    the library as imported, ``stpcore.runs.records.SOURCE_SHA256``); otherwise ``"made by
-    commit <7 chars> (older code)"`` (``unknown commit`` where the record names none). For each
-    ``provenance.upstream`` entry (``{stage: {"record": path, "finished": iso, ...}}``) whose
-    upstream record now has a different ``finished`` time, ``"; upstream <stage> rerun since"``
-    is appended (an upstream record that is gone adds ``"; upstream <stage> missing"``).
+    ``"current code"`` when the record was computed by code that computes as this one does
+    (:func:`stpcore.runs.records.computes_as_now`: the same ``compute_sha256``, which leaves out
+    ``report/``); otherwise ``"made by commit <7 chars> (older code)"`` (``unknown commit``
+    where the record names none). For each ``provenance.upstream`` entry (``{stage: {"record":
+    path, "finished": iso, "checkpoint_sha256": ...}}``) that no longer names the current
+    upstream record (:func:`stpcore.runs.records.same_upstream`: another model, or another run of
+    a stage without one), ``"; upstream <stage> rerun since"`` is appended (an upstream record
+    that is gone adds ``"; upstream <stage> missing"``).
 
     ``upstream``: the current upstream records, ``{stage: record or None}`` or a callable
     ``(stage, entry) -> record or None``; None reads them from disk (see :func:`_upstream_on_disk`).
@@ -63,8 +65,7 @@ def record_status(record: Mapping | None, current_source: str | None = SOURCE_SH
     if record is None:
         return NOT_RUN
     prov = record.get("provenance") or {}
-    source = prov.get("source_sha256")
-    if source and current_source and source == current_source:
+    if computes_as_now(prov):
         text = CURRENT_CODE
     else:
         commit = prov.get("git_commit")
@@ -80,7 +81,7 @@ def record_status(record: Mapping | None, current_source: str | None = SOURCE_SH
             now = upstream.get(stage)
         if now is None:
             text += f"; upstream {stage} missing"
-        elif (now.get("provenance") or {}).get("finished") != entry.get("finished"):
+        elif not same_upstream(entry, {"provenance": now.get("provenance") or {}}):
             text += f"; upstream {stage} rerun since"
     return text
 

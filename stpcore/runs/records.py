@@ -82,10 +82,32 @@ COMPUTE_SHA256 = source_digest(exclude=RENDER_ONLY)     # the part of it that co
 #: computing source differs from this one in bookkeeping only (the diff is named). A pruning
 #: record made under one of them is reused like one made now. Add an entry only with that diff.
 COMPUTE_EQUIVALENT = {
-    # 2f78f64: before compute_sha256 existed; since then runs/records.py writes the field and
-    # runs/runner.py's reuse rule reads it (git diff 2f78f64 -- stpcore ':!stpcore/report')
+    # 2f78f64: before compute_sha256 existed. Since then runs/records.py writes the field, the
+    # reuse rule reads it and matches upstream models by checkpoint digest, `run --with-models`
+    # keeps a reused stage's model on disk (git diff 2f78f64 -- stpcore ':!stpcore/report')
     "b91c91c70c53e8b4b8263f11df126e27f8dbb9d18a00a8dae50858a891cd4416": "2f78f64",
 }
+
+
+def same_upstream(entry: dict, current: dict) -> bool:
+    """Whether a record's ``provenance.upstream`` entry names the ``current`` record of that stage:
+    the same model (checkpoint digest) where both have one, else the same ``finished`` time. A
+    rerun that rebuilt the identical model (a deterministic post-training stage) keeps the
+    records made from it."""
+    made, now = entry.get("checkpoint_sha256"), current["provenance"].get("checkpoint_sha256")
+    if made and now:
+        return made == now
+    return entry.get("finished") == current["provenance"].get("finished")
+
+
+def computes_as_now(provenance: dict) -> bool:
+    """Whether a record was computed by code that computes what this process's code does: its
+    ``compute_sha256`` is this one's or declared equivalent (:data:`COMPUTE_EQUIVALENT`); a record
+    older than that field needs the whole source (``source_sha256``) to match."""
+    made = provenance.get("compute_sha256")
+    if made:
+        return made == COMPUTE_SHA256 or made in COMPUTE_EQUIVALENT
+    return provenance.get("source_sha256") == SOURCE_SHA256
 
 
 def describe_device(device: Any = None) -> str:

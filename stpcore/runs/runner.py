@@ -30,8 +30,8 @@ from ..train.corpus import GENERAL_SOURCES
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, get_profile
 from .validate import check_seed
-from .records import (COMPUTE_EQUIVALENT, COMPUTE_SHA256, REPO_ROOT, SOURCE_SHA256, file_sha256, read_record, record_path,
-                      seed_suffix, write_record)
+from .records import (REPO_ROOT, computes_as_now, file_sha256, read_record, record_path,
+                      same_upstream, seed_suffix, write_record)
 from ..train.teacher import load_tokenizer, resolve_teacher
 from ..prune.acs import spiking_costs
 from ..train.loop import barrier, evaluate, is_main_process, pick_device
@@ -233,16 +233,14 @@ class Run:
             return False            # (the teacher is matched by name: an fp16 copy of it, as a
                                     # GPU box carries, differs from the package in bytes only)
         foundation = name in FOUNDATION
-        if not foundation and (prov["compute_sha256"] not in (COMPUTE_SHA256, *COMPUTE_EQUIVALENT)
-                               if "compute_sha256" in prov else prov.get("source_sha256") != SOURCE_SHA256):
+        if not foundation and not computes_as_now(prov):
             return False            # (a change to report/, which only renders, keeps it)
         for dep in self.needs(name):
             if foundation and dep not in SWITCHES:
                 continue            # the foundation chain is matched by its configuration
             dep_run = self.for_stage(dep)
             current = read_record(self.profile.name, self.task, dep, seed=dep_run.seed)
-            if current is None or prov.get("upstream", {}).get(dep, {}).get(
-                    "finished") != current["provenance"]["finished"]:
+            if current is None or not same_upstream(prov.get("upstream", {}).get(dep, {}), current):
                 return False
         return True
 
@@ -264,10 +262,7 @@ class Run:
         upstream = {}
         for dep in self.needs(name):
             dep_run = self.for_stage(dep)
-            dep_rec = dep_run.record(dep)
-            if (dep_rec["provenance"].get("checkpoint_sha256")
-                    and not dep_run.has_model(dep, dep_rec)):
-                dep_rec = dep_run.record(dep, force=True)
+            dep_rec = dep_run.ensure_model(dep)
             upstream[dep] = {"record": str(record_path(self.profile.name, self.task, dep,
                                                        seed=dep_run.seed)),
                              "finished": dep_rec["provenance"]["finished"],
@@ -295,6 +290,16 @@ class Run:
         rec = self._write(name, metrics, start, inputs)
         os.replace(tmp, final)
         barrier()
+        return rec
+
+    def ensure_model(self, name: str) -> dict:
+        """:meth:`record`, and the stage's model on disk: a reused record whose checkpoint is gone
+        (a GPU box that was given back) is recomputed. Run it before stages that need the model
+        start side by side, so that they do not recompute it at the same time."""
+        owner = self.for_stage(name)
+        rec = owner.record(name)
+        if rec["provenance"].get("checkpoint_sha256") and not owner.has_model(name, rec):
+            rec = owner.record(name, force=True)
         return rec
 
     def _write(self, name: str, metrics: dict, start: float, inputs: dict) -> dict:
@@ -326,9 +331,14 @@ class Run:
 
 
 def run_stage(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
-              force: bool = False, base_seed: int | None = None, **overrides) -> dict:
-    """Run (or reuse) one stage and return its record."""
-    return Run(task, profile, seed, base_seed, **overrides).record(stage_name, force=force)
+              force: bool = False, base_seed: int | None = None, with_model: bool = False,
+              **overrides) -> dict:
+    """Run (or reuse) one stage and return its record; ``with_model``: also its model on disk
+    (:meth:`Run.ensure_model`)."""
+    run = Run(task, profile, seed, base_seed, **overrides)
+    if with_model and not force:
+        return run.ensure_model(stage_name)
+    return run.record(stage_name, force=force)
 
 
 def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0,
