@@ -101,7 +101,8 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   wait
   if [ "$prune" = "-" ]; then echo "TASK DONE $tag (no pruning)" >> $S/logs/$tag-choose.log; return; fi
   for seed in ${prune//,/ }; do
-    run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log &
+    run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log main \
+      --with-models &     # the models the groups below all need, made once before they start
   done
   wait
   local i=0 g pri
