@@ -142,3 +142,22 @@ def test_paper_sst2_records_reach_the_selection_table_at_both_seeds():
     assert set(entries) == {("sst2", st, s) for st in FOUNDATION_STAGES for s in (0, 1)}
     assert isinstance(foundation.selection_table(entries), pd.DataFrame)
     assert foundation.check_targets(records, ["sst2"])["seeds found"].tolist() == ["0, 1", "0, 1"]
+
+
+def test_distillation_gaps_against_the_reference_chain():
+    from stpcore.report import gaps
+    rec = lambda acc: {"metrics": {"dev_accuracy": acc}, "provenance": {"seed": 0}}
+    recs = {("sst2", "teacher", 0): rec(90.0), ("sst2", "teacher", 1): rec(88.0),
+            ("sst2", "spiking_fp", 0): rec(84.0), ("sst2", "spiking_fp", 1): None,
+            ("sst2", "baseline", 0): rec(82.0), ("mrpc", "teacher", 0): rec(78.0)}
+    t = gaps.gap_table(recs, ["sst2", "mrpc"])
+    ours = t.loc[("sst2", "ours (mean over seeds)")]
+    assert ours["teacher (%)"] == 89.0 and ours["teacher - full precision (pt)"] == 5.0
+    assert ours["teacher - 1-bit (pt)"] == 7.0 and ours["seeds"] == "0,1"
+    ref = t.xs("sst2").iloc[1]               # BERT-base 93.5 -> SpikingBERT 88.2 -> Table II 86.58
+    assert ref["teacher - full precision (pt)"] == pytest.approx(5.3)
+    assert ref["teacher - 1-bit (pt)"] == pytest.approx(6.92)
+    assert gaps.reference_chain("mrpc") is None and len(t.xs("mrpc")) == 1
+    text = gaps.describe_gaps(recs, ["sst2", "mrpc"])
+    assert "give 83.70 % and 82.08 %" in text                            # 89 - 5.3, 89 - 6.92
+    assert "**MRPC**: not all three of our models have records." in text
