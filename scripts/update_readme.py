@@ -3,6 +3,7 @@ from pathlib import Path
 
 from stpcore.runs.records import read_record
 from stpcore.report.benchmarks import load_bench_records, scorecard
+from stpcore.report.gaps import describe_gaps
 from stpcore.report.verdicts import headline_verdicts, overall_verdicts, verdict_rules
 from stpcore.report.summary import FOUNDATION_STAGES, foundation_table
 
@@ -17,6 +18,7 @@ seeded = {k: v for k, v in seeded.items() if v is not None}
 seed1 = {(t, s): seeded.get((t, s, 1)) for t in TASKS for s in FOUNDATION_STAGES}
 table = foundation_table(records).reset_index().to_markdown(index=False)
 table1 = foundation_table(seed1).reset_index().to_markdown(index=False)
+gap_lines = describe_gaps(seeded, TASKS)
 verdicts = headline_verdicts(seeded, TASKS)
 verdict = verdicts.reset_index().to_markdown(index=False)
 overall = overall_verdicts(verdicts).reset_index().to_markdown(index=False)
@@ -30,6 +32,7 @@ block = (f"{START}{marker_line}\nDev accuracy on the GLUE dev split; checkpoints
          f"held-out slice of train. The paper's 1-bit baselines and the public full-precision "
          f"SpikingBERT are shown beside ours. Seed 0:\n\n{table}\n\nSeed 1 (a second "
          f"training seed of the same foundation; 'not run' where only one seed exists):\n\n{table1}\n\n"
+         f"Distillation gaps, means over the seeds (the book's *Starting point* page):\n\n{gap_lines}\n\n"
          f"The headline claim, two-stage pruning against the 1-bit baseline, per task (the "
          f"book's *What we found* page), decided from the claims below it:\n\n{overall}\n\n"
          f"{verdict_rules()}\n\n{verdict}\n\n"
