@@ -1,6 +1,7 @@
-"""Shared fixtures: a tiny SpikingBERT and a random, partly padded batch; an offline hub with a
-private datasets cache, the teacher's tokenizer, and private results/runs folders; the helpers of
-the bad-input tables (``test_bad_inputs.py``, ``test_bad_files.py``).
+"""Shared fixtures: a tiny SpikingBERT and a random, partly padded batch (and plain helpers to
+simulate it or make a loader of such batches); an offline hub with a private datasets cache, the
+teacher's tokenizer, and private results/runs folders; the helpers of the bad-input tables
+(``test_bad_inputs.py``, ``test_bad_files.py``).
 
 The default initialisation (std 0.02, zero biases) gives currents far below threshold, so most
 encoder populations would never spike in T = 12 steps and many invariants would hold vacuously.
@@ -53,6 +54,15 @@ def make_batch(seed: int = 0, batch: int = 3, length: int = 7, vocab: int = 50) 
     labels = torch.arange(batch) % 2
     return {"input_ids": input_ids, "attention_mask": attention_mask,
             "token_type_ids": torch.zeros_like(input_ids), "labels": labels}
+
+
+def loader(n=2):
+    return [make_batch(seed=i) for i in range(n)]
+
+
+def simulate(model, batch, **kw):
+    return model.spiking_bert.simulate(batch["input_ids"], batch["attention_mask"],
+                                       batch["token_type_ids"], **kw)
 
 
 @pytest.fixture
