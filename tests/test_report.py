@@ -99,6 +99,8 @@ def test_collect_records_uses_getter():
     assert recs[("sst2", "baseline")] is None
     assert all(c[2] == "paper" for c in calls)
     assert "Not run: sst2/baseline" in notes.run_status(recs)
+    assert "records are present at seed 1. Not run" in notes.run_status(recs, 1)
+    assert "present at seed" not in notes.run_status(recs)
 
 
 def _figures():

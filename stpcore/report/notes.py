@@ -114,12 +114,14 @@ def provenance_table(records) -> pd.DataFrame:
                         columns=PROVENANCE_COLUMNS)
 
 
-def run_status(records) -> str:
-    """One sentence: how many of the requested stages have records."""
+def run_status(records, seed: int | None = None) -> str:
+    """One sentence: how many of the requested stages have records (at ``seed``, where given:
+    the tables of one seed say which one, beside the tables over seeds)."""
     recs = as_record_map(records)
     done = sorted(f"{t}/{s}" for (t, s), r in recs.items() if r is not None)
     missing = sorted(f"{t}/{s}" for (t, s), r in recs.items() if r is None)
-    text = f"{len(done)} of {len(recs)} requested (task, stage) records are present."
+    at = "" if seed is None else f" at seed {seed}"
+    text = f"{len(done)} of {len(recs)} requested (task, stage) records are present{at}."
     if missing:
         text += " Not run: " + ", ".join(missing) + "."
     return text
