@@ -54,16 +54,17 @@ def main() -> None:
         digest = prov.get("source_sha256")
         launched = prov.get("git_commit")
         match = launched if digest and digests.get(launched, ("",))[0] == digest else oldest.get(digest)
-        notes = [prov["note"]] if prov.get("note") else []
+        notes = prov["note"].split("; ") if prov.get("note") else []
+        add = lambda note: notes.append(note) if note not in notes else None   # a re-import adds nothing
         if match and match != launched:
-            notes.append(f"launched with git_commit {prov.get('git_commit')}; its imported source "
-                         f"matches commit {match}, recorded here instead")
+            add(f"launched with git_commit {prov.get('git_commit')}; its imported source "
+                f"matches commit {match}, recorded here instead")
             prov["git_commit"] = match
-        elif digest and not match and "matches none of the last" not in prov.get("note", ""):
-            notes.append("its source digest matches none of the last 100 commits")
+        elif digest and not match:
+            add("its source digest matches none of the last 100 commits")
         if match and "compute_sha256" not in prov:
             prov["compute_sha256"] = digests[match][1]
-            notes.append(f"compute_sha256 taken from commit {match[:7]} (the record predates the field)")
+            add(f"compute_sha256 taken from commit {match[:7]} (the record predates the field)")
         if notes:
             prov["note"] = "; ".join(notes)
         dest = args.dest / path.relative_to(args.root)

@@ -261,14 +261,14 @@ def test_seeded_status():
 
 
 def test_check_targets_and_bad_claim():
-    t = verdicts.check_targets(_records(), ["sst2"])
+    t = verdicts.check_rerun_targets(_records(), ["sst2"])
     assert {k[0] for k in t.index} == {"sst2"}                                 # MRPC's targets left out
     assert t.loc[("sst2", "two_stage", "ACs kept"), "verdict"] == "met"        # 41 % <= 47 %
     assert t.loc[("sst2", "two_stage", "latency kept"), "target"] == "<= 67 %"
     assert t.loc[("sst2", "two_stage", "accuracy kept"), "verdict"] == "met"   # identical predictions
     row = t.loc[("sst2", "temporal_retrain", "ACs kept")]
     assert row["ours"] == "not run" and row["verdict"] == "inconclusive"
-    strict = verdicts.check_targets(_records(), ["sst2"], targets=(("sst2", "two_stage", "ACs kept", 35.0),))
+    strict = verdicts.check_rerun_targets(_records(), ["sst2"], targets=(("sst2", "two_stage", "ACs kept", 35.0),))
     assert strict.iloc[0]["verdict"] == "not met"                              # [38.5, 43.5] > 35
     with pytest.raises(ValueError, match="`claim` must be one of"):
         verdicts.check_claim(_records(), "sst2", "two_stage", "energy kept", 1.0)

@@ -31,11 +31,22 @@ def reference_chain(task: str) -> dict[str, float] | None:
     return chain if all(v is not None for v in chain.values()) else None
 
 
-def _row(acc: dict[str, float | None], seeds: str) -> list:
-    t, fp, one = (acc.get(s) for s in FOUNDATION_STAGES)
-    gap = lambda a, b: None if a is None or b is None else a - b
-    return [fmt_missing(t, 2, NOT_RUN), fmt_missing(fp, 2, NOT_RUN), fmt_missing(one, 2, NOT_RUN),
-            fmt_missing(gap(t, fp), 2, NO_METRIC), fmt_missing(gap(t, one), 2, NO_METRIC), seeds]
+def _means(records: SeededRecords, task: str, seeds: Iterable[int] | None) -> tuple[dict, list[int]]:
+    """Our ``{stage: mean dev accuracy or None}`` of ``task`` over the seeds found, and those seeds."""
+    found = {s: _present(records, task, s, seeds) for s in FOUNDATION_STAGES}
+    acc = {s: (sum(v) / len(v) if (v := _values(recs, "dev_accuracy")) else None) for s, recs in found.items()}
+    return acc, sorted({k for recs in found.values() for k in recs})
+
+
+def _gaps(acc: dict) -> tuple[float | None, float | None]:
+    """(teacher - full precision, teacher - 1-bit) of a chain, None where a stage is missing."""
+    t = acc.get("teacher")
+    return tuple(None if t is None or acc.get(s) is None else t - acc[s] for s in ("spiking_fp", "baseline"))
+
+
+def _row(acc: dict, seeds: str) -> list:
+    return [*(fmt_missing(acc.get(s), 2, NOT_RUN) for s in FOUNDATION_STAGES),
+            *(fmt_missing(g, 2, NO_METRIC) for g in _gaps(acc)), seeds]
 
 
 def gap_table(records: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
@@ -45,9 +56,7 @@ def gap_table(records: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
     Index ``(task, chain)``."""
     rows, index = [], []
     for task in tasks:
-        found = {s: _present(records, task, s, seeds) for s in FOUNDATION_STAGES}
-        acc = {s: (sum(v) / len(v) if (v := _values(recs, "dev_accuracy")) else None) for s, recs in found.items()}
-        seen = sorted({k for recs in found.values() for k in recs})
+        acc, seen = _means(records, task, seeds)
         rows.append(_row(acc, ",".join(map(str, seen)) or NOT_RUN))
         index.append((task, "ours (mean over seeds)"))
         ref = reference_chain(task)
@@ -59,25 +68,23 @@ def gap_table(records: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
 
 def describe_gaps(records: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
                   seeds: Iterable[int] | None = None) -> str:
-    """Markdown, one line per task with a reference chain: our gaps against the reference gaps,
-    and the accuracies the reference gaps would give from our own teacher."""
-    table = gap_table(records, tasks, seeds)
+    """Markdown, one line per task: our gaps against the reference gaps, and the accuracies the
+    reference gaps would give from our own teacher."""
     lines = []
     for task in tasks:
-        ours = table.loc[(task, "ours (mean over seeds)")]
-        cells = [ours["teacher (%)"], ours["teacher - full precision (pt)"], ours["teacher - 1-bit (pt)"]]
-        if not all(isinstance(v, float) for v in cells):
+        acc, _ = _means(records, task, seeds)
+        (g_fp, g_one), teacher = _gaps(acc), acc["teacher"]
+        if g_fp is None or g_one is None:
             lines.append(f"- **{task_label(task)}**: not all three of our models have records.")
             continue
-        teacher, g_fp, g_one = cells
         head = (f"- **{task_label(task)}**: our students lose {g_fp:.2f} pt (full precision) and {g_one:.2f} pt "
                 f"(1-bit) to their teacher")
-        if reference_chain(task) is None:
+        ref = reference_chain(task)
+        if ref is None:
             lines.append(head + "; the sources give no reference chain for this task.")
             continue
-        ref = table.xs(task).iloc[1]
-        r_fp, r_one = ref["teacher - full precision (pt)"], ref["teacher - 1-bit (pt)"]
+        r_fp, r_one = _gaps(ref)
         lines.append(head + f"; the paper's chain loses {r_fp:.2f} and {r_one:.2f}. The paper's gaps applied "
                      f"to our teacher ({teacher:.2f} %) give {teacher - r_fp:.2f} % and {teacher - r_one:.2f} %, "
-                     f"against ours {ours['full precision (%)']:.2f} % and {ours['1-bit (%)']:.2f} %.")
+                     f"against ours {acc['spiking_fp']:.2f} % and {acc['baseline']:.2f} %.")
     return "\n".join(lines) or "No task."

@@ -81,7 +81,7 @@ def record_status(record: Mapping | None,
             now = upstream.get(stage)
         if now is None:
             text += f"; upstream {stage} missing"
-        elif not same_upstream(entry, {"provenance": now.get("provenance") or {}}):
+        elif not same_upstream(entry, now):
             text += f"; upstream {stage} rerun since"
     return text
 

@@ -4,7 +4,7 @@ Each claim (accuracy kept, ACs kept, latency kept) of a stage is checked against
 :func:`check_claim` from the intervals of :mod:`stpcore.report.seeds` (paired bootstrap for
 accuracy, Student t over seeds for ACs and latency) and worded "reproduced" / "not reproduced" /
 "inconclusive" (:func:`decide`). :func:`headline_verdicts` takes the thresholds from the paper's
-numbers, :func:`check_targets` from the targets set before the rerun, :func:`overall_verdicts`
+numbers, :func:`check_rerun_targets` from the targets set before the rerun, :func:`overall_verdicts`
 gives one verdict per task. Records come as ``{(task, stage, seed): record_or_None}``.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _seed_interval(values: list[float], level: float) -> tuple[dict, str]:
 CLAIMS = ("accuracy kept", "ACs kept", "latency kept")
 
 
-def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: str, threshold: float,
+def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: str, threshold: float | None,
                 seeds: Iterable[int] | None = None, n_boot: int = 10000, level: float = 0.95) -> dict:
     """One claim about ``stage`` of ``task`` against ``threshold``, decided by :func:`decide`.
 
@@ -77,14 +77,16 @@ def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: st
       seed-0 baseline's, %) must be <= ``threshold``: Student t interval over seeds, the point
       value with one seed.
 
-    Returns ``{"ours", "interval", "basis", "verdict", "note", "high"}`` (cells formatted; ``high``
-    the interval's upper end or None)."""
+    Without a ``threshold`` the claim is inconclusive. Returns ``{"ours", "interval", "basis",
+    "verdict", "note", "high"}`` (cells formatted; ``high`` the interval's upper end or None)."""
     if claim not in CLAIMS:
         raise ValueError(f"`claim` must be one of {list(CLAIMS)}; got {claim!r}")
     base = records_by_seed.get((task, *REFERENCE))
     pruned = _present(records_by_seed, task, stage, seeds)
     out = {"ours": NOT_RUN, "interval": NO_METRIC, "basis": NO_METRIC, "verdict": INCONCLUSIVE, "note": "",
            "high": None}
+    if threshold is None:                   # nothing to decide against
+        return {**out, "ours": NO_METRIC}
     if claim == "accuracy kept":
         ch = accuracy_change(records_by_seed, task, stage, seeds, n_boot, level)
         if ch is None:
@@ -135,9 +137,7 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
                 slack = acs_slack if claim == "ACs kept" else latency_slack
                 crit = f"{claim} <= paper's {p_val:{'g' if claim == 'ACs kept' else '.1f'}} % + {slack:g} pt"
                 threshold = p_val + slack
-            c = (check_claim(records_by_seed, task, "two_stage", claim, threshold, seeds, n_boot, level)
-                 if threshold is not None else {"ours": NO_METRIC, "interval": NO_METRIC, "basis": NO_METRIC,
-                                                "verdict": INCONCLUSIVE, "note": "", "high": None})
+            c = check_claim(records_by_seed, task, "two_stage", claim, threshold, seeds, n_boot, level)
             if claim != "accuracy kept" and c["high"] is not None and c["high"] < p_val - slack:
                 c["note"] = "prunes further than the paper: the accuracy change is at a deeper cut"
             rows.append([crit, _cell(p_val), c["ours"], c["interval"], c["basis"], c["verdict"], c["note"]])
@@ -154,7 +154,7 @@ RERUN_TARGETS = (("sst2", "temporal_retrain", "ACs kept", 70.0), ("sst2", "two_s
 TARGET_WORDS = {REPRODUCED: "met", NOT_REPRODUCED: "not met", INCONCLUSIVE: "inconclusive"}
 
 
-def check_targets(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
+def check_rerun_targets(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
                   targets=RERUN_TARGETS, seeds: Iterable[int] | None = None, n_boot: int = 10000,
                   level: float = 0.95) -> pd.DataFrame:
     """Each target of ``tasks`` by :func:`check_claim`: met / not met / inconclusive from the same

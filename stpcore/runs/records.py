@@ -94,10 +94,11 @@ def same_upstream(entry: dict, current: dict) -> bool:
     the same model (checkpoint digest) where both have one, else the same ``finished`` time. A
     rerun that rebuilt the identical model (a deterministic post-training stage) keeps the
     records made from it."""
-    made, now = entry.get("checkpoint_sha256"), current["provenance"].get("checkpoint_sha256")
+    prov = current.get("provenance") or {}
+    made, now = entry.get("checkpoint_sha256"), prov.get("checkpoint_sha256")
     if made and now:
         return made == now
-    return entry.get("finished") == current["provenance"].get("finished")
+    return entry.get("finished") == prov.get("finished")
 
 
 def computes_as_now(provenance: dict) -> bool:
