@@ -170,6 +170,10 @@ def test_collect_seeded_uses_getter():
     out = seeds.collect_seeded_for("findings", ["sst2"], [0, 1], profile="paper", getter=getter, known=known,
                                    stages=["baseline"])
     assert out[("sst2", "baseline", 0)] == {"stage": "known"} and calls == [("sst2", "baseline", 1, "paper")]
+    out = seeds.collect_seeded_for("findings", ["sst2"], [0, 1, 2], profile="paper", getter=getter,
+                                   stages=["baseline", "two_stage"])        # the foundation: 2 seeds
+    assert sorted(k[1:] for k in out) == [("baseline", 0), ("baseline", 1), ("two_stage", 0),
+                                          ("two_stage", 1), ("two_stage", 2)]
 
 
 def test_seeded_table():
@@ -200,7 +204,8 @@ def test_headline_verdicts():
     assert summary.paper_latency_percent("mrpc") == pytest.approx(100 * 54 / 110)
     assert (v.xs("mrpc")["verdict"] == "inconclusive").all()
     assert v.loc[("mrpc", "accuracy kept"), "ours"] == "not run"
-    assert v.loc[("sst2", "ACs kept"), "paper"] == 41.53 and v.loc[("sst2", "accuracy kept"), "note"] == ""
+    assert v.loc[("sst2", "ACs kept"), "paper"] == 41.53
+    assert v.loc[("sst2", "accuracy kept"), "note"] == "the paper's +0.69 lies above our interval"   # [0, 0]
     assert v.loc[("sst2", "accuracy kept"), "paper"] == pytest.approx(87.27 - 86.58)
     assert verdicts.decide(-3.0, 2.0, -1.0, at_most=False) == "inconclusive"
     assert verdicts.decide(-3.0, -1.5, -1.0, at_most=False) == "not reproduced"
@@ -230,6 +235,18 @@ def test_headline_verdicts_notes():
         worse[("mrpc", "two_stage", s)] = _rec("mrpc", "two_stage", s, [0] * 140 + [1] * 60, labels=labels,
                                                acs_fraction=0.05, mean_latency=50.0)
     assert verdicts.headline_verdicts(worse, ["mrpc"]).loc[("mrpc", "accuracy kept"), "verdict"] == "not reproduced"
+
+
+def test_place_paper():
+    """The note says where 0 and the paper's change fall against our interval, and nothing when
+    both are inside it."""
+    assert verdicts.place_paper(0.69, -3.17, -0.11) == ("worse than the baseline (interval below 0); "
+                                                        "the paper's +0.69 lies above our interval")
+    assert verdicts.place_paper(0.41, -1.06, 4.33) == ""
+    assert verdicts.place_paper(-2.0, 0.5, 1.5) == ("better than the baseline (interval above 0); "
+                                                    "the paper's -2.00 lies below our interval")
+    assert verdicts.place_paper(None, 0.5, 1.5) == "better than the baseline (interval above 0)"
+    assert verdicts.place_paper(0.69, None, None) == ""
 
 
 def test_above_majority():

@@ -12,12 +12,17 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..runs.runner import FOUNDATION
 from . import stats
 from .notes import SST2_ONLY, paper_value
 from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES, fmt_missing
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 REFERENCE = ("baseline", 0)
+#: The seeds the foundation (teacher, full-precision and 1-bit students) is trained at: two, as
+#: the baseline issue asks (``scripts/gpu_session.sh``'s FOUND_SEEDS); the pruning stages run at
+#: more seeds, all from the seed-0 baseline, so a foundation stage's seed 2 is never requested.
+FOUNDATION_SEEDS = (0, 1)
 
 
 # ---------------------------------------------------------------------------- collection
@@ -38,7 +43,8 @@ def collect_seeded_for(artifact: str, tasks: Iterable[str], seeds: Iterable[int]
                        known: Mapping[tuple[str, str], dict | None] | None = None, known_seed: int = 0,
                        stages: Iterable[str] | None = None):
     """:func:`collect_seeded` for an artifact's stages (``TABLE_STAGES``, or ``stages``; SST-2
-    only where the paper is), plus the seed-0 baseline (the reference) when ``seeds`` lacks 0.
+    only where the paper is; foundation stages at the ``seeds`` in :data:`FOUNDATION_SEEDS`), plus
+    the seed-0 baseline (the reference) when ``seeds`` lacks 0.
 
     ``known``: records already collected at ``known_seed`` as ``{(task, stage): record}`` (e.g.
     the notebook's :func:`~stpcore.report.notes.collect_for` result); they are reused, not
@@ -53,8 +59,11 @@ def collect_seeded_for(artifact: str, tasks: Iterable[str], seeds: Iterable[int]
             return known[(task, stage)]
         return fetch(task, stage, profile=profile, seed=seed, recompute=recompute)
     tasks = [t for t in tasks if artifact not in SST2_ONLY or t == "sst2"]
-    stages = list(TABLE_STAGES[artifact] if stages is None else stages)
-    out = collect_seeded(tasks, stages, seeds, profile, recompute, cached)
+    stages, seeds = list(TABLE_STAGES[artifact] if stages is None else stages), [int(s) for s in seeds]
+    pruning = [st for st in stages if st not in FOUNDATION]
+    out = collect_seeded(tasks, pruning, seeds, profile, recompute, cached)
+    out.update(collect_seeded(tasks, [st for st in stages if st in FOUNDATION],
+                              [s for s in seeds if s in FOUNDATION_SEEDS], profile, recompute, cached))
     for task in tasks:
         if (task, *REFERENCE) not in out:
             out.update(collect_seeded([task], [REFERENCE[0]], [REFERENCE[1]], profile, recompute, cached))

@@ -78,20 +78,21 @@ def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: st
       value with one seed.
 
     Without a ``threshold`` the claim is inconclusive. Returns ``{"ours", "interval", "basis",
-    "verdict", "note", "high"}`` (cells formatted; ``high`` the interval's upper end or None)."""
+    "verdict", "note", "low", "high"}`` (cells formatted; ``low`` / ``high`` the interval's ends
+    or None)."""
     if claim not in CLAIMS:
         raise ValueError(f"`claim` must be one of {list(CLAIMS)}; got {claim!r}")
     base = records_by_seed.get((task, *REFERENCE))
     pruned = _present(records_by_seed, task, stage, seeds)
     out = {"ours": NOT_RUN, "interval": NO_METRIC, "basis": NO_METRIC, "verdict": INCONCLUSIVE, "note": "",
-           "high": None}
+           "low": None, "high": None}
     if threshold is None:                   # nothing to decide against
         return {**out, "ours": NO_METRIC}
     if claim == "accuracy kept":
         ch = accuracy_change(records_by_seed, task, stage, seeds, n_boot, level)
         if ch is None:
             return out
-        out.update(ours=_cell(ch["diff"]), interval=_interval(ch), basis=ch["basis"], high=ch["high"],
+        out.update(ours=_cell(ch["diff"]), interval=_interval(ch), basis=ch["basis"], low=ch["low"], high=ch["high"],
                    verdict=decide(ch["low"], ch["high"], threshold, at_most=False))
         if stats.above_majority(base, level) is False:
             out["note"] = (f"the baseline ({_metric(base, 'dev_accuracy'):.2f} %) is not above the majority "
@@ -106,8 +107,21 @@ def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: st
         return out
     ci, basis = _seed_interval(values, level)
     out.update(ours=_cell(ci["mean"]), interval=_interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis=basis,
-               verdict=decide(ci["low"], ci["high"], threshold, at_most=True), high=ci["high"])
+               verdict=decide(ci["low"], ci["high"], threshold, at_most=True), low=ci["low"], high=ci["high"])
     return out
+
+
+def place_paper(paper: float | None, low: float | None, high: float | None) -> str:
+    """Where the paper's accuracy change falls against our interval ``[low, high]``, and where 0
+    does (whether the pruned model is measurably better or worse than its baseline): words for
+    the note, or "" when there is no interval or both fall inside it."""
+    if low is None or high is None:
+        return ""
+    words = [] if low <= 0 <= high else ["worse than the baseline (interval below 0)" if high < 0
+                                          else "better than the baseline (interval above 0)"]
+    if paper is not None and not low <= paper <= high:
+        words.append(f"the paper's {paper:+.2f} lies {'above' if paper > high else 'below'} our interval")
+    return "; ".join(words)
 
 
 def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
@@ -140,6 +154,8 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
             c = check_claim(records_by_seed, task, "two_stage", claim, threshold, seeds, n_boot, level)
             if claim != "accuracy kept" and c["high"] is not None and c["high"] < p_val - slack:
                 c["note"] = "prunes further than the paper: the accuracy change is at a deeper cut"
+            if claim == "accuracy kept":
+                c["note"] = "; ".join(filter(None, [c["note"], place_paper(p_val, c["low"], c["high"])]))
             rows.append([crit, _cell(p_val), c["ours"], c["interval"], c["basis"], c["verdict"], c["note"]])
             index.append((task, claim))
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "claim"]),
