@@ -1,8 +1,11 @@
 """Presentation: the paper's own numbers (:mod:`~stpcore.report.paper`), tables beside them
 (:mod:`~stpcore.report.tables`), notebook helpers and prose (:mod:`~stpcore.report.notes`),
 summaries (:mod:`~stpcore.report.summary`), intervals (:mod:`~stpcore.report.stats`,
-:mod:`~stpcore.report.seeds`) and the verdicts decided from them (:mod:`~stpcore.report.verdicts`), the starting point over seeds (:mod:`~stpcore.report.foundation`), its distillation gaps (:mod:`~stpcore.report.gaps`) and the held-out sweep
-behind a schedule (:mod:`~stpcore.report.schedules`),
+:mod:`~stpcore.report.seeds`), the verdicts decided from them (:mod:`~stpcore.report.verdicts`)
+and every pruned model's accuracy against its ACs (:mod:`~stpcore.report.tradeoff`), the starting
+point over seeds (:mod:`~stpcore.report.foundation`), its distillation gaps
+(:mod:`~stpcore.report.gaps`) and the held-out sweep behind a schedule
+(:mod:`~stpcore.report.schedules`),
 evidence pages (:mod:`~stpcore.report.granularity`, :mod:`~stpcore.report.penalty`), a look at one
 checkpoint's spikes (:mod:`~stpcore.report.spikes`), figures (:mod:`~stpcore.report.plots`),
 benchmark tables (:mod:`~stpcore.report.benchmarks`), the book build

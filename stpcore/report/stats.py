@@ -116,6 +116,29 @@ def pooled_bootstrap_ci(correct_base: Sequence, correct_seeds: Sequence[Sequence
     return out
 
 
+def pooled_pair_bootstrap_ci(correct_a: Sequence[Sequence], correct_b: Sequence[Sequence], n_boot: int = 10000,
+                             level: float = 0.95, seed: int = 0) -> dict:
+    """The accuracy difference ``b - a`` of two stages, each run at one or more seeds, scored on
+    the same examples: per example, the mean correctness over ``b``'s seeds minus that over
+    ``a``'s, with a paired bootstrap over the examples (each replicate draws them once for every
+    seed of both). :func:`pooled_bootstrap_ci` is the case of one vector in ``a``. Returns
+    ``{"diff", "low", "high", "n", "seeds_a", "seeds_b"}``."""
+    sides = {}
+    for name, vs in (("correct_a", correct_a), ("correct_b", correct_b)):
+        if len(vs) == 0:
+            raise ValueError(f"`{name}` must hold at least one 0/1 vector (one per seed); got none")
+        sides[name] = [_binary(v, f"{name}[{i}]") for i, v in enumerate(vs)]
+    sizes = {v.size for vs in sides.values() for v in vs}
+    if len(sizes) != 1:
+        raise ValueError(f"`correct_a` and `correct_b` must score the same examples (equal lengths); "
+                         f"got lengths {sorted(sizes)}")
+    _check_n_boot(n_boot)
+    _check_level(level)
+    a, b = (np.mean(sides[k], axis=0) for k in ("correct_a", "correct_b"))
+    return {**_bootstrap_diff(a, b, int(n_boot), float(level), seed),
+            "seeds_a": len(sides["correct_a"]), "seeds_b": len(sides["correct_b"])}
+
+
 # ---------------------------------------------------------------------------- seeds
 #: t(0.975, df) for df = 1..10 (the 95 % interval over a few seeds) when scipy is absent.
 _T975 = {1: 12.706205, 2: 4.302653, 3: 3.182446, 4: 2.776445, 5: 2.570582, 6: 2.446912,
