@@ -51,7 +51,8 @@ API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "st
                "stpcore.report.benchmarks", "stpcore.report.book", "stpcore.report.rerun",
                "stpcore.report.foundation", "stpcore.report.schedules", "stpcore.report.gaps",
                "stpcore.report.granularity", "stpcore.report.penalty", "stpcore.report.seeds",
-               "stpcore.report.spikes", "stpcore.report.stats", "stpcore.report.verdicts")
+               "stpcore.report.spikes", "stpcore.report.stats", "stpcore.report.verdicts",
+               "stpcore.report.tradeoff")
 
 
 class BookError(RuntimeError):
