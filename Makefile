@@ -1,5 +1,5 @@
 # make all   : install, then build the book from the recorded results (~3 min + installs, 2 CPU cores)
-# make test  : unit tests, then the whole book recomputed at smoke size on CPU (~13 min)
+# make test  : unit tests, then the whole book recomputed at smoke size on CPU (13-30 min)
 PY ?= python
 
 .PHONY: all setup book book-smoke test
