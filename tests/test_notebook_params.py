@@ -128,6 +128,17 @@ def test_readme_commands_reads_between_markers():
         ["b.ipynb", "/x.ipynb", "-p", "t", '["a"]', *RUN_OPTIONS]
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_reads_every_parameter(name):
+    """papermill's own reader (``papermill --help-notebook``, and its warnings on every run) sees
+    each assignment of the parameters cell; a comment it cannot parse (one holding '==', say)
+    hides that parameter and prints 'Unable to parse line' on every run."""
+    from papermill.translators import PythonTranslator
+    nb, i = notebook_cells(name)
+    seen = [prm.name for prm in PythonTranslator.inspect(nb.cells[i])]
+    assert seen == defined_names(nb.cells[i].source)
+
+
 @pytest.mark.parametrize("name", VALIDATED)
 def test_cell_after_parameters_validates_every_parameter(name):
     nb, i = notebook_cells(name)
