@@ -106,10 +106,9 @@ def pair_table(records: SeededRecords, tasks: Iterable[str], pairs=PAIRS, seeds:
         for stage, other, table in pairs:
             p_a, p_b = (paper_value(table, task, st, "accuracy") for st in (stage, other))
             d = stage_difference(records, task, stage, other, seeds, n_boot, level)
-            rows.append([NO_METRIC if None in (p_a, p_b) else round(p_a - p_b, 2),
-                         NOT_RUN if d is None else round(d["diff"], 2), _interval(d),
-                         NO_METRIC if d is None else f"{d['seeds_b']} vs {d['seeds_a']} seeds",
-                         NOT_RUN if d is None else stats.verdict(d)])
+            ours = ([NOT_RUN, NO_METRIC, NO_METRIC, NOT_RUN] if d is None else
+                    [round(d["diff"], 2), _interval(d), f"{d['seeds_b']} vs {d['seeds_a']} seeds", stats.verdict(d)])
+            rows.append([NO_METRIC if None in (p_a, p_b) else round(p_a - p_b, 2), *ours])
             index.append((task, f"{stage} - {other}"))
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "comparison"]),
                         columns=["paper Δ (pt)", "ours Δ (pt)", "95% interval", "seeds", "verdict"])
