@@ -21,7 +21,9 @@
 #        pruning stages at PRUNE_SEEDS (base seed 0; "-" for none) from the chosen variant, with
 #        its overrides. Logs: /tmp/stp/logs/TASK-*.log (a second pipeline of the same task needs
 #        other variant names: they share /tmp/stp/v/NAME). `.glue` holds mrpc and sst2, and for
-#        general KD (`general_kd_epochs`) also _partial, mnli and qnli.
+#        general KD (`general_kd_epochs`) also _partial, mnli and qnli. A new variant's root
+#        starts with the shipped foundation's records, which its runs reuse when the variant
+#        changes pruning knobs only (profiles.PRUNING_KEYS) and retrain otherwise.
 #   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
 set -uo pipefail
@@ -83,6 +85,11 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   for v in "${variants[@]}"; do
     name=${v%%:*}; over=${v#*:}
     choose_args+=(--variant "$name:$S/v/$name/results:$over")
+    if [ "$name" != default ] && [ ! -d $S/v/$name/results/$PROFILE/$task ]; then
+      mkdir -p $S/v/$name/results/$PROFILE/$task    # the shipped foundation's records: reused
+      cp $S/v/default/results/$PROFILE/$task/{teacher,spiking_fp,baseline}*.json \
+        $S/v/$name/results/$PROFILE/$task/ 2>/dev/null   # where only pruning knobs differ
+    fi
     for seed in ${found//,/ }; do
       run_stages "$name" "$over" $task $seed teacher,spiking_fp,baseline $S/logs/$task-$name-found$seed.log &
     done
