@@ -19,7 +19,7 @@
 #        results root /tmp/stp/v/NAME; `python -m stpcore choose` picks the variant with the best
 #        mean held-out accuracy; its baselines are packed to /tmp/stp/packs/NAME/TASK-seedK; then the
 #        pruning stages at PRUNE_SEEDS (base seed 0; "-" for none) from the chosen variant, with
-#        its overrides. Logs: /tmp/stp/logs/TASK-*.log (a second pipeline of the same task needs
+#        its overrides. Logs: /tmp/stp/logs/TASK-VARIANT-*.log (a second pipeline of the same task needs
 #        other variant names: they share /tmp/stp/v/NAME). `.glue` holds mrpc and sst2, and for
 #        general KD (`general_kd_epochs`) also _partial, mnli and qnli. A new variant's root
 #        starts with the shipped foundation's records, which its runs reuse when the variant
@@ -110,7 +110,7 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   wait
   if [ "$prune" = "-" ]; then echo "TASK DONE $tag (no pruning)" >> $S/logs/$tag-choose.log; return; fi
   for seed in ${prune//,/ }; do
-    run_stages "$chosen" "$over" $task $seed $PRE_STAGES $S/logs/$task-pre$seed.log main \
+    run_stages "$chosen" "$over" $task $seed $PRE_STAGES $S/logs/$task-$chosen-pre$seed.log main \
       --with-models &     # the models the groups below all need, made once before they start
   done
   wait
@@ -118,12 +118,12 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
   for g in "${!SEED_GROUPS[@]}"; do          # groups outer: every seed's two-stage chain first
     pri=main; [ $g -ge $HIGH_GROUPS ] && pri=low
     for seed in ${prune//,/ }; do
-      run_stages "$chosen" "$over" $task $seed "${SEED_GROUPS[$g]}" $S/logs/$task-s$seed-g$i.log $pri &
+      run_stages "$chosen" "$over" $task $seed "${SEED_GROUPS[$g]}" $S/logs/$task-$chosen-s$seed-g$i.log $pri &
       i=$((i + 1)); sleep 1
     done
   done
   for g in "${SEED0_GROUPS[@]}"; do
-    run_stages "$chosen" "$over" $task 0 "$g" $S/logs/$task-s0-g$i.log low &
+    run_stages "$chosen" "$over" $task 0 "$g" $S/logs/$task-$chosen-s0-g$i.log low &
     i=$((i + 1)); sleep 1
   done
   wait
