@@ -87,7 +87,7 @@ task_pipeline() {  # TASK FOUND_SEEDS PRUNE_SEEDS VARIANT...
     choose_args+=(--variant "$name:$S/v/$name/results:$over")
     if [ "$name" != default ] && [ ! -d $S/v/$name/results/$PROFILE/$task ]; then
       mkdir -p $S/v/$name/results/$PROFILE/$task    # the shipped foundation's records: reused
-      cp $S/v/default/results/$PROFILE/$task/{teacher,spiking_fp,baseline}*.json \
+      cp $S/v/default/results/$PROFILE/$task/{teacher,spiking_fp,baseline}{,.seed*}.json \
         $S/v/$name/results/$PROFILE/$task/ 2>/dev/null   # where only pruning knobs differ
     fi
     for seed in ${found//,/ }; do
