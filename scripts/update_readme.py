@@ -6,6 +6,9 @@ from stpcore.report.benchmarks import load_bench_records, scorecard
 from stpcore.report.gaps import describe_gaps
 from stpcore.report.verdicts import headline_verdicts, overall_verdicts, verdict_rules
 from stpcore.report.summary import FOUNDATION_STAGES, foundation_table
+from stpcore.report.variants import knob_values, variant_records
+from stpcore.report.notes import paper_value
+from stpcore.runs.profiles import SHARED
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- results:start", "<!-- results:end -->"
@@ -22,6 +25,9 @@ gap_lines = describe_gaps(seeded, TASKS)
 verdicts = headline_verdicts(seeded, TASKS)
 verdict = verdicts.reset_index().to_markdown(index=False)
 overall = overall_verdicts(verdicts).reset_index().to_markdown(index=False)
+at_paper = variant_records("sst2-paper-latency", seeded, SEEDS)
+at_paper = {k: v for k, v in at_paper.items() if v is not None}
+verdict_at_paper = headline_verdicts(at_paper, ["sst2"]).reset_index().to_markdown(index=False)
 bench = {k: v for k, v in load_bench_records().items() if v.get("size") == "paper"}
 speed = scorecard(bench).reset_index().to_markdown(index=False) if bench else "(no GPU bench record yet)"
 text = README.read_text()
@@ -36,6 +42,11 @@ block = (f"{START}{marker_line}\nDev accuracy on the GLUE dev split; checkpoints
          f"The headline claim, two-stage pruning against the 1-bit baseline, per task (the "
          f"book's *What we found* page), decided from the claims below it:\n\n{overall}\n\n"
          f"{verdict_rules()}\n\n{verdict}\n\n"
+         f"The same claims on SST-2 with two-stage pruning rerun at the paper's own latency (PCA "
+         f"base {', '.join(map(str, knob_values('sst2-paper-latency', at_paper)))} instead of Table I's "
+         f"{SHARED['pca_base']}, chosen in closed form so that Eq. 10 gives our models the paper's "
+         f"{paper_value('table_iii', 'sst2', 'two_stage', 'latency')} timesteps; "
+         f"`data/results/sweeps/sst2-paper-latency`, the *What we found* page):\n\n{verdict_at_paper}\n\n"
          f"Simulation speed on one GPU against the port of the public SpikingBERT loop, every "
          f"number with a target (`bench/README.md`; the book's benchmarks page explains the "
          f"misses):\n\n{speed}\n\n"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import html
+import json
 import os
 import re
 import shlex
@@ -126,6 +127,16 @@ def test_readme_commands_reads_between_markers():
     assert readme_commands(text) == ["papermill b.ipynb out.ipynb -p x 1"]
     assert command_argv("papermill b.ipynb out.ipynb -p t '[\"a\"]'  # c", Path("/x.ipynb"))[3:] == \
         ["b.ipynb", "/x.ipynb", "-p", "t", '["a"]', *RUN_OPTIONS]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_valid_nbformat(name):
+    """Every cell has a unique id (nbformat 4.5): a cell added without one makes every run warn
+    'Cell is missing an id field', which future nbformat versions make an error."""
+    raw = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())   # nbformat.read adds ids
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), ids
+    nbformat.validate(nbformat.from_dict(raw))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

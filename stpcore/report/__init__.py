@@ -2,7 +2,8 @@
 (:mod:`~stpcore.report.tables`), notebook helpers and prose (:mod:`~stpcore.report.notes`),
 summaries (:mod:`~stpcore.report.summary`), intervals (:mod:`~stpcore.report.stats`,
 :mod:`~stpcore.report.seeds`), the verdicts decided from them (:mod:`~stpcore.report.verdicts`)
-and every pruned model's accuracy against its ACs (:mod:`~stpcore.report.tradeoff`), the starting
+and every pruned model's accuracy against its ACs (:mod:`~stpcore.report.tradeoff`), pruning
+stages rerun with one knob changed beside the default ones (:mod:`~stpcore.report.variants`), the starting
 point over seeds (:mod:`~stpcore.report.foundation`), its distillation gaps
 (:mod:`~stpcore.report.gaps`) and the held-out sweep behind a schedule
 (:mod:`~stpcore.report.schedules`),

@@ -52,7 +52,7 @@ API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "st
                "stpcore.report.foundation", "stpcore.report.schedules", "stpcore.report.gaps",
                "stpcore.report.granularity", "stpcore.report.penalty", "stpcore.report.seeds",
                "stpcore.report.spikes", "stpcore.report.stats", "stpcore.report.verdicts",
-               "stpcore.report.tradeoff")
+               "stpcore.report.tradeoff", "stpcore.report.variants")
 
 
 class BookError(RuntimeError):

@@ -1,0 +1,79 @@
+"""Pruning stages rerun with one knob changed (stpcore.report.variants): Eq. 10's latency against
+hand counts, the base matched to a target latency, and a variant's records put in place of the
+default ones (read from a results root written here)."""
+import json
+import math
+
+import pytest
+
+from stpcore.report import variants
+from stpcore.runs.records import record_path
+
+COMPS = {"embedding": 4, "layers": [[1, 2, 3, 4, 5, 6]]}      # 7 populations, c_max = 6
+
+
+def test_eq10_latency_hand_count():
+    # t = ceil(b^(c - 6) * 10) at b = 2: c = 4 -> 3 (2.5), 1..6 -> 1 (0.3125), 1 (0.625), 2 (1.25), 3, 5, 10
+    assert variants.eq10_latency(COMPS, 2.0, 10) == pytest.approx((3 + 1 + 1 + 2 + 3 + 5 + 10) / 7)
+    # a base just above 1 keeps every population at (almost) T_conv
+    assert variants.eq10_latency(COMPS, 1.0001, 10) == pytest.approx(10.0)
+
+
+def _two_stage(comps, base=1.02, t_conv=10):
+    return {"config": {"pca_base": base, "t_conv": t_conv}, "metrics": {"components": comps}}
+
+
+def test_match_base_picks_the_nearest_grid_point():
+    recs = {("sst2", "two_stage", 0): _two_stage(COMPS), ("sst2", "two_stage", 1): _two_stage(COMPS),
+            ("sst2", "two_stage", 2): None}
+    target = variants.eq10_latency(COMPS, 1.5, 10)
+    grid = (1.1, 1.3, 1.5, 1.7, 2.0, 3.0)
+    df = variants.match_base(recs, "sst2", bases=grid, target=target)
+    assert variants.nearest_base(df) == 1.5
+    assert list(df.columns[:3]) == ["seed 0", "seed 1", "mean"] and df.loc[1.5, "mean"] == pytest.approx(round(target, 2))
+    assert "these records' base" in df.loc[1.02, "chosen"]             # the records' own base is shown
+    assert 3.0 not in df.index                                          # only the neighbours of the choice
+    assert variants.match_base({("sst2", "two_stage", 0): None}, "sst2") is None
+    assert variants.nearest_base(None) is None
+
+
+def test_match_base_default_target_is_the_papers_latency():
+    recs = {("sst2", "two_stage", 0): _two_stage(COMPS, t_conv=85)}
+    df = variants.match_base(recs, "sst2")
+    assert set(df["target (paper)"]) == {53.08}                         # Table III, SST-2 two-stage
+
+
+def _write(root, stage, seed, **config):
+    path = record_path("paper", "sst2", stage, root=root, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"profile": "paper", "task": "sst2", "stage": stage, "config": config,
+           "metrics": {"dev_accuracy": 80.0}, "provenance": {"seed": seed}}
+    path.write_text(json.dumps(rec))
+    return rec
+
+
+def test_variant_records_replace_the_default_stages(tmp_path):
+    made = _write(tmp_path / "sst2-paper-latency", "two_stage", 1, pca_base=1.0135)
+    default = {("sst2", "baseline", 0): {"b": 0}, ("sst2", "two_stage", 0): {"d": 0},
+               ("sst2", "two_stage", 1): {"d": 1}, ("mrpc", "two_stage", 0): {"m": 0}}
+    out = variants.variant_records("sst2-paper-latency", default, [0, 1], root=tmp_path)
+    assert out[("sst2", "baseline", 0)] == {"b": 0} and out[("mrpc", "two_stage", 0)] == {"m": 0}
+    assert out[("sst2", "two_stage", 0)] is None                        # the variant's seed 0: not run
+    assert out[("sst2", "two_stage", 1)]["config"] == made["config"]
+    assert out[("sst2", "adaptive_threshold", 1)] is None
+    assert variants.knob_values("sst2-paper-latency", out) == [1.0135]
+    shown = variants.relabel(out, ["two_stage"], "(paper latency)")
+    assert set(shown) == {("sst2", "two_stage (paper latency)", s) for s in (0, 1)} | {
+        ("mrpc", "two_stage (paper latency)", 0)}
+
+
+def test_unknown_variant_is_named():
+    with pytest.raises(ValueError, match=r"`name` must be one of \['sst2-paper-latency'\]; got 'x'"):
+        variants.variant_records("x", {}, [0])
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        variants.knob_values("x", {})
+
+
+def test_grid_steps():
+    assert variants.BASE_GRID[0] == 1.0005 and variants.BASE_GRID[-1] == 1.03
+    assert all(math.isclose(b - a, 0.0005, abs_tol=1e-9) for a, b in zip(variants.BASE_GRID, variants.BASE_GRID[1:]))
