@@ -21,9 +21,9 @@ import pandas as pd
 from ..prune.acs import population_latency
 from ..prune.temporal import allocate_timesteps, flatten_populations, unflatten_populations
 from ..runs.records import read_record
-from .notes import paper_value
 from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _present
+from .summary import paper_latency_percent
 
 #: name -> the task, the stages the variant reruns, and the knob it changes.
 VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base",
@@ -80,16 +80,19 @@ def eq10_latency(components: Mapping, base: float, t_conv: int) -> float:
 def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seeds: Iterable[int] | None = None,
                bases: Iterable[float] = BASE_GRID, target: float | None = None) -> pd.DataFrame | None:
     """The PCA base at which Eq. 10 gives ``stage``'s models ``target`` mean timesteps (default:
-    the paper's two-stage latency, Table III). For each base of ``bases``, the mean latency
+    the paper's two-stage latency as a share of its T_conv, Table III, times the records'
+    T_conv: 53.08 on SST-2 at the paper profile). For each base of ``bases``, the mean latency
     :func:`eq10_latency` allocates from the components c of each seed's ``stage`` record (c
     measured after the spatial stage, as the temporal stage does) and their mean over seeds;
     ``chosen`` marks the base whose mean is nearest ``target``. Closed form: no model runs. Rows:
     the chosen base and the grid points beside it, plus the record's own base. None without
     records that carry components."""
     recs = {s: r for s, r in _present(records, task, stage, seeds).items() if "components" in r["metrics"]}
-    target = paper_value("table_iii", task, "two_stage", "latency") if target is None else target
-    if not recs or target is None:
+    share = paper_latency_percent(task)
+    if not recs or (target is None and share is None):
         return None
+    if target is None:
+        target = share / 100.0 * next(iter(recs.values()))["config"]["t_conv"]
     used = {r["config"]["pca_base"] for r in recs.values()}
     rows = []
     for base in sorted(set(bases) | used):
