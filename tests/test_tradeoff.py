@@ -81,3 +81,15 @@ def test_plot_tradeoff():
                                   "mrpc": tradeoff.tradeoff_frame(recs, "mrpc")})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert fig.axes[0].get_title() == "SST-2" and len(fig.axes[0].texts) == 3 + 1   # ours + the paper's two_stage
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["ours", "paper (Table II)"]
+
+
+def test_plot_tradeoff_shows_a_variant_apart():
+    recs = _records()
+    recs[("sst2", "two_stage (paper latency)", 0)] = recs[("sst2", "two_stage", 1)]
+    df = tradeoff.tradeoff_frame(recs, "sst2", stages=("two_stage", "two_stage (paper latency)"))
+    ax = tradeoff.plot_tradeoff({"sst2": df}).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ours", "ours, paper latency", "paper (Table II)"]
+    ours = [t for t in ax.texts if t.get_fontsize() == 7]                # our labels: the stage name only
+    assert sorted(t.get_text() for t in ours) == ["two_stage", "two_stage"]
+    assert {t.get_color() for t in ours} == {"C0", "C2"}

@@ -55,25 +55,32 @@ def tradeoff_frame(records: SeededRecords, task: str, stages: Iterable[str] = TR
 @_themed
 def plot_tradeoff(frames: Mapping[str, pd.DataFrame], tolerance: float = 1.0) -> Figure:
     """One panel per task of ``frames`` (:func:`tradeoff_frame`): our models as points with their
-    accuracy-change intervals, labelled by stage; the paper's Table II points as red squares;
-    dotted lines at no change and at -``tolerance`` points (the headline's accuracy rule)."""
+    accuracy-change intervals, labelled by stage (a stage named ``"<stage> (<variant>)"``, e.g.
+    from :func:`stpcore.report.variants.relabel`, in green, labelled ``<stage>``, with the variant
+    in the legend); the paper's Table II points as red squares; dotted lines at no change and at
+    -``tolerance`` points (the headline's accuracy rule)."""
     fig, axes = _new_figure((5.5 * len(frames), 4.3), len(frames))
     for ax, (task, df) in zip(axes, frames.items()):
         if df.empty:
             _not_run(ax)
+        legend = {}
         for i, (stage, r) in enumerate(df.sort_values("ACs kept (%)").iterrows()):
+            name, _, variant = stage.partition(" (")
+            color = "C2" if variant else "C0"
             err = None if pd.isna(r["Δ low"]) else [[r["Δ acc (pt)"] - r["Δ low"]], [r["Δ high"] - r["Δ acc (pt)"]]]
-            ax.errorbar([r["ACs kept (%)"]], [r["Δ acc (pt)"]], yerr=err, fmt="o", color="C0", ms=4, capsize=2)
-            ax.annotate(stage, (r["ACs kept (%)"], r["Δ acc (pt)"]), textcoords="offset points",
-                        xytext=(4, 4 if i % 2 else -10), fontsize=7, color="C0")   # neighbours alternate
+            dots = ax.errorbar([r["ACs kept (%)"]], [r["Δ acc (pt)"]], yerr=err, fmt="o", color=color, ms=4, capsize=2)
+            legend.setdefault(f"ours, {variant.rstrip(')')}" if variant else "ours", dots)
+            ax.annotate(name, (r["ACs kept (%)"], r["Δ acc (pt)"]), textcoords="offset points",
+                        xytext=(4, 4 if i % 2 else -10), fontsize=7, color=color)   # neighbours alternate
         paper = df.dropna(subset=["paper ACs kept (%)", "paper Δ acc (pt)"])
         if not paper.empty:
-            ax.plot(paper["paper ACs kept (%)"], paper["paper Δ acc (pt)"], "s", color="C3", ms=5,
-                    label="paper (Table II)")
+            legend["paper (Table II)"], = ax.plot(paper["paper ACs kept (%)"], paper["paper Δ acc (pt)"], "s",
+                                                  color="C3", ms=5)
             for i, (stage, r) in enumerate(paper.sort_values("paper ACs kept (%)").iterrows()):
                 ax.annotate(stage, (r["paper ACs kept (%)"], r["paper Δ acc (pt)"]), textcoords="offset points",
                             xytext=(4, 5 if i % 2 else -10), fontsize=6, color="C3")
-            ax.legend(fontsize=7, loc="lower right")
+        if legend:
+            ax.legend(legend.values(), legend.keys(), fontsize=7, loc="lower right")
         ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
         ax.axhline(-tolerance, color="0.5", lw=0.8, ls="--")
         ax.set(xlim=(0, 102), xlabel="ACs kept (% of the unpruned model)",

@@ -54,11 +54,12 @@ def variant_records(name: str, records: SeededRecords, seeds: Iterable[int], pro
     return out
 
 
-def relabel(records: SeededRecords, stages: Iterable[str], suffix: str) -> dict:
-    """The records of ``stages`` under the stage name ``"<stage> <suffix>"`` (to show a variant's
-    models as their own rows beside the default ones)."""
-    stages = set(stages)
-    return {(t, f"{st} {suffix}", s): r for (t, st, s), r in records.items() if st in stages}
+def relabel(name: str, records: SeededRecords, stages: Iterable[str], suffix: str) -> dict:
+    """The records of the variant's task and ``stages`` under the stage name ``"<stage> <suffix>"``
+    (to show a variant's models as their own rows beside the default ones; other tasks' records,
+    which the variant left as they were, are not repeated)."""
+    task, stages = _variant(name)["task"], set(stages)
+    return {(t, f"{st} {suffix}", s): r for (t, st, s), r in records.items() if t == task and st in stages}
 
 
 def knob_values(name: str, records: SeededRecords) -> list:
