@@ -26,7 +26,6 @@ verdicts = headline_verdicts(seeded, TASKS)
 verdict = verdicts.reset_index().to_markdown(index=False)
 overall = overall_verdicts(verdicts).reset_index().to_markdown(index=False)
 at_paper = variant_records("sst2-paper-latency", seeded, SEEDS)
-at_paper = {k: v for k, v in at_paper.items() if v is not None}
 verdict_at_paper = headline_verdicts(at_paper, ["sst2"]).reset_index().to_markdown(index=False)
 bench = {k: v for k, v in load_bench_records().items() if v.get("size") == "paper"}
 speed = scorecard(bench).reset_index().to_markdown(index=False) if bench else "(no GPU bench record yet)"

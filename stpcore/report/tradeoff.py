@@ -106,12 +106,13 @@ def stage_difference(records: SeededRecords, task: str, stage: str, other: str, 
 def pair_table(records: SeededRecords, tasks: Iterable[str], pairs=PAIRS, seeds: Iterable[int] | None = None,
                n_boot: int = 10000, level: float = 0.95) -> pd.DataFrame:
     """Each pair of :data:`PAIRS` per task: the paper's difference (where its table has both
-    accuracies for the task), ours with its paired interval and the seeds used, and the plain
-    verdict (:func:`stats.verdict`). Index ``(task, comparison)``."""
+    accuracies for the task; a pair whose table is None has no paper counterpart), ours with its
+    paired interval and the seeds used, and the plain verdict (:func:`stats.verdict`). Index
+    ``(task, comparison)``."""
     rows, index = [], []
     for task in tasks:
         for stage, other, table in pairs:
-            p_a, p_b = (paper_value(table, task, st, "accuracy") for st in (stage, other))
+            p_a, p_b = (None if table is None else paper_value(table, task, st, "accuracy") for st in (stage, other))
             d = stage_difference(records, task, stage, other, seeds, n_boot, level)
             ours = ([NOT_RUN, NO_METRIC, NO_METRIC, NOT_RUN] if d is None else
                     [round(d["diff"], 2), _interval(d), f"{d['seeds_b']} vs {d['seeds_a']} seeds", stats.verdict(d)])

@@ -12,7 +12,6 @@ default two-stage records. Accuracy never entered it.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -110,10 +109,3 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
     keep = set(df.index[max(0, i - 2): i + 3]) | used
     return df.loc[[b for b in df.index if b in keep]].round(2)
 
-
-def nearest_base(table: pd.DataFrame | None) -> float | None:
-    """The base :func:`match_base` chose (None without a table)."""
-    if table is None:
-        return None
-    hit = table.index[table["chosen"].str.contains("nearest")]
-    return None if hit.empty or math.isnan(hit[0]) else float(hit[0])
