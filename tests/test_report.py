@@ -175,13 +175,17 @@ def test_cls_spikes_give_the_rate_the_classifier_reads(tiny_model, tiny_batch):
     assert table.shape == (tiny_model.config.num_hidden_layers, 6)
 
 
+def _sweep(task, baseline_accuracy, *points):
+    """A baseline record and a lambda_sweep record of (multiplier, acs_fraction, dev_accuracy)."""
+    sweep = _rec(task, "lambda_sweep", points=[
+        {"multiplier": m, "acs_fraction": a, "dev_accuracy": d} for m, a, d in points])
+    sweep["config"] = {"mask_lr": 0.05}
+    return _rec(task, "baseline", dev_accuracy=baseline_accuracy), sweep
+
+
 def test_plot_lambda_sweep_draws_changes_against_the_baseline_and_the_paper_point():
     from stpcore.report import penalty
-    base = _rec("mrpc", "baseline", dev_accuracy=70.0)
-    sweep = _rec("mrpc", "lambda_sweep", points=[
-        {"multiplier": 4.0, "acs_fraction": 0.30, "dev_accuracy": 68.0},
-        {"multiplier": 0.0, "acs_fraction": 0.50, "dev_accuracy": 71.0}])
-    sweep["config"] = {"mask_lr": 0.05}
+    base, sweep = _sweep("mrpc", 70.0, (4.0, 0.30, 68.0), (0.0, 0.50, 71.0))
     fig = penalty.plot_lambda_sweep({"mrpc": sweep}, {"mrpc": base}, tasks=("sst2", "mrpc"))
     sst2_ax, mrpc_ax = fig.axes
     ours = next(l for l in mrpc_ax.lines if l.get_label() == "ours (mask_lr 0.05)")
@@ -191,3 +195,50 @@ def test_plot_lambda_sweep_draws_changes_against_the_baseline_and_the_paper_poin
     assert paper.get_ydata()[0] == pytest.approx(76.12 - 75.71)
     assert [t.get_text() for t in mrpc_ax.texts] == ["0", "4"]             # lambda multiples
     assert "not run" in [t.get_text() for t in sst2_ax.texts]             # no SST-2 sweep given
+
+
+def test_lambda_sweep_reading_brackets_the_paper_point_and_names_table_i_lambda():
+    from stpcore.report import penalty
+    base, sweep = _sweep("mrpc", 70.0, (4.0, 0.10, 66.0), (0.0, 0.62, 70.5),   # unsorted, as a
+                         (1.0, 0.25, 69.0), (0.25, 0.40, 71.0))                # record may hold them
+    text = penalty.lambda_sweep_reading(sweep, base, "mrpc")
+    assert "Table I's lambda keeps 25.00 % of the ACs at -1.00 pt." in text
+    # Table II, MRPC: 33.18 % at 76.12 - 75.71; the nearest points above and below it
+    assert "keeps 33.18 % at +0.41 pt; our points on either side of it: x0.25 (40.00 %, +1.00 pt) " \
+           "and x1 (25.00 %, -1.00 pt)." in text
+    assert "Without the penalty (x0) retraining keeps 62.00 % (+0.50 pt)." in text
+    assert penalty.lambda_sweep_reading(None, base, "mrpc") == "MRPC: lambda sweep not run."
+    assert "without a baseline record" in penalty.lambda_sweep_reading(sweep, None, "mrpc")
+
+
+def test_activity_summary_gives_each_layers_relative_change_and_the_layers_lowered():
+    from stpcore.report.notes import activity_summary
+    hist = lambda asr, c: [{"epoch": 2, "layer_asr": asr, "normalized_c": c}]
+    rec = {"metrics": {"with": {"history": hist([0.20, 0.099, 0.30], 0.18)},
+                       "without": {"history": hist([0.20, 0.100, 0.40], 0.20)}}}
+    text = activity_summary(rec)
+    assert "ASR L1 +0.00 %, L2 -1.00 %, L3 -25.00 %; Normalized #C -10.00 %." in text
+    assert text.endswith("at least 1 %: L2, L3 of 3 (one seed).")
+    rec["metrics"]["without"] = {}
+    assert activity_summary(rec).endswith("without the activity loss: not run.")
+    assert activity_summary(None) == "Activity-loss ablation: not run."
+
+
+def test_plot_lambda_sweep_draws_a_collapsed_model_at_the_floor_with_its_value():
+    from stpcore.report import penalty
+    base, sweep = _sweep("sst2", 80.0, (16.0, 0.004, 50.0), (1.0, 0.50, 79.0))
+    ax, = penalty.plot_lambda_sweep({"sst2": sweep}, {"sst2": base}, tasks=("sst2",)).axes
+    ours = next(l for l in ax.lines if l.get_label() == "ours (mask_lr 0.05)")
+    assert list(ours.get_ydata()) == [-1.0, penalty.FLOOR]
+    assert [t.get_text() for t in ax.texts] == ["1", "16 (-30.0)"]
+    assert ax.get_ylim()[0] == penalty.FLOOR - 1
+
+
+def test_plot_activity_loss_keeps_a_tiny_change_in_normalized_c_flat():
+    from stpcore.report import plots
+    hist = lambda c: [{"epoch": e, "layer_asr": [0.2], "normalized_c": v} for e, v in enumerate(c)]
+    _, ax_b = plots.plot_activity_loss(hist([0.17775, 0.17761]), hist([0.17775, 0.17770])).axes
+    lo, hi = ax_b.get_ylim()
+    assert hi - lo == pytest.approx(0.02 * (lo + hi) / 2)       # 2 % of #C, not the 0.08 % spread
+    _, ax_b = plots.plot_activity_loss(hist([0.30, 0.10]), None).axes
+    assert ax_b.get_ylim()[0] < 0.10 and ax_b.get_ylim()[1] > 0.30   # a real change: autoscaled

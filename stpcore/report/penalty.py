@@ -15,6 +15,8 @@ from ..prune.retrain import RetrainConfig, max_logit_travel
 from .notes import paper_value, task_label
 from .plots import _new_figure, _not_run, _themed
 
+FLOOR = -10.0   # accuracy change (pt) below which the lambda-sweep plot draws a point at the floor
+
 
 def _flips(m: dict) -> int | str:
     f = m.get("mask_flips")
@@ -31,6 +33,41 @@ def lambda_sweep_table(record: dict | None) -> pd.DataFrame | None:
              "held-out accuracy": round(p["heldout_accuracy"], 2)}
             for p in record["metrics"]["points"]]
     return pd.DataFrame(rows).set_index("lambda / Table I")
+
+
+def lambda_sweep_reading(sweep: dict | None, baseline: dict | None, task: str) -> str:
+    """One sentence per task: what Table I's lambda keeps and loses, the sweep's points on either
+    side of the paper's spatial-retraining share of ACs (Table II), and the no-penalty point.
+    Accuracy change is dev accuracy minus the seed-0 baseline's; one seed, so a change smaller
+    than the dev split's sampling error is not a finding."""
+    label = task_label(task)
+    if sweep is None or baseline is None:
+        return f"{label}: lambda sweep {'not run' if sweep is None else 'without a baseline record'}."
+    ref = baseline["metrics"]["dev_accuracy"]
+    pts = sorted(sweep["metrics"]["points"], key=lambda p: p["multiplier"])
+
+    def show(p):
+        return f"x{p['multiplier']:g} ({100 * p['acs_fraction']:.2f} %, {p['dev_accuracy'] - ref:+.2f} pt)"
+    parts = [f"{label}:"]
+    table_i = next((p for p in pts if p["multiplier"] == 1.0), None)
+    if table_i is not None:
+        parts.append(f"Table I's lambda keeps {100 * table_i['acs_fraction']:.2f} % of the ACs at "
+                     f"{table_i['dev_accuracy'] - ref:+.2f} pt.")
+    p_acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
+    p_acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
+    p_base = paper_value("table_ii", task, "baseline", "accuracy")
+    if None not in (p_acs, p_acc, p_base):
+        above = [p for p in pts if 100 * p["acs_fraction"] >= p_acs]
+        below = [p for p in pts if 100 * p["acs_fraction"] < p_acs]
+        near = [show(min(above, key=lambda p: p["acs_fraction"]))] if above else []
+        near += [show(max(below, key=lambda p: p["acs_fraction"]))] if below else []
+        parts.append(f"The paper's spatial retraining keeps {p_acs:g} % at {p_acc - p_base:+.2f} pt; "
+                     f"our points on either side of it: {' and '.join(near)}.")
+    zero = next((p for p in pts if p["multiplier"] == 0.0), None)
+    if zero is not None:
+        parts.append(f"Without the penalty (x0) retraining keeps {100 * zero['acs_fraction']:.2f} % "
+                     f"({zero['dev_accuracy'] - ref:+.2f} pt).")
+    return " ".join(parts)
 
 
 def travel_table(records: Mapping[str, dict | None]) -> pd.DataFrame:
@@ -63,12 +100,13 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
     drawn grey and dashed); ``baselines``: ``{task: baseline record}``, the reference of the
     change. The paper's spatial-retraining point (Table II: its ACs kept and its accuracy minus
     its baseline's) is the red square; each of our points is labelled with its multiple of
-    Table I's lambda."""
+    Table I's lambda; a change below ``FLOOR`` (a collapsed model) is drawn at the floor and
+    labelled with its value, so that it does not flatten the points near the paper's."""
     archived = archived or {}
     fig, axes = _new_figure((5.0 * len(tasks), 4.0), len(tasks))
     for ax, task in zip(axes, tasks):
         base = baselines.get(task)
-        drawn = False
+        drawn = floored = False
         for rec, style, label, annotate in (
                 (archived.get(task), dict(color="0.55", ls="--", marker="x"), "archived (mask_lr {lr})", False),
                 (sweeps.get(task), dict(color="C0", ls="-", marker="o"), "ours (mask_lr {lr})", True)):
@@ -78,11 +116,14 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
             pts = sorted(rec["metrics"]["points"], key=lambda p: p["multiplier"])
             xs = [100 * p["acs_fraction"] for p in pts]
             ys = [p["dev_accuracy"] - ref for p in pts]
-            ax.plot(xs, ys, label=label.format(lr=rec["config"]["mask_lr"]), **style)
+            shown = [max(y, FLOOR) for y in ys]         # a collapsed model: at the floor, labelled
+            ax.plot(xs, shown, label=label.format(lr=rec["config"]["mask_lr"]), **style)
             if annotate:
-                for p, x, y in zip(pts, xs, ys):
-                    ax.annotate(f"{p['multiplier']:g}", (x, y), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7)
+                for i, (p, x, y) in enumerate(zip(pts, xs, ys)):
+                    text = f"{p['multiplier']:g}" + (f" ({y:+.1f})" if y < FLOOR else "")
+                    ax.annotate(text, (x, max(y, FLOOR)), textcoords="offset points",
+                                xytext=(4, 4 if i % 2 == 0 else -10), fontsize=7)   # neighbours apart
+            floored |= min(ys) < FLOOR
             drawn = True
         p_acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
         p_acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
@@ -92,6 +133,8 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
         if not drawn:
             _not_run(ax)
         ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+        if floored:
+            ax.set_ylim(bottom=FLOOR - 1)
         ax.set(xlim=(0, 102), xlabel="ACs kept (% of the unpruned model)",
                ylabel="dev accuracy - baseline (pt)", title=task_label(task))
         ax.legend(fontsize=7)

@@ -159,7 +159,8 @@ def _by_task(records: Any) -> dict[str, dict | None]:
 @_themed
 def plot_activity_loss(with_record: Any, without_record: Any, title: str | None = None) -> Figure:
     """Fig. 3. (a) mean ASR per encoder layer over epochs, solid with the activity loss
-    (L1, L2, ...), dashed without (L1', L2', ...); (b) Normalized #C over epochs.
+    (L1, L2, ...), dashed without (L1', L2', ...); (b) Normalized #C over epochs, on an axis
+    at least 2 % of #C tall, so that changes far smaller than that do not fill the panel.
 
     Each argument is a record, a metrics dict or a history list whose entries hold
     ``epoch``, ``layer_asr`` (one value per layer) and ``normalized_c``.
@@ -186,6 +187,9 @@ def plot_activity_loss(with_record: Any, without_record: Any, title: str | None 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_a.set(xlabel="epoch", ylabel="mean ASR", title="(a) mean ASR per encoder layer")
     ax_b.set(xlabel="epoch", ylabel="Normalized #C", title="(b) Normalized #C")
+    lo, hi = ax_b.get_ylim()            # at least 2 % of #C tall: a 0.02 % wiggle stays flat
+    mid, half = (lo + hi) / 2, max((hi - lo) / 2, 0.01 * abs((lo + hi) / 2))
+    ax_b.set_ylim(mid - half, mid + half)
     for ax in (ax_a, ax_b):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, ncol=2 if ax is ax_a else 1)
