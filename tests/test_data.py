@@ -114,6 +114,28 @@ def test_split_heldout_deterministic_and_disjoint(glue_dir):
     assert len(data.split_heldout(ds, fraction=0.5, max_size=2)[1]) == 2
 
 
+def test_word_lengths_add_up_the_text_columns_of_the_selected_rows():
+    import datasets
+    ds = datasets.Dataset.from_dict({"a": ["one two", "x", "p q r s"], "b": ["three", "y z", ""]})
+    assert data.word_lengths(ds, ("a", "b")).tolist() == [3, 3, 4]
+    assert data.word_lengths(ds.select([2, 0]), ("a",)).tolist() == [4, 2]   # select's order
+    assert data.word_lengths(ds, ()).tolist() == [0, 0, 0]
+
+
+def test_split_heldout_matches_dev_lengths_and_drops_train_phrases_of_held_out_sentences():
+    import datasets
+    texts = ["good", "a truly wonderful film", "truly wonderful", "dull", "awful and far too long",
+             "far too long", "meh", "fine", "bad", "great"]
+    ds = datasets.Dataset.from_dict({"sentence": texts, "idx": list(range(10))})
+    # dev holds only 4- and 5-word sentences: one held-out row per half of its lengths
+    train, held = data.split_heldout(ds, 0.2, seed=3, match_lengths=[4, 5], text_columns=("sentence",))
+    assert held["idx"][:] == [1, 4]
+    # the phrases of held-out sentences leave train (SST-2's train holds its sentences' phrases)
+    assert train["idx"][:] == [0, 3, 6, 7, 8, 9]
+    _, random_held = data.split_heldout(ds, 0.2, seed=3)                   # no length matching
+    assert len(random_held) == 2
+
+
 def test_load_task(glue_dir, tokenizer):
     with pytest.raises(FileNotFoundError, match="mrpc/validation.parquet"):
         data.load_task("mrpc", tokenizer, glue_dir=glue_dir)

@@ -133,7 +133,10 @@ HELDOUT_RULES = ("match_dev", "random")
 
 def word_lengths(dataset: datasets.Dataset, text_columns: tuple[str, ...]) -> np.ndarray:
     """Words per example (whitespace split, text columns added up)."""
-    return np.array([sum(len(str(row[c]).split()) for c in text_columns) for row in dataset])
+    counts = np.zeros(len(dataset), dtype=int)
+    for c in text_columns:              # whole columns (`[:]`: a list), not rows: 100x faster
+        counts += np.array([len(str(t).split()) for t in dataset[c][:]], dtype=int)
+    return counts
 
 
 def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: int = 2000,
@@ -185,7 +188,7 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     mask[held] = False
     if len(text_columns) == 1:
         blob = "\n".join(str(t) for t in dataset.select(np.sort(held))[text_columns[0]])
-        texts = dataset[text_columns[0]]
+        texts = dataset[text_columns[0]][:]
         leak = np.array([mask[i] and str(texts[i]) in blob for i in range(n)], dtype=bool)
         mask &= ~leak
     keep = np.flatnonzero(mask)
