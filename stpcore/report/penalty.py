@@ -18,6 +18,15 @@ from .plots import _new_figure, _not_run, _themed
 FLOOR = -10.0   # accuracy change (pt) below which the lambda-sweep plot draws a point at the floor
 
 
+def _paper_point(task: str) -> tuple[float, float] | None:
+    """The paper's spatial-retraining point of Table II: (ACs kept in %, its accuracy minus its
+    baseline's), or None where the paper has no such row for ``task``."""
+    acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
+    acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
+    base = paper_value("table_ii", task, "baseline", "accuracy")
+    return None if None in (acs, acc, base) else (acs, acc - base)
+
+
 def _flips(m: dict) -> int | str:
     f = m.get("mask_flips")
     return "n/a" if f is None else sum(f.values())
@@ -53,15 +62,14 @@ def lambda_sweep_reading(sweep: dict | None, baseline: dict | None, task: str) -
     if table_i is not None:
         parts.append(f"Table I's lambda keeps {100 * table_i['acs_fraction']:.2f} % of the ACs at "
                      f"{table_i['dev_accuracy'] - ref:+.2f} pt.")
-    p_acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
-    p_acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
-    p_base = paper_value("table_ii", task, "baseline", "accuracy")
-    if None not in (p_acs, p_acc, p_base):
+    paper = _paper_point(task)
+    if paper is not None:
+        p_acs, p_change = paper
         above = [p for p in pts if 100 * p["acs_fraction"] >= p_acs]
         below = [p for p in pts if 100 * p["acs_fraction"] < p_acs]
         near = [show(min(above, key=lambda p: p["acs_fraction"]))] if above else []
         near += [show(max(below, key=lambda p: p["acs_fraction"]))] if below else []
-        parts.append(f"The paper's spatial retraining keeps {p_acs:g} % at {p_acc - p_base:+.2f} pt; "
+        parts.append(f"The paper's spatial retraining keeps {p_acs:g} % at {p_change:+.2f} pt; "
                      f"our points on either side of it: {' and '.join(near)}.")
     zero = next((p for p in pts if p["multiplier"] == 0.0), None)
     if zero is not None:
@@ -119,17 +127,15 @@ def plot_lambda_sweep(sweeps: Mapping[str, dict | None], baselines: Mapping[str,
             shown = [max(y, FLOOR) for y in ys]         # a collapsed model: at the floor, labelled
             ax.plot(xs, shown, label=label.format(lr=rec["config"]["mask_lr"]), **style)
             if annotate:
-                for i, (p, x, y) in enumerate(zip(pts, xs, ys)):
+                for i, (p, x, y, at) in enumerate(zip(pts, xs, ys, shown)):
                     text = f"{p['multiplier']:g}" + (f" ({y:+.1f})" if y < FLOOR else "")
-                    ax.annotate(text, (x, max(y, FLOOR)), textcoords="offset points",
+                    ax.annotate(text, (x, at), textcoords="offset points",
                                 xytext=(4, 4 if i % 2 == 0 else -10), fontsize=7)   # neighbours apart
             floored |= min(ys) < FLOOR
             drawn = True
-        p_acs = paper_value("table_ii", task, "spatial_retrain", "acs_percent")
-        p_acc = paper_value("table_ii", task, "spatial_retrain", "accuracy")
-        p_base = paper_value("table_ii", task, "baseline", "accuracy")
-        if None not in (p_acs, p_acc, p_base):
-            ax.plot([p_acs], [p_acc - p_base], "s", color="C3", label="paper, spatial retraining")
+        paper = _paper_point(task)
+        if paper is not None:
+            ax.plot([paper[0]], [paper[1]], "s", color="C3", label="paper, spatial retraining")
         if not drawn:
             _not_run(ax)
         ax.axhline(0.0, color="0.3", lw=0.8, ls=":")

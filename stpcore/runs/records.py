@@ -87,7 +87,8 @@ COMPUTE_EQUIVALENT = {
     # keeps a reused stage's model on disk (git diff 2f78f64 -- stpcore ':!stpcore/report')
     "b91c91c70c53e8b4b8263f11df126e27f8dbb9d18a00a8dae50858a891cd4416": "2f78f64",
     # 46a9173: train/data.py reads whole columns instead of rows in word_lengths and in
-    # split_heldout's leak check (same lengths, same held-out rows: SST-2 and MRPC checked; 25 s
+    # split_heldout's leak check, whose held-out text now comes from that column rather than a
+    # select() (same lengths, same held-out rows: SST-2 and MRPC checked; 25 s
     # to 7 s per SST-2 load), and this entry (git diff 46a9173 -- stpcore ':!stpcore/report')
     "5e222bdf07bbe4a3bcfd1aa810787b23854bd76413896e64f85a5bee6aee7bad": "46a9173",
 }

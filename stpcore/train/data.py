@@ -187,8 +187,8 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     mask = np.ones(n, dtype=bool)
     mask[held] = False
     if len(text_columns) == 1:
-        blob = "\n".join(str(t) for t in dataset.select(np.sort(held))[text_columns[0]])
         texts = dataset[text_columns[0]][:]
+        blob = "\n".join(str(texts[i]) for i in np.sort(held))
         leak = np.array([mask[i] and str(texts[i]) in blob for i in range(n)], dtype=bool)
         mask &= ~leak
     keep = np.flatnonzero(mask)
