@@ -8,13 +8,14 @@ from stpcore.runs.records import record_path
 from stpcore.runs.sweep import choose_variant, parse_variant
 
 
-def write(root, seed, held, dev, task="mrpc", stage="baseline", train=None):
+def write(root, seed, held, dev, task="mrpc", stage="baseline", train=None, config=None, preds=None):
     path = record_path("paper", task, stage, root=root, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     history = [{"train_accuracy": train}] if train is not None else []
-    path.write_text(json.dumps({"profile": "paper", "task": task, "stage": stage, "config": {},
+    shown = {"dev_predictions": preds, "dev_labels": "1" * len(preds)} if preds else {}
+    path.write_text(json.dumps({"profile": "paper", "task": task, "stage": stage, "config": config or {},
                                 "metrics": {"heldout_accuracy": held, "dev_accuracy": dev,
-                                            "history": history},
+                                            "history": history, **shown},
                                 "provenance": {"seed": seed}}))
 
 
@@ -92,3 +93,22 @@ def test_schedule_sweep_table_and_reading(tmp_path):
     assert "over 8 examples" in text          # 4 examples per slice (25 % steps), 2 seeds
     assert "last epoch minus held-out accuracy: B -5.00 points" in text    # 95 - 100
     assert table.loc["B", "full precision: train"] == 95.0
+
+
+@pytest.mark.parametrize("default_epochs, adopted", [(3, False), (5, True)])
+def test_reading_of_a_chosen_variant_compares_dev_and_says_if_adopted(tmp_path, default_epochs, adopted):
+    from stpcore.report.schedules import load_schedule_sweep, schedule_sweep_reading
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    folder = sweeps / "sst2-schedule"
+    cfg = {"fp_ikd_epochs": default_epochs}
+    for s in (0, 1):       # dev: default right on 100 of 200, long on 200 (labels all 1)
+        write(results, s, 80.0, 50.0, "sst2", config=cfg, preds="1" * 100 + "0" * 100)
+        write(folder / "long", s, 90.0, 100.0, "sst2", config={"fp_ikd_epochs": 5}, preds="1" * 200)
+    choice = choose_variant({"default": (results, {}), "long": (folder / "long", {"fp_ikd_epochs": 5})}, "sst2")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "choice.json").write_text(json.dumps(choice))
+    text = schedule_sweep_reading(load_schedule_sweep("sst2", root=sweeps, results=results))
+    assert "Chosen: **long**" in text
+    assert "seeds pooled: +50.00 [" in text and "over 200 dev examples): better" in text
+    assert ("has adopted long (fp_ikd_epochs=5)" in text) is adopted
+    assert ("has not adopted long" in text) is not adopted

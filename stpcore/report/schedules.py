@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..runs.records import REPO_ROOT, load_record, record_path
 from .foundation import SHORT_LABELS
+from .stats import correct_vector, pooled_pair_bootstrap_ci, verdict
 from .tables import NOT_RUN
 
 SWEEPS_DIR = REPO_ROOT / "data" / "results" / "sweeps"
@@ -25,8 +26,8 @@ SWEPT_STAGES = ("spiking_fp", "baseline")
 def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = None,
                         results: Path | None = None) -> dict | None:
     """``{"chosen", "rule", "rows"}`` (one row per variant, stage and seed: held-out and dev
-    accuracy, and the training accuracy of the last epoch, None where the run did not finish),
-    or None when ``task`` has no sweep."""
+    accuracy, the training accuracy of the last epoch, and the 0/1 dev correctness vector,
+    None where the run did not finish), or None when ``task`` has no sweep."""
     folder = Path(root or SWEEPS_DIR) / f"{task}-schedule"
     if not (folder / "choice.json").is_file():
         return None
@@ -43,7 +44,8 @@ def load_schedule_sweep(task: str, profile: str = "paper", root: Path | None = N
                 rows.append({"variant": name, "overrides": variant["overrides"], "stage": stage,
                              "seed": seed, "config": rec.get("config", {}),
                              "heldout": m.get("heldout_accuracy"), "dev": m.get("dev_accuracy"),
-                             "train": (m.get("history") or [{}])[-1].get("train_accuracy")})
+                             "train": (m.get("history") or [{}])[-1].get("train_accuracy"),
+                             "correct": correct_vector(rec)})
     return {"chosen": choice["chosen"], "rule": choice["rule"], "rows": pd.DataFrame(rows)}
 
 
@@ -106,8 +108,36 @@ def schedule_sweep_reading(sweep: dict) -> str:
                          f"{', '.join(f'{v} {g:+.2f}' for v, g in gap.items())} points; a gap far "
                          f"beyond that sampling error means the model fits its training examples "
                          f"without generalising.")
+    parts += _adoption(rows, chosen)
     missing = sorted(set(rows.variant) - set(rows[rows.stage == "baseline"].dropna(subset=["heldout"]).variant))
     if missing:
         parts.append(f"Variants without a 1-bit result (stopped before that stage): {', '.join(missing)}; "
                      f"they could not be chosen.")
     return " ".join(parts)
+
+
+def _adoption(rows: pd.DataFrame, chosen: str) -> list[str]:
+    """Sentences on a chosen variant other than ``default``: its 1-bit dev accuracy against the
+    default's (seeds pooled, paired bootstrap over the dev examples: reported, never used to
+    choose), and whether the task's own records (``default``) already ran its overrides, i.e.
+    whether the profile adopted it and the pruning stages start from it."""
+    if chosen == "default":
+        return []
+    base = rows[rows.stage == "baseline"]
+    vecs = {v: [c for c in base[base.variant == v].correct if c is not None] for v in ("default", chosen)}
+    out = []
+    if all(vecs.values()):
+        ci = pooled_pair_bootstrap_ci(vecs["default"], vecs[chosen])
+        out.append(f"On dev, {chosen}'s 1-bit accuracy minus the default's, seeds pooled: "
+                   f"{ci['diff']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] points (95 % paired "
+                   f"bootstrap over {ci['n']} dev examples): {verdict(ci)}.")
+    overrides = rows[rows.variant == chosen].overrides.iloc[0]
+    ran = [c for c in base[base.variant == "default"].config if c]
+    adopted = bool(ran) and all(c.get(k) == v for c in ran for k, v in overrides.items())
+    out.append(f"The profile {'has adopted' if adopted else 'has not adopted'} {chosen} "
+               f"({', '.join(f'{k}={v}' for k, v in overrides.items())}): "
+               + ("the task's records, and every pruning stage, start from it." if adopted else
+                  "the task's records, the shipped checkpoints and every pruning stage start from "
+                  "the default schedule, and adopting it means retraining both and rerunning "
+                  "every pruning stage."))
+    return out
