@@ -2,6 +2,7 @@
 
     python bench/exactness.py                     # CPU: 2 cores, under 10 min (see provenance)
     python bench/exactness.py --examples 2 --random-steps 10      # quicker
+    python bench/exactness.py --device cuda       # the CUDA paths (int8: the Triton kernels)
 
 Each model is simulated with ``model.spiking_bert.simulate(..., dtype=...)`` in float64 (the
 reference: every real-valued step in float64) and in each dtype; the record holds, per dtype, the
@@ -17,7 +18,7 @@ to fp32 and the largest absolute difference. Two models:
   (T = 85 and 110) on the first dev examples of their task (GLUE from ``STP_GLUE_DIR`` or
   ``../shared/glue``).
 
-Writes ``bench/results/exactness_<device>.json`` (setup, numbers, provenance) and prints a table.
+Writes ``bench/results/exactness_<device type>.json`` (setup, numbers, provenance) and prints a table.
 """
 from __future__ import annotations
 
@@ -50,11 +51,11 @@ def measure_currents(layer, rows: int = 512, rate: float = 0.2) -> dict:
     """Per dtype: the fraction of the currents of ``layer``'s six linear layers, driven by random
     spikes ``[rows, fan-in]``, that differ from ``alpha * (S @ sign^T) + b`` computed in float64
     and rounded once to fp32, and the largest absolute difference."""
-    gen = torch.Generator().manual_seed(0)
+    gen, device = torch.Generator().manual_seed(0), layer.query.weight.device
     exact, weights = layer.weights(torch.float64), {d: layer.weights(d) for d in DTYPES.values()}
     out = {name: {"differing": 0, "max_diff": 0.0, "currents": 0} for name in DTYPES}
     for n, (w64, b64) in exact.items():
-        spikes = (torch.rand(rows, w64.shape[1], generator=gen) < rate).double()
+        spikes = (torch.rand(rows, w64.shape[1], generator=gen) < rate).double().to(device)
         ref = (spikes @ w64.t() + b64).float()
         for name, dtype in DTYPES.items():
             got = compute_currents(spikes.to(dtype), weights[dtype][n]).float()
@@ -83,7 +84,7 @@ def measure(model, batch: dict) -> dict:
     return out
 
 
-def measure_random_model(examples: int, seq: int, steps: int) -> tuple[dict, dict]:
+def measure_random_model(examples: int, seq: int, steps: int, device: torch.device) -> tuple[dict, dict]:
     model = random_model(seed=0, timesteps=steps, **RANDOM)
     model.spiking_bert.set_binary_weights(True)
     gen = torch.Generator().manual_seed(0)
@@ -92,10 +93,10 @@ def measure_random_model(examples: int, seq: int, steps: int) -> tuple[dict, dic
              "token_type_ids": torch.zeros_like(ids)}
     setup = {**RANDOM, "weights": "random (reference_loop.random_model, seed 0), 1-bit",
              "batch": examples, "seq": seq, "timesteps": steps}
-    return setup, measure(model.eval(), batch)
+    return setup, measure(model.eval().to(device), {k: v.to(device) for k, v in batch.items()})
 
 
-def measure_checkpoint(task: str, examples: int) -> tuple[dict, dict]:
+def measure_checkpoint(task: str, examples: int, device: torch.device) -> tuple[dict, dict]:
     folder = CHECKPOINTS / f"{task}-seed0"
     model = load_checkpoint(folder).eval()
     cfg = model.config
@@ -108,7 +109,7 @@ def measure_checkpoint(task: str, examples: int) -> tuple[dict, dict]:
              "seq": int(batch["input_ids"].shape[1]), "tokens": int(batch["attention_mask"].sum()),
              "timesteps": cfg.timesteps, "hidden_size": cfg.hidden_size,
              "binary_weights": cfg.binary_weights}
-    return setup, measure(model, batch)
+    return setup, measure(model.to(device), {k: v.to(device) for k, v in batch.items()})
 
 
 def main(argv=None) -> dict:
@@ -116,15 +117,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--examples", type=int, default=4, help="batch of each model")
     ap.add_argument("--random-seq", type=int, default=64, help="tokens per random example")
     ap.add_argument("--random-steps", type=int, default=85, help="T of the random model")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
     torch.set_float32_matmul_precision("highest")
     start = time.perf_counter()
     record = {"name": "exactness", "reference": "float64 simulation (simulate(dtype=float64))",
               "dtypes": list(DTYPES), "models": {}}
     cases = {"random_binary": lambda: measure_random_model(args.examples, args.random_seq,
-                                                           args.random_steps),
-             "sst2_seed0": lambda: measure_checkpoint("sst2", args.examples),
-             "mrpc_seed0": lambda: measure_checkpoint("mrpc", args.examples)}
+                                                           args.random_steps, device),
+             "sst2_seed0": lambda: measure_checkpoint("sst2", args.examples, device),
+             "mrpc_seed0": lambda: measure_checkpoint("mrpc", args.examples, device)}
     for name, case in cases.items():
         setup, numbers = case()
         record["models"][name] = {"setup": setup, **numbers}
@@ -137,11 +140,11 @@ def main(argv=None) -> dict:
                   f"differing {x['frac_currents_differing']:.3e} (max abs "
                   f"{x['max_abs_current_diff']:.1e})")
     record["provenance"] = {**git_commit(), "source_sha256": SOURCE_SHA256,
-                            "device": describe_device(torch.device("cpu")),
+                            "device": describe_device(device),
                             "torch": torch.__version__, "threads": torch.get_num_threads(),
                             "load_average_1min_at_end": os.getloadavg()[0],
                             "wall_time_s": time.perf_counter() - start}
-    path = REPO_ROOT / "bench" / "results" / "exactness_cpu.json"
+    path = REPO_ROOT / "bench" / "results" / f"exactness_{device.type}.json"
     atomic_write_json(path, record)
     print(f"wrote {path.relative_to(REPO_ROOT)} in {record['provenance']['wall_time_s']:.0f} s")
     return record

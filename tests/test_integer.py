@@ -1,8 +1,9 @@
 """The integer simulation path of 1-bit models (``sim_dtype=torch.int8``, stpcore.snn.integer).
 
 Its synaptic currents are ``alpha * (spikes @ sign^T) + b`` computed exactly and rounded once to
-fp32; everything else (LIF, attention, LayerNorm) is the fp32 path's. So an int8 simulation is
-bit for bit the fp32 simulation whose linear currents are replaced by float64 ones rounded once.
+fp32; everything else (LIF, attention, LayerNorm) is the fp32 path's (on CPU, and on CUDA
+without the Triton kernels). So such an int8 simulation is bit for bit the fp32 simulation whose
+linear currents are replaced by float64 ones rounded once.
 Against a full float64 simulation it deviates as much as fp32 does: a flipped spike anywhere
 cascades, and the LIF, softmax and LayerNorm roundings that cause most flips are fp32's in both.
 """
@@ -121,8 +122,10 @@ def as_reference(sim):
 @pytest.mark.parametrize("case", ["dense", "pruned", "sequential"])
 def test_int8_is_fp32_with_exact_currents(seed, case, device, monkeypatch):
     """Bit for bit, unrolled and sequential (Eq. 11) executors, with pruned heads and neurons
-    (layer 0 loses every head: empty Query, Key, Value, attention populations). On CUDA the
-    products must have gone through torch._int_mm."""
+    (layer 0 loses every head: empty Query, Key, Value, attention populations). On CUDA with the
+    Triton kernels off (``STP_FUSED_LIF=0``; with them on, attention and LayerNorm sum in
+    another order: tests/test_int_kernels.py) the products must have gone through torch._int_mm."""
+    monkeypatch.setenv("STP_FUSED_LIF", "0")
     bert, batch = make_binary_model(seed, **WIDE)
     bert, batch = bert.to(device), {k: v.to(device) for k, v in batch.items()}
     if case == "pruned":

@@ -91,6 +91,11 @@ COMPUTE_EQUIVALENT = {
     # select() (same lengths, same held-out rows: SST-2 and MRPC checked; 25 s
     # to 7 s per SST-2 load), and this entry (git diff 46a9173 -- stpcore ':!stpcore/report')
     "5e222bdf07bbe4a3bcfd1aa810787b23854bd76413896e64f85a5bee6aee7bad": "46a9173",
+    # f9362a2: the integer path's Triton kernels (snn/int_kernels.py) and the CUDA int8
+    # simulation through them and the fused fp32 attention and LayerNorm-LIF kernels. No stage
+    # simulates in int8 (profiles allow sim_dtype float32, bfloat16, float16), and those dtypes
+    # take the steps they took before (git diff f9362a2 -- stpcore ':!stpcore/report')
+    "d9e4ed4b6826e562e55f1d4d6b6acb41486a2906e40d7346ee6a9cd360afe9c1": "f9362a2",
 }
 
 

@@ -8,18 +8,24 @@ In a 1-bit model every encoder linear layer has the weight ``alpha_i * sign(W_ij
 where ``s @ sign^T`` is an integer of magnitude at most the fan-in. This path computes that
 product exactly and rounds once:
 
-* the product, int8 spikes times int8 signs: on CUDA ``torch._int_mm`` (int8 x int8 -> int32 on
-  the tensor cores; it needs M > 16 rows and K, N multiples of 8, so K and N are zero-padded,
-  and fewer rows fall back); elsewhere an fp32 product of the 0/1 and +-1 values, exact because
-  every partial sum is an integer of magnitude <= K < 2**24 (whatever the summation order);
-* ``alpha * acc + b`` in float64 (``alpha * acc`` is exact: 24 + 12 bits for K <= 4096),
-  written to fp32: the current is the float64 value rounded once, where the fp32 path rounds
-  every one of its K additions of ``+-alpha``.
+* on CUDA with triton (:func:`stpcore.snn.lif.use_fused_lif`): the Triton kernels of
+  :mod:`stpcore.snn.int_kernels`, int8 x int8 -> int32 on the tensor cores and the current as one
+  fp32 fused multiply-add (the exact value rounded once); for a population whose current drives
+  its LIF neurons directly (Key, Value, intermediate) the LIF scan runs in the same kernel
+  (:func:`fire_binary`), so its currents never reach memory;
+* otherwise the product through ``torch._int_mm`` on CUDA (it needs M > 16 rows and K, N
+  multiples of 8, so K and N are zero-padded, and fewer rows fall back) or, elsewhere, an fp32
+  product of the 0/1 and +-1 values, exact because every partial sum is an integer of magnitude
+  <= K < 2**24 (whatever the summation order); then ``alpha * acc + b`` in float64
+  (``alpha * acc`` is exact: 24 + 12 bits for K <= 4096), written to fp32. Both round the exact
+  current once (they can differ only where the float64 sum lands on an fp32 rounding midpoint),
+  where the fp32 path rounds every one of its K additions of ``+-alpha``.
 
 Only the synaptic products of spikes are integer. The LIF membranes, the query-key scores,
-softmax, attention context and LayerNorms stay in fp32 exactly as in the fp32 path
-(:class:`stpcore.snn.layer.SpikingEncoderLayer`); the embedding population's input current is
-real-valued and is never multiplied here.
+softmax, attention context and LayerNorms stay fp32 (:class:`stpcore.snn.layer.SpikingEncoderLayer`:
+on CPU exactly the fp32 path's steps; on CUDA its fused fp32 attention and LayerNorm-LIF kernels,
+which sum in another order); the embedding population's input current is real-valued and is
+never multiplied here.
 """
 from __future__ import annotations
 
@@ -27,6 +33,9 @@ from typing import NamedTuple
 
 import torch
 from torch.nn import functional as F
+
+from .int_kernels import binary_linear, binary_linear_lif, int_kernels_available
+from .lif import lif_scan, use_fused_lif
 
 #: The simulation dtype that selects this path (profile ``sim_dtype="int8"``).
 INT_DTYPE = torch.int8
@@ -80,10 +89,28 @@ def compute_binary_currents(spikes: torch.Tensor, lin: BinaryLinear) -> torch.Te
     if spikes.dtype != INT_DTYPE:
         raise TypeError(f"compute_binary_currents: spikes must be {INT_DTYPE} 0/1; got "
                         f"{spikes.dtype}")
+    if use_int_kernels(spikes):
+        return binary_linear(spikes, *lin)
     acc = multiply_spikes(spikes.flatten(0, -2), lin.signs)
     out = torch.empty(acc.shape, dtype=torch.float32, device=acc.device)
     torch.addcmul(lin.bias, acc, lin.alpha, out=out)
     return out.reshape(*spikes.shape[:-1], out.shape[-1])
+
+
+def use_int_kernels(x: torch.Tensor) -> bool:
+    """Whether ``x``'s products take the Triton kernels: CUDA, triton, and the fused kernels
+    allowed on its device (``STP_FUSED_LIF``, :func:`stpcore.snn.lif.use_fused_lif`)."""
+    return x.is_cuda and int_kernels_available() and use_fused_lif(x.device)
+
+
+def fire_binary(x: torch.Tensor, lin: BinaryLinear, threshold, leak: float = 1.0, state=None):
+    """LIF spikes (Eq. 1-3, int8) of a population driven by ``lin``'s currents of int8 spikes
+    ``x [T, ..., in]``: one Triton kernel on CUDA (:func:`stpcore.snn.int_kernels.binary_linear_lif`),
+    else :func:`compute_binary_currents` then :func:`stpcore.snn.lif.lif_scan`. Returns
+    ``(spikes [T, ..., out], (u, s))``."""
+    if use_int_kernels(x) and isinstance(threshold, torch.Tensor) and threshold.dim() == 0:
+        return binary_linear_lif(x, *lin, threshold, leak, state)
+    return lif_scan(compute_binary_currents(x, lin), threshold, leak, state, spike_dtype=INT_DTYPE)
 
 
 def compute_currents(x: torch.Tensor, lin) -> torch.Tensor:

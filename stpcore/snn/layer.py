@@ -7,8 +7,9 @@ Shapes: simulation blocks are ``[t, B, N, width]`` (t steps of a ``time_chunk`` 
 Simulation dtypes ``dt``: fp32 (the exact reference path: :meth:`SpikingEncoderLayer.attend`, the
 unfused LayerNorm); bf16/fp16 (:data:`LOW_PRECISION`: weights, currents and spikes in ``dt``, a
 fused attention kernel and, on CUDA, the fused LayerNorm-LIF kernel); int8 (1-bit models only:
-int8 spikes, integer synaptic products, :mod:`stpcore.snn.integer`; everything real-valued as in
-fp32); float64 (a reference that measures the others' rounding: all of fp32's steps in float64).
+int8 spikes, integer synaptic products, :mod:`stpcore.snn.integer`; everything real-valued in
+fp32: on CPU as the fp32 path, on CUDA through the fused attention and LayerNorm-LIF kernels in
+fp32, :func:`fused_kernels`); float64 (a reference that measures the others' rounding: all of fp32's steps in float64).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import SpikingBertConfig
-from .integer import INT_DTYPE, compute_currents, split_binary
+from .integer import INT_DTYPE, BinaryLinear, compute_currents, fire_binary, split_binary
 from .kernels import fused_norm_lif_scan
 from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
@@ -33,6 +34,14 @@ PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "k
 
 #: Simulation dtypes that round currents and spikes to 16 bits and take the fused kernels.
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def fused_kernels(dt, x: torch.Tensor) -> bool:
+    """Whether a simulation in ``dt`` on ``x``'s device takes the fused LayerNorm-LIF kernel (and,
+    for the integer path, the fused fp32 attention; bf16/fp16 take fused attention on every
+    device): CUDA with triton (``STP_FUSED_LIF``), dt bf16, fp16 or int8."""
+    cuda = x.is_cuda and use_fused_lif(x.device)
+    return cuda and (dt in LOW_PRECISION or dt == INT_DTYPE)
 
 
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -103,13 +112,14 @@ class SpikingEncoderLayer(nn.Module):
         ctx = (probs @ split(v)).transpose(-2, -3).reshape(shape)
         return ctx, probs
 
-    def context(self, q_in, k, v, ext_mask):
+    def context(self, q_in, k, v, ext_mask, fused: bool = False):
         """The attention context of the simulation. fp32 (and float64): :meth:`attend` (exact, as
-        the reference loop). bf16/fp16: one fused scaled-dot-product-attention kernel (softmax
-        in fp32 inside it, no ``[N, N]`` tensor in memory), which rounds differently. Key and
-        value spikes are taken in the queries' dtype (int8 spikes of the integer path: fp32)."""
+        the reference loop). bf16/fp16, or ``fused`` (the integer path on CUDA, fp32): one
+        fused scaled-dot-product-attention kernel (softmax in fp32 inside it, no ``[N, N]``
+        tensor in memory), which rounds differently. Key and value spikes are taken in the
+        queries' dtype (int8 spikes of the integer path: fp32)."""
         k, v = k.to(q_in.dtype), v.to(q_in.dtype)
-        if q_in.dtype not in LOW_PRECISION:
+        if q_in.dtype not in LOW_PRECISION and not fused:
             return self.attend(q_in, k, v, ext_mask)[0]
         *lead, n, width = q_in.shape
         if width == 0:                  # every head of the layer pruned: an empty population
@@ -138,28 +148,35 @@ class SpikingEncoderLayer(nn.Module):
         int8 all six are integer products."""
         lin = lambda x, n: compute_currents(x, w[n])     # currents in dt (int8: fp32); LIF fp32
         s_dt = s_in.to(dt)
+        fused = fused_kernels(dt, s_in)
         out = {}
 
         def fire(name, current):        # spikes in dt: 0/1 are exact
             out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
             return out[name]
 
-        fire("key", lin(s_dt, "key"))
-        fire("value", lin(s_dt, "value"))
-        k, v = out["key"], out["value"]
-        if kv_cols is not None:
-            k, v = k[..., kv_cols], v[..., kv_cols]
-        def fire_norm(name, ln, current, residual):     # bf16/fp16 on CUDA: one fused kernel
-            if dt in LOW_PRECISION and current.is_cuda and use_fused_lif(current.device):
+        def fire_linear(name, x):       # the integer path: product and LIF in one kernel on CUDA
+            if isinstance(w[name], BinaryLinear):
+                out[name], state[name] = fire_binary(x, w[name], vth, leak, state.get(name))
+                return out[name]
+            return fire(name, lin(x, name))
+
+        def fire_norm(name, ln, current, residual):     # fused: one kernel
+            if fused:
                 out[name], state[name] = fused_norm_lif_scan(current, residual, ln, vth, leak,
                                                              state.get(name), spike_dtype=dt)
             else:
                 fire(name, self.residual_norm(ln, current, residual))
 
-        fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask))
+        fire_linear("key", s_dt)
+        fire_linear("value", s_dt)
+        k, v = out["key"], out["value"]
+        if kv_cols is not None:
+            k, v = k[..., kv_cols], v[..., kv_cols]
+        fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask, fused))
         fire_norm("attention_output", self.ln_attention,
                   lin(out["attention"], "attention_output"), s_in)
-        fire("intermediate", lin(out["attention_output"], "intermediate"))
+        fire_linear("intermediate", out["attention_output"])
         fire_norm("output", self.ln_output, lin(out["intermediate"], "output"),
                   out["attention_output"])
         return out
@@ -169,21 +186,24 @@ class SpikingEncoderLayer(nn.Module):
         (``{"input": [t, B, N, D], population: [t, B, N, width]}``; see :data:`PRESYNAPTIC`),
         as :meth:`simulate_block` would; returns its spikes ``[t, B, N, width]`` in ``dt``."""
         lin = lambda x, n: compute_currents(x.to(dt), w[n])
-        if name in ("key", "value"):
-            current = lin(s["input"], name)
+        fused = fused_kernels(dt, next(iter(s.values())))
+        if name in ("key", "value", "intermediate"):
+            pre = s["attention_output" if name == "intermediate" else "input"].to(dt)
+            if isinstance(w[name], BinaryLinear):
+                spikes, state[name] = fire_binary(pre, w[name], vth, leak, state.get(name))
+                return spikes
+            current = lin(pre, name)
         elif name == "attention":
             k, v = s["key"], s["value"]
             if kv_cols is not None:
                 k, v = k[..., kv_cols], v[..., kv_cols]
-            current = self.context(lin(s["input"], "query"), k, v, ext_mask)
-        elif name == "intermediate":
-            current = lin(s["attention_output"], "intermediate")
+            current = self.context(lin(s["input"], "query"), k, v, ext_mask, fused)
         else:
             pre, residual, ln = (("attention", "input", self.ln_attention)
                                  if name == "attention_output" else
                                  ("intermediate", "attention_output", self.ln_output))
             current, res = lin(s[pre], name), s[residual].float()
-            if dt in LOW_PRECISION and current.is_cuda and use_fused_lif(current.device):
+            if fused:
                 spikes, state[name] = fused_norm_lif_scan(current, res, ln, vth, leak,
                                                           state.get(name), spike_dtype=dt)
                 return spikes

@@ -1,0 +1,100 @@
+"""The integer path's products on CUDA: ``torch._int_mm`` (both weight layouts), stpcore's Triton
+kernels and a bf16 product of the same shape, at the simulator's GEMM shapes.
+
+    PYTHONPATH=. python bench/gemm_int8.py          # one H200: about a minute (autotuning)
+
+For each shape ``(M, K, N)`` (``M = t B N`` rows of a time-folded block, K the fan-in, N the
+fan-out; plus an 8192^3 square for the peaks): the median of 5 timed calls (CUDA events, after
+3 warm-up calls) of
+
+* ``int_mm_rowmajor``: ``torch._int_mm(x, w)`` with a row-major ``[K, N]`` weight;
+* ``int_mm_colmajor``: ``torch._int_mm(x, signs.t())``, the column-major weight cuBLASLt takes;
+* ``binary_linear``: :func:`stpcore.snn.int_kernels.binary_linear` (int32 accumulation and the
+  fp32 current, one FMA, written);
+* ``binary_linear_lif``: :func:`stpcore.snn.int_kernels.binary_linear_lif` over the ``t`` steps of
+  the block (product, current and LIF, int8 spikes written), where the shape has a ``t``;
+* ``bf16_matmul``: ``x @ w.t()`` in bf16.
+
+It first checks, at every shape, that ``binary_linear`` equals ``alpha * acc + bias`` computed in
+float64 from the exact integer product and rounded once. Writes
+``bench/results/gemm_int8_cuda.json`` (numbers, autotuned configs, provenance).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from stpcore.runs.records import REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device, git_commit
+from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_kernel, binary_linear,
+                                     binary_linear_lif)
+
+#: (t, B N, K, N): a time chunk of 32 steps at batch 32 x 128 tokens; t = 0 marks the square.
+SHAPES = [(0, 8192, 8192, 8192), (32, 4096, 768, 768), (32, 4096, 768, 3072),
+          (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384)]
+
+
+def time_ms(fn, warmup: int = 3, reps: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
+    x = (torch.rand(max(t, 1), m, k, generator=gen, device="cuda") < 0.2).to(torch.int8)
+    signs = torch.randint(-1, 2, (n, k), generator=gen, device="cuda", dtype=torch.int8)
+    alpha = torch.rand(n, generator=gen, device="cuda") * 0.1
+    return x, signs, alpha, torch.randn(n, generator=gen, device="cuda")
+
+
+def main() -> dict:
+    start, gen = time.perf_counter(), torch.Generator(device="cuda").manual_seed(0)
+    rows = []
+    for t, m, k, n in SHAPES:
+        x, signs, alpha, bias = make_data(t, m, k, n, gen)
+        flat = x.reshape(-1, k)
+        exact = (alpha.double() * (flat.double() @ signs.double().t()) + bias.double()).float()
+        row = {"t": t, "M": flat.shape[0], "K": k, "N": n,
+               "exact": bool(torch.equal(binary_linear(flat, signs, alpha, bias), exact))}
+        del exact
+        w_row, xb, wb = signs.t().contiguous(), flat.to(torch.bfloat16), signs.to(torch.bfloat16)
+        vth = torch.tensor(1.0, device="cuda")
+        fns = {"int_mm_rowmajor": lambda: torch._int_mm(flat, w_row),
+               "int_mm_colmajor": lambda: torch._int_mm(flat, signs.t()),
+               "binary_linear": lambda: binary_linear(flat, signs, alpha, bias),
+               "bf16_matmul": lambda: xb @ wb.t()}
+        if t:
+            fns["binary_linear_lif"] = lambda: binary_linear_lif(x, signs, alpha, bias, vth)
+        for name, fn in fns.items():
+            ms = time_ms(fn)
+            row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
+        row["configs"] = {"binary_linear": str(_binary_linear_kernel.best_config),
+                          "binary_linear_lif": str(_binary_linear_lif_kernel.best_config) if t else None}
+        rows.append(row)
+        print(f"t={t:>2} M={row['M']:>6} K={k:>4} N={n:>4} exact={row['exact']} | "
+              + " | ".join(f"{name} {row[name]['ms']:.3f} ms {row[name]['tera_ops_per_s']:.0f} T/s"
+                           for name in fns), flush=True)
+        del x, flat, w_row, xb, wb
+        torch.cuda.empty_cache()
+    record = {"name": "gemm_int8", "shapes": rows,
+              "provenance": {**git_commit(), "source_sha256": SOURCE_SHA256,
+                             "device": describe_device(torch.device("cuda")),
+                             "torch": torch.__version__, "triton": __import__("triton").__version__,
+                             "wall_time_s": time.perf_counter() - start}}
+    path = REPO_ROOT / "bench" / "results" / "gemm_int8_cuda.json"
+    atomic_write_json(path, record)
+    print(f"wrote {path.relative_to(REPO_ROOT)}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Triton kernels of the integer path (:mod:`stpcore.snn.integer`) on CUDA.
+
+Both take int8 spikes ``x`` (0/1) and int8 signs ``[N, K]`` of a 1-bit linear layer, multiply
+them on the int8 tensor cores with int32 accumulation (exact: ``|acc| <= K``), and form the
+current ``alpha * acc + bias`` as ONE fused multiply-add in fp32. ``acc`` converts to fp32
+exactly (K < 2**24) and alpha and bias are fp32 values, so the FMA is the exact current rounded
+once to fp32 (correctly rounded; the CPU path computes it in float64 and then rounds to fp32,
+which can differ only where the float64 sum falls on an fp32 rounding midpoint).
+
+* :func:`binary_linear`: the currents ``[M, N]`` fp32 (a GEMM with that epilogue);
+* :func:`binary_linear_lif`: the currents of ``x [T, M, K]`` and the LIF scan (Eq. 1-3) behind
+  them in one launch. Each program owns a ``[BLOCK_M, BLOCK_N]`` tile of neurons, keeps their
+  membranes and last spikes in registers and walks the time axis, re-reading its weight tile
+  (from L2) every step; the currents never reach memory, only int8 spikes do. The LIF step is
+  :func:`stpcore.snn.kernels._lif_step`, so the spikes equal :func:`binary_linear` followed by
+  :func:`stpcore.snn.kernels.fused_lif_scan` bit for bit.
+
+Import is safe without triton (:func:`int_kernels_available` is False); under
+``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which the tests use.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .kernels import triton
+
+if triton is not None:
+    import triton.language as tl
+
+    from .kernels import _lif_step
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def int_kernels_available() -> bool:
+    """True when triton is importable (the kernels can be compiled or interpreted)."""
+    return triton is not None
+
+
+def _configs(lif: bool):
+    """Autotuning candidates (one under the interpreter). The LIF kernel holds an int32
+    accumulator and fp32 membrane and spike tiles in registers: smaller tiles."""
+    if _INTERPRET:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]
+    shapes = ([(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 8, 3), (64, 128, 64, 4, 4)]
+              if lif else [(128, 128, 128, 8, 3), (128, 128, 64, 4, 4), (128, 256, 64, 8, 3),
+                           (64, 128, 128, 4, 4)])
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in shapes]
+
+
+if triton is not None:
+    @triton.jit
+    def _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """``alpha * (x[offs_m] @ signs[offs_n]^T) + bias`` of one tile, fp32 (one FMA)."""
+        offs_k = tl.arange(0, BLOCK_K)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + offs_k
+            a = tl.load(x_ptr + offs_m[:, None] * K + kk[None, :],
+                        mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
+            b = tl.load(w_ptr + offs_n[None, :].to(tl.int64) * K + kk[:, None],
+                        mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
+            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        return tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
+
+    @triton.autotune(configs=_configs(False), key=["M", "N", "K"])
+    @triton.jit
+    def _binary_linear_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, out_ptr, M, N, K,
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        live_n = offs_n < N
+        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0)
+        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0)
+        cur = _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
+                             BLOCK_M, BLOCK_N, BLOCK_K)
+        tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
+                 mask=(offs_m[:, None] < M) & live_n[None, :])
+
+    @triton.autotune(configs=_configs(True), key=["M", "N", "K"])
+    @triton.jit
+    def _binary_linear_lif_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
+                                  s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
+                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                  BLOCK_K: tl.constexpr):
+        offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        live_n = offs_n < N
+        tile = offs_m[:, None] * N + offs_n[None, :]
+        live = (offs_m[:, None] < M) & live_n[None, :]
+        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0)
+        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0)
+        vth = tl.load(vth_ptr).to(tl.float32)
+        u = tl.load(u_in + tile, mask=live, other=0.0)
+        s = tl.load(s_in + tile, mask=live, other=0.0)
+        step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
+        for t in range(T):
+            cur = _tile_currents(x_ptr + t * step_x, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
+                                 BLOCK_M, BLOCK_N, BLOCK_K)
+            u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
+            tl.store(spk_ptr + t * step_s + tile, s.to(tl.int8), mask=live)
+        tl.store(u_out + tile, u, mask=live)
+        tl.store(s_out + tile, s, mask=live)
+
+
+def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
+    if x.dtype != torch.int8 or signs.dtype != torch.int8:
+        raise TypeError(f"int kernels: `x` and `signs` must be int8; got {x.dtype} and {signs.dtype}")
+    if x.shape[-1] != signs.shape[1] or not alpha.shape == bias.shape == (signs.shape[0],):
+        raise ValueError(f"int kernels: `x` [..., K], `signs` [N, K], `alpha` and `bias` [N] must "
+                         f"agree; got {tuple(x.shape)}, {tuple(signs.shape)}, "
+                         f"{tuple(alpha.shape)}, {tuple(bias.shape)}")
+
+
+def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
+                  bias: torch.Tensor) -> torch.Tensor:
+    """``alpha * (x @ signs^T) + bias`` of int8 spikes ``x [..., K]``: fp32 ``[..., N]``, each
+    value the exact current rounded once. ``alpha``, ``bias``: ``[N]`` (cast to fp32, which
+    must hold them exactly, as it does the scales and biases of a 1-bit layer)."""
+    _check(x, signs, alpha, bias)
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    (m, k), n = x2.shape, signs.shape[0]
+    out = torch.empty((m, n), dtype=torch.float32, device=x.device)
+    if m and n:
+        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+        _binary_linear_kernel[grid](x2, signs.contiguous(), alpha.float().contiguous(),
+                                    bias.float().contiguous(), out, m, n, k)
+    return out.reshape(*x.shape[:-1], n)
+
+
+def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
+                      bias: torch.Tensor, threshold: torch.Tensor, leak: float = 1.0,
+                      state: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Eq. 1-3 driven by ``alpha * (x[t] @ signs^T) + bias``, in one launch (module doc).
+
+    Args:
+        x: int8 spikes ``[T, ..., K]``.
+        signs, alpha, bias: as :func:`binary_linear`.
+        threshold: a 0-dim tensor on ``x``'s device (read by the kernel: no host sync).
+        leak: gamma in (0, 1].
+        state: ``(u, s)`` shaped ``[..., N]`` (fp32), or None to start at rest.
+
+    Returns:
+        ``(spikes [T, ..., N] int8, (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
+    """
+    _check(x, signs, alpha, bias)
+    if not (isinstance(threshold, torch.Tensor) and threshold.dim() == 0):
+        raise ValueError("binary_linear_lif: `threshold` must be a 0-dim tensor")
+    if x.dim() < 2 or x.shape[0] < 1:
+        raise ValueError(f"binary_linear_lif: `x` must be [T, ..., K] with T >= 1; got {tuple(x.shape)}")
+    steps, n = x.shape[0], signs.shape[0]
+    shape = (steps, *x.shape[1:-1], n)
+    if state is None:
+        u = torch.zeros(shape[1:], dtype=torch.float32, device=x.device)
+        s = torch.zeros_like(u)
+    else:                               # read only: the kernel writes the new state apart
+        u, s = (v.to(torch.float32).contiguous() for v in state)
+    spikes = torch.empty(shape, dtype=torch.int8, device=x.device)
+    m = u.numel() // max(n, 1)
+    if m == 0 or n == 0:
+        return spikes, (u, s)
+    u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart, so that autotuning's
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
+    _binary_linear_lif_kernel[grid](x.contiguous(), signs.contiguous(), alpha.float().contiguous(),
+                                    bias.float().contiguous(), spikes, u, s, u_out, s_out,
+                                    threshold.reshape(1), float(leak), steps, m, n, x.shape[-1],
+                                    LEAK_ONE=float(leak) == 1.0)
+    return spikes, (u_out, s_out)                               # reruns start alike

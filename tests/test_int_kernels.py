@@ -1,0 +1,111 @@
+"""Triton kernels of the integer path (stpcore.snn.int_kernels): bad inputs everywhere; the
+kernels on CUDA, or on CPU under TRITON_INTERPRET=1 with triton installed (skipped otherwise).
+
+The interpreter evaluates ``tl.fma`` as a multiply then an add (two fp32 roundings), so there the
+currents may be 1 ulp off the exact value rounded once; compiled on CUDA the FMA rounds once and
+the currents are the exact ones bit for bit."""
+import os
+
+import pytest
+import torch
+
+from stpcore.snn import int_kernels
+from stpcore.snn.int_kernels import binary_linear, binary_linear_lif, int_kernels_available
+from stpcore.snn.lif import lif_scan_loop
+
+from test_integer import as_reference, draw_spikes, make_binary_model
+from reference_loop import compare_rates  # noqa: E402  (bench/, on the path test_integer sets)
+
+CUDA = torch.cuda.is_available() and int_kernels_available()
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and int_kernels_available()
+DEVICES = [pytest.param("cpu", marks=pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")),
+           pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs CUDA and triton"))]
+SHAPES = [(1, 7, 16, 8), (2, 17, 13, 10), (3, 40, 64, 24), (2, 33, 200, 40), (2, 70, 130, 3)]
+
+
+def make_layer(k, n, seed, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    signs = torch.randint(-1, 2, (n, k), generator=gen, dtype=torch.int8)
+    alpha = torch.rand(n, generator=gen) + 0.01
+    bias = torch.randn(n, generator=gen)
+    return signs.to(device), alpha.to(device), bias.to(device)
+
+
+def exact_currents(x, signs, alpha, bias):
+    """``alpha * (x @ signs^T) + bias`` in float64 (exact here), rounded once to fp32."""
+    return (alpha.double() * (x.double() @ signs.double().t()) + bias.double()).float()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("t,m,k,n", SHAPES)
+def test_currents_are_the_exact_value_rounded_once(t, m, k, n, device):
+    signs, alpha, bias = make_layer(k, n, seed=k + n, device=device)
+    x = draw_spikes(t, m, k, seed=m).to(device)
+    got = binary_linear(x, signs, alpha, bias)
+    want = exact_currents(x, signs, alpha, bias)
+    assert got.dtype == torch.float32 and got.shape == (t, m, n)
+    if device == "cuda":
+        assert torch.equal(got, want)
+    else:
+        scale = (alpha.double() * (x.double() @ signs.double().t())).abs() + bias.double().abs()
+        assert ((got.double() - want.double()).abs() <= torch.finfo(torch.float32).eps * scale).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("t,m,k,n", SHAPES)
+def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
+    """Spikes, membranes and last spikes of the one-kernel LIF equal the loop's on the kernel's
+    own currents, bit for bit, and a second block continues from the returned state."""
+    signs, alpha, bias = make_layer(k, n, seed=k, device=device)
+    x = draw_spikes(2 * t, m, k, seed=n).to(device)
+    vth = torch.tensor(0.6, device=device)
+    cur = binary_linear(x, signs, alpha, bias)
+    want, (u_want, s_want) = lif_scan_loop(cur[:t], vth)
+    got, (u, s) = binary_linear_lif(x[:t], signs, alpha, bias, vth)
+    assert got.dtype == torch.int8 and torch.equal(got.float(), want)
+    assert torch.equal(u, u_want) and torch.equal(s, s_want)
+    want2, _ = lif_scan_loop(cur[t:], vth, state=(u_want, s_want))
+    got2, _ = binary_linear_lif(x[t:], signs, alpha, bias, vth, state=(u, s))
+    assert torch.equal(got2.float(), want2)
+    assert 0 < want.mean() < 1                           # some neurons fire, not all
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda s, a, b: binary_linear(torch.ones(4, 8), s, a, b), TypeError, "`x` and `signs` must be int8"),
+    (lambda s, a, b: binary_linear(torch.ones(4, 9, dtype=torch.int8), s, a, b), ValueError, "must agree"),
+    (lambda s, a, b: binary_linear(torch.ones(4, 8, dtype=torch.int8), s, a[:3], b), ValueError, "must agree"),
+    (lambda s, a, b: binary_linear_lif(torch.ones(2, 4, 8, dtype=torch.int8), s, a, b, 0.5),
+     ValueError, "`threshold` must be a 0-dim tensor"),
+    (lambda s, a, b: binary_linear_lif(torch.ones(8, dtype=torch.int8), s, a, b, torch.tensor(0.5)),
+     ValueError, r"\[T, ..., K\]"),
+])
+def test_bad_inputs_are_refused_before_any_kernel(call, error, match, monkeypatch):
+    monkeypatch.setattr(int_kernels, "triton", None)        # nothing may be launched
+    with pytest.raises(error, match=match):
+        call(*make_layer(8, 5, seed=0))
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
+@pytest.mark.parametrize("case", ["dense", "pruned", "sequential"])
+def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, monkeypatch):
+    """On CUDA the integer path runs the fused kernels (Key, Value and intermediate in one
+    kernel each) and, summed over 6 seeds, differs from float64 no more than fp32 does."""
+    import stpcore.snn.integer as integer
+    calls = []
+    real = integer.binary_linear_lif
+    monkeypatch.setattr(integer, "binary_linear_lif", lambda *a: calls.append(1) or real(*a))
+    frac = {"fp32": 0.0, "int8": 0.0}
+    for seed in range(6):
+        bert, batch = make_binary_model(seed, hidden_size=32, intermediate_size=64, timesteps=30)
+        bert, batch = bert.cuda(), {k: v.cuda() for k, v in batch.items()}
+        if case == "pruned":
+            heads, neurons = torch.ones(2, 4), torch.ones(2, 64)
+            heads[1, 2] = neurons[0, ::3] = 0
+            bert.set_masks(heads.cuda(), neurons.cuda())
+        if case == "sequential":
+            bert.set_layer_timesteps([30, 17])
+        ref = as_reference(bert.simulate(**batch, dtype=torch.float64))
+        for name, dtype in (("fp32", torch.float32), ("int8", torch.int8)):
+            frac[name] += compare_rates(bert.simulate(**batch, dtype=dtype), ref)["frac_rates_differing"]
+    assert calls
+    assert frac["int8"] <= 1.25 * frac["fp32"] + 1e-3
