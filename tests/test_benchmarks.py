@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from stpcore.report import benchmarks
+from stpcore.report import benchmarks, intpath
 from stpcore.report import plots
 
 
@@ -162,7 +162,7 @@ def test_scorecard_has_one_column_per_record_and_only_rows_with_targets():
 
 
 def test_exactness_table_reads_the_record(tmp_path):
-    from stpcore.report.benchmarks import exactness_table
+    from stpcore.report.intpath import exactness_table
     assert "no exactness record" in exactness_table(tmp_path / "none.json")
     res = {"frac_currents_differing": 0.0, "max_abs_current_diff": 0.0, "frac_rates_differing": 0.1,
            "max_abs_asr_diff": 0.05, "predictions_equal_float64": 4}
@@ -215,12 +215,50 @@ def test_dtype_table_and_integer_path_summary():
     assert t.loc[("384/1536", "int8"), "throughput / bf16 throughput"] == pytest.approx(6.0 / 25.0)
     assert t.loc[("384/1536", "bf16"), "throughput / bf16 throughput"] == "n/a"
     assert t.loc[("768/3072", "int8"), "met?"] == "no"
-    text = benchmarks.integer_path_summary(rec)
+    text = intpath.integer_path_summary(rec)
     assert "5x slower than bf16" in text and "4.17x slower than bf16" in text     # 30/6, 25/6
-    assert "1/5.83 of the bf16 matmul" in text and "bf16 stays the default" in text   # 700 / 120
+    assert "0.171x the bf16 matmul" in text and "bf16 stays the default" in text   # 120 / 700
     assert "not met at widths 768/3072 and 384/1536" in text
-    fast = benchmarks.integer_path_summary(_binary(_record(True), 40.0))
+    fast = intpath.integer_path_summary(_binary(_record(True), 40.0))
     assert "met at every width" in fast and "default at width 768/3072, 384/1536" in fast
-    assert "no int8 results" in benchmarks.integer_path_summary(_record(True))
+    assert "no int8 results" in intpath.integer_path_summary(_record(True))
     labels = {t.get_text() for t in benchmarks.plot_roofline(rec).axes[0].texts}
     assert {"int8 768/3072", "int8 384/1536"} <= labels
+
+
+def _exactness(path, int8_share, int8_top, currents=0.0):
+    res = lambda share, top, cur: {"frac_currents_differing": cur, "max_abs_current_diff": cur,
+                                   "frac_rates_differing": share, "max_abs_asr_diff": top,
+                                   "predictions_equal_float64": 4}
+    path.write_text(json.dumps({"dtypes": ["fp32", "bf16", "int8"], "provenance": {"device": "GPU X"},
+                                "models": {"m": {"fp32": res(0.1, 0.05, 0.5), "bf16": res(0.3, 0.2, 1.0),
+                                                 "int8": res(int8_share, int8_top, currents),
+                                                 "setup": {"examples": 4}}}}))
+    return path
+
+
+@pytest.mark.parametrize("share, top, held", [(0.08, 0.05, 1), (0.12, 0.05, 0), (0.08, 0.06, 0)])
+def test_exactness_reading_judges_int8_against_fp32(tmp_path, share, top, held):
+    text = intpath.exactness_reading(_exactness(tmp_path / "e.json", share, top))
+    assert text.startswith("On GPU X") and f"holds for {held} of 1 models" in text
+    assert f"m: {share / 0.1:.3g}x fp32's share" in text and "(bf16: 3x the share)" in text
+    assert "currents are all the exact values" in text
+    assert "not all the exact" in intpath.exactness_reading(_exactness(tmp_path / "f.json", share, top, 0.01))
+    assert "no exactness record" in intpath.exactness_reading(tmp_path / "none.json")
+
+
+def test_gemm_table_and_reading(tmp_path):
+    cell = lambda ms: {"ms": ms, "tera_ops_per_s": 1.0 / ms}
+    shape = lambda t, bl, bf16, lif=None: {"t": t, "M": 64, "K": 8, "N": 8, "exact": True,
+                                           "int_mm_rowmajor": cell(4.0), "int_mm_colmajor": cell(1.0),
+                                           "binary_linear": cell(bl), "bf16_matmul": cell(bf16),
+                                           **({"binary_linear_lif": cell(lif)} if lif else {})}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"shapes": [shape(0, 1.0, 1.0), shape(2, 2.0, 1.0, 3.0), shape(2, 1.5, 1.0, 1.5)]}))
+    table = intpath.gemm_table(path)
+    assert table.loc[(0, 64, 8, 8), "stpcore binary_linear_lif (spikes written) (TOP/s)"] == "n/a"
+    assert table.loc[(2, 64, 8, 8), "bf16 product (TOP/s)"].tolist() == [1, 1]
+    text = intpath.gemm_reading(path)
+    assert "takes 1.5-2x the bf16 product's time" in text and "1-1.5x the product alone" in text
+    assert "slower than bf16" in text and "row-major weight drops it to 0.25" in text
+    assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))

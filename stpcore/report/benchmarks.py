@@ -211,45 +211,6 @@ def _g(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else NO_METRIC
 
 
-def integer_path_summary(record: dict) -> str:
-    """The integer path of a 1-bit record against bf16 and issue 12's targets, in words (Markdown):
-    its speed-up per width beside bf16's, how much slower or faster than bf16 it runs, the int8
-    matmul peak against bf16's, and which dtype issue 12's rule makes the default."""
-    if INT8 not in record_dtypes(record):
-        return f"`{record.get('name', '?')}` has no int8 results (not a `--binary` run)."
-    t = dtype_table(record)
-    int8, bf16 = t.xs(INT8, level="dtype"), t.xs("bf16", level="dtype")
-    speed, ratio = int8["speed-up vs reference loop"], int8["throughput / bf16 throughput"]
-
-    def versus(w):
-        r = ratio[w]
-        return NO_METRIC if not isinstance(r, float) else (f"{_g(1 / r)}x slower than bf16" if r < 1
-                                                             else f"{_g(r)}x bf16's throughput")
-    runs = "; ".join(f"at width {w}, {_g(speed[w])}x the reference loop (bf16: "
-                     f"{_g(bf16['speed-up vs reference loop'].get(w))}x), {versus(w)}" for w in int8.index)
-    missed = [w for w in int8.index if int8.loc[w, "met?"] == NOT_MET]
-    target = ("met at every width" if set(int8["met?"]) == {MET}
-              else f"not met at width{'s' if len(missed) > 1 else ''} {' and '.join(missed)}" if missed else "not judged (numbers missing)")
-    peaks, prov = record.get("peaks", {}), record.get("provenance", {})
-    i8, b16 = peaks.get(f"matmul_{INT8}_tflops"), peaks.get("matmul_bf16_tflops")
-    peak = (f" The measured int8 matmul peak (`torch._int_mm`, n = {record.get('setup', {}).get('peak_n', '?')}) "
-            f"is {_g(i8)} TOP/s, 1/{_g(b16 / i8)} of the bf16 matmul's {_g(b16)} TFLOP/s." if i8 and b16 else "")
-    above = [w for w in int8.index if i8 and isinstance(bf16["achieved TFLOP/s"].get(w), float)
-             and bf16["achieved TFLOP/s"][w] > i8]
-    if above:
-        peak += (f" At width{'s' if len(above) > 1 else ''} {' and '.join(above)} bf16 simulates at "
-                 + " and ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
-                 + " TFLOP/s, above that peak, so there the integer path could not match bf16 even at the full "
-                   "int8 peak.")
-    default = [w for w in int8.index if isinstance(ratio[w], float) and ratio[w] >= T_INT_DEFAULT]
-    rule = ("By issue 12's rule (the integer path is the default for 1-bit models on CUDA wherever it is at "
-            "least as fast as bf16) " + (f"it would be the default at width {', '.join(default)}." if default
-                                         else "bf16 stays the default, and int8 stays selectable through the "
-                                              "API (`simulate(dtype=torch.int8)`)."))
-    return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
-            f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
-
-
 def _intensity(x: dict, width: str, setup: dict) -> float | None:
     """FLOP/byte of one configuration (see :func:`plot_roofline`); None if underivable."""
     if x.get("tflops") and x.get("model_gbps"):
@@ -338,27 +299,3 @@ def pruning_time_table(profile: str = "paper", tasks=("sst2", "mrpc"),
                      "total (s)": _num(sec), "target": f"< {T_SPATIAL_S / 60:g} min",
                      "met?": "n-a" if sec is None else ("yes" if sec < T_SPATIAL_S else "no")})
     return pd.DataFrame(rows).set_index("task")
-
-
-# ---- exactness against a float64 simulation (bench/exactness.py) ---------------------------------
-EXACTNESS_RECORD = REPO_ROOT / "bench" / "results" / "exactness_cpu.json"
-EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (share)",
-                     "max_abs_current_diff": "largest current difference",
-                     "frac_rates_differing": "rates differing from float64 (share)",
-                     "max_abs_asr_diff": "largest rate difference",
-                     "predictions_equal_float64": "predictions equal to float64"}
-
-
-def exactness_table(path: str | Path = EXACTNESS_RECORD) -> pd.DataFrame | str:
-    """Per model and simulation dtype: how far its first-layer currents and its rates are from a
-    float64 simulation of the same model (``bench/exactness.py``'s record), or a line saying
-    the record is missing."""
-    path = Path(path)
-    if not path.is_file():
-        return f"no exactness record at {path} (run `python bench/exactness.py`)"
-    rec = json.loads(path.read_text())
-    rows = [{"model": model, "dtype": dtype, **{label: res[dtype].get(key)
-                                                 for key, label in EXACTNESS_COLUMNS.items()},
-             "examples": res.get("setup", {}).get("examples", res.get("setup", {}).get("batch"))}
-            for model, res in rec["models"].items() for dtype in rec["dtypes"]]
-    return pd.DataFrame(rows).set_index(["model", "dtype"])

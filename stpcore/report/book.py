@@ -39,7 +39,7 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 
 #: Modules documented on the API page, in this order.
 API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
-               "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
+               "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels", "stpcore.snn.int_kernels",
                "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data",
                "stpcore.train.corpus", "stpcore.train.teacher", "stpcore.train.distill",
                "stpcore.train.loop", "stpcore.prune.acs", "stpcore.prune.spatial",
@@ -48,7 +48,7 @@ API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "st
                "stpcore.runs.records", "stpcore.runs.checkpoints", "stpcore.runs.validate",
                "stpcore.runs.sweep", "stpcore.report.paper", "stpcore.report.tables",
                "stpcore.report.notes", "stpcore.report.summary", "stpcore.report.plots",
-               "stpcore.report.benchmarks", "stpcore.report.book", "stpcore.report.rerun",
+               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.book", "stpcore.report.rerun",
                "stpcore.report.foundation", "stpcore.report.schedules", "stpcore.report.gaps",
                "stpcore.report.granularity", "stpcore.report.penalty", "stpcore.report.seeds",
                "stpcore.report.spikes", "stpcore.report.stats", "stpcore.report.verdicts",

@@ -12,7 +12,7 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
   them in one launch. Each program owns a ``[BLOCK_M, BLOCK_N]`` tile of neurons, keeps their
   membranes and last spikes in registers and walks the time axis, re-reading its weight tile
   (from L2) every step; the currents never reach memory, only int8 spikes do. The LIF step is
-  :func:`stpcore.snn.kernels._lif_step`, so the spikes equal :func:`binary_linear` followed by
+  ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the spikes equal :func:`binary_linear` followed by
   :func:`stpcore.snn.kernels.fused_lif_scan` bit for bit.
 
 Import is safe without triton (:func:`int_kernels_available` is False); under

@@ -1,0 +1,147 @@
+"""The integer simulation path (issue 12) on the benchmarks page: its exactness against a float64
+simulation (``bench/exactness.py``, on CPU and on CUDA), its products at the simulator's GEMM
+shapes (``bench/gemm_int8.py``), and its speed in a 1-bit bench record against bf16 and the
+issue's targets (:func:`integer_path_summary`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..runs.records import REPO_ROOT
+from .benchmarks import INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT, _g, dtype_table, record_dtypes
+from .tables import NO_METRIC
+
+RESULTS = REPO_ROOT / "bench" / "results"
+EXACTNESS_RECORDS = {"cpu": RESULTS / "exactness_cpu.json", "cuda": RESULTS / "exactness_cuda.json"}
+EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (share)",
+                     "max_abs_current_diff": "largest current difference",
+                     "frac_rates_differing": "rates differing from float64 (share)",
+                     "max_abs_asr_diff": "largest rate difference",
+                     "predictions_equal_float64": "predictions equal to float64"}
+GEMM_RECORD = RESULTS / "gemm_int8_cuda.json"
+GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
+                "int_mm_colmajor": "torch._int_mm, column-major weight",
+                "binary_linear": "stpcore binary_linear (current written)",
+                "binary_linear_lif": "stpcore binary_linear_lif (spikes written)",
+                "bf16_matmul": "bf16 product"}
+
+
+def _load(path: Path) -> dict | str:
+    return json.loads(path.read_text()) if path.is_file() else f"no record at {path}"
+
+
+def exactness_table(path: str | Path = EXACTNESS_RECORDS["cpu"]) -> pd.DataFrame | str:
+    """Per model and simulation dtype: how far its first-layer currents and its rates are from a
+    float64 simulation of the same model (``bench/exactness.py``'s record), or a line saying
+    the record is missing."""
+    rec = _load(Path(path))
+    if isinstance(rec, str):
+        return f"no exactness record at {path} (run `python bench/exactness.py`)"
+    rows = [{"model": model, "dtype": dtype, **{label: res[dtype].get(key)
+                                                 for key, label in EXACTNESS_COLUMNS.items()},
+             "examples": res.get("setup", {}).get("examples", res.get("setup", {}).get("batch"))}
+            for model, res in rec["models"].items() for dtype in rec["dtypes"]]
+    return pd.DataFrame(rows).set_index(["model", "dtype"])
+
+
+def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
+    """Issue 12's exactness bar in words: per model, the integer path's share of rates differing
+    from float64 and its largest difference as multiples of fp32's (the bar: no more than fp32),
+    bf16's share beside them, and whether its currents were exact."""
+    table = exactness_table(path)
+    if isinstance(table, str):
+        return table
+    share, top = "rates differing from float64 (share)", "largest rate difference"
+    parts, met = [], 0
+    for model in table.index.get_level_values("model").unique():
+        x = table.loc[model]
+        ratio, top_ratio = x.loc[INT8, share] / x.loc["fp32", share], x.loc[INT8, top] / x.loc["fp32", top]
+        met += ratio <= 1 and top_ratio <= 1
+        parts.append(f"{model}: {_g(ratio)}x fp32's share of differing rates and {_g(top_ratio)}x its "
+                     f"largest difference (bf16: {_g(x.loc['bf16', share] / x.loc['fp32', share])}x the share)")
+    exact = (table.xs(INT8, level="dtype")["currents differing from exact (share)"] == 0).all()
+    device = json.loads(Path(path).read_text())["provenance"].get("device", "?")
+    return (f"On {device}, against float64, the integer path runs at " + "; ".join(parts) + ". "
+            f"Its first-layer currents are {'all' if exact else 'not all'} the exact values rounded once. "
+            f"The bar (no more than fp32 on both counts) holds for {met} of {len(parts)} models. With "
+            f"{int(table['examples'].max())} examples per model and one flipped spike cascading through "
+            f"every later rate, a single model's ratio moves by chance; the membranes, softmax and "
+            f"LayerNorms round in fp32 on every path.")
+
+
+def gemm_table(path: str | Path = GEMM_RECORD) -> pd.DataFrame | str:
+    """Per GEMM shape ``(t, M, K, N)``: tera-operations per second of each product in
+    ``bench/gemm_int8.py``'s record, whether stpcore's currents were exact, or a line saying the
+    record is missing."""
+    rec = _load(Path(path))
+    if isinstance(rec, str):
+        return rec + " (run `python bench/gemm_int8.py` on a GPU)"
+    rows = [{"t": r["t"], "M": r["M"], "K": r["K"], "N": r["N"], "currents exact": r["exact"],
+             **{label + " (TOP/s)": round(r[key]["tera_ops_per_s"]) if key in r else NO_METRIC
+                for key, label in GEMM_COLUMNS.items()}} for r in rec["shapes"]]
+    return pd.DataFrame(rows).set_index(["t", "M", "K", "N"])
+
+
+def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
+    """The simulator's shapes (``t > 0``) in words: stpcore's product against cuBLAS int8 and
+    bf16, and what fusing the LIF scan costs on top of the product."""
+    rec = _load(Path(path))
+    if isinstance(rec, str):
+        return rec
+    shapes = [r for r in rec["shapes"] if r["t"]]
+    ms = lambda r, k: r[k]["ms"]
+    span = lambda f: f"{_g(min(map(f, shapes)))}-{_g(max(map(f, shapes)))}"
+    square = next((r for r in rec["shapes"] if not r["t"]), None)
+    peak = (f" On the {square['M']}^3 square the column-major `torch._int_mm` reaches "
+            f"{_g(square['int_mm_colmajor']['tera_ops_per_s'])} TOP/s against bf16's "
+            f"{_g(square['bf16_matmul']['tera_ops_per_s'])} TFLOP/s, and a row-major weight drops it to "
+            f"{_g(square['int_mm_rowmajor']['tera_ops_per_s'])}." if square else "")
+    return (f"At the simulator's shapes (a block of {shapes[0]['t']} steps, M = {shapes[0]['M']} rows) "
+            f"stpcore's `binary_linear` takes {span(lambda r: ms(r, 'binary_linear') / ms(r, 'bf16_matmul'))}x "
+            f"the bf16 product's time and {span(lambda r: ms(r, 'binary_linear') / ms(r, 'int_mm_colmajor'))}x "
+            f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
+            f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
+            f"which saves writing and re-reading the fp32 currents.{peak} The products are exact at every "
+            f"shape; {'at every simulator shape they are slower than bf16' if all(ms(r, 'binary_linear') > ms(r, 'bf16_matmul') for r in shapes) else 'at some shapes they beat bf16'}, so "
+            f"the kernels' tiling, not the int8 rate, bounds the integer path.")
+
+
+def integer_path_summary(record: dict) -> str:
+    """The integer path of a 1-bit record against bf16 and issue 12's targets, in words (Markdown):
+    its speed-up per width beside bf16's, how much slower or faster than bf16 it runs, the int8
+    matmul peak against bf16's, and which dtype issue 12's rule makes the default."""
+    if INT8 not in record_dtypes(record):
+        return f"`{record.get('name', '?')}` has no int8 results (not a `--binary` run)."
+    t = dtype_table(record)
+    int8, bf16 = t.xs(INT8, level="dtype"), t.xs("bf16", level="dtype")
+    speed, ratio = int8["speed-up vs reference loop"], int8["throughput / bf16 throughput"]
+
+    def versus(w):
+        r = ratio[w]
+        return NO_METRIC if not isinstance(r, float) else (f"{_g(1 / r)}x slower than bf16" if r < 1
+                                                             else f"{_g(r)}x bf16's throughput")
+    runs = "; ".join(f"at width {w}, {_g(speed[w])}x the reference loop (bf16: "
+                     f"{_g(bf16['speed-up vs reference loop'].get(w))}x), {versus(w)}" for w in int8.index)
+    missed = [w for w in int8.index if int8.loc[w, "met?"] == NOT_MET]
+    target = ("met at every width" if set(int8["met?"]) == {MET}
+              else f"not met at width{'s' if len(missed) > 1 else ''} {' and '.join(missed)}" if missed else "not judged (numbers missing)")
+    peaks, prov = record.get("peaks", {}), record.get("provenance", {})
+    i8, b16 = peaks.get(f"matmul_{INT8}_tflops"), peaks.get("matmul_bf16_tflops")
+    peak = (f" The measured int8 matmul peak (`torch._int_mm`, n = {record.get('setup', {}).get('peak_n', '?')}) "
+            f"is {_g(i8)} TOP/s, {_g(i8 / b16)}x the bf16 matmul's {_g(b16)} TFLOP/s." if i8 and b16 else "")
+    above = [w for w in int8.index if i8 and isinstance(bf16["achieved TFLOP/s"].get(w), float)
+             and bf16["achieved TFLOP/s"][w] > i8]
+    if above:
+        peak += (f" At width{'s' if len(above) > 1 else ''} {' and '.join(above)} bf16 simulates at "
+                 + " and ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
+                 + " TFLOP/s, above that peak, so there the integer path could not match bf16 even at the full "
+                   "int8 peak.")
+    default = [w for w in int8.index if isinstance(ratio[w], float) and ratio[w] >= T_INT_DEFAULT]
+    rule = ("By issue 12's rule (the integer path is the default for 1-bit models on CUDA wherever it is at "
+            "least as fast as bf16) " + (f"it would be the default at width {', '.join(default)}." if default
+                                         else "bf16 stays the default, and int8 stays selectable through the "
+                                              "API (`simulate(dtype=torch.int8)`)."))
+    return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
+            f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
