@@ -106,8 +106,10 @@ def schedule_sweep_reading(sweep: dict) -> str:
         if not gap.empty:
             parts.append(f"Training accuracy of the last epoch minus held-out accuracy: "
                          f"{', '.join(f'{v} {g:+.2f}' for v, g in gap.items())} points; a gap far "
-                         f"beyond that sampling error means the model fits its training examples "
-                         f"without generalising.")
+                         f"beyond that sampling error means the model does better on its training "
+                         f"examples than on held-out ones drawn like dev: it fits them without "
+                         f"generalising, or they are easier than dev's (a gap that grows from one "
+                         f"variant to another points to the former).")
     parts += _adoption(rows, chosen)
     missing = sorted(set(rows.variant) - set(rows[rows.stage == "baseline"].dropna(subset=["heldout"]).variant))
     if missing:
