@@ -260,5 +260,12 @@ def test_gemm_table_and_reading(tmp_path):
     assert table.loc[(2, 64, 8, 8), "bf16 product (TOP/s)"].tolist() == [1, 1]
     text = intpath.gemm_reading(path)
     assert "takes 1.5-2x the bf16 product's time" in text and "1-1.5x the product alone" in text
-    assert "slower than bf16" in text and "row-major weight drops it to 0.25" in text
+    assert "currents are exact at every shape" in text and "row-major weight drops it to 0.25" in text
+    assert "take longer than bf16." in text                  # square: int8 no faster than bf16
+    rec = json.loads(path.read_text())
+    rec["shapes"][0]["int_mm_colmajor"] = cell(0.5)
+    rec["shapes"][1]["exact"] = False
+    path.write_text(json.dumps(rec))
+    text = intpath.gemm_reading(path)
+    assert "NOT exact at every shape" in text and "the kernels, not the int8 rate, bound" in text
     assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))

@@ -98,14 +98,20 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
             f"{_g(square['int_mm_colmajor']['tera_ops_per_s'])} TOP/s against bf16's "
             f"{_g(square['bf16_matmul']['tera_ops_per_s'])} TFLOP/s, and a row-major weight drops it to "
             f"{_g(square['int_mm_rowmajor']['tera_ops_per_s'])}." if square else "")
+    everywhere = all(r["exact"] for r in rec["shapes"])
+    exact = f"The currents are {'exact at every shape' if everywhere else 'NOT exact at every shape'}."
+    slower = all(ms(r, "binary_linear") > ms(r, "bf16_matmul") for r in shapes)
+    int_rate = bool(square) and square["int_mm_colmajor"]["ms"] < square["bf16_matmul"]["ms"]
+    versus = ("At every simulator shape they take longer than bf16" if slower else
+              "At some simulator shapes they beat bf16") + (
+        "; since cuBLAS int8 outruns bf16 on the square, the kernels, not the int8 rate, bound "
+        "the integer path." if slower and int_rate else ".")
     return (f"At the simulator's shapes (a block of {shapes[0]['t']} steps, M = {shapes[0]['M']} rows) "
             f"stpcore's `binary_linear` takes {span(lambda r: ms(r, 'binary_linear') / ms(r, 'bf16_matmul'))}x "
             f"the bf16 product's time and {span(lambda r: ms(r, 'binary_linear') / ms(r, 'int_mm_colmajor'))}x "
             f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
             f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
-            f"which saves writing and re-reading the fp32 currents.{peak} The products are exact at every "
-            f"shape; {'at every simulator shape they are slower than bf16' if all(ms(r, 'binary_linear') > ms(r, 'bf16_matmul') for r in shapes) else 'at some shapes they beat bf16'}, so "
-            f"the kernels' tiling, not the int8 rate, bounds the integer path.")
+            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}")
 
 
 def integer_path_summary(record: dict) -> str:
