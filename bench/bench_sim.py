@@ -76,7 +76,7 @@ def device_peaks(device, timer, n: int) -> dict:
     if device.type == "cuda":
         a, b = (torch.randint(-1, 2, (n, n), device=device, dtype=torch.int8) for _ in range(2))
         # b.t(): the column-major weight cuBLASLt's int8 GEMM takes (a row-major one falls back to
-        # a kernel about 7x slower on an H200: bench/results/probe_int8.json)
+        # a kernel about 7x slower on an H200: bench/results/gemm_int8_cuda.json)
         out["matmul_int8_tflops"] = 2 * n ** 3 / timer(lambda: torch._int_mm(a, b.t()), 5) / 1e12
     src = torch.empty(256 * 2 ** 20 if device.type == "cuda" else 16 * 2 ** 20, dtype=torch.uint8,
                       device=device)

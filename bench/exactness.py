@@ -68,9 +68,10 @@ def measure_currents(layer, rows: int = 512, rate: float = 0.2) -> dict:
 
 
 @torch.no_grad()
-def measure(model, batch: dict) -> dict:
+def measure(model, batch: dict, device: torch.device) -> dict:
     """Per dtype: ASR agreement with the float64 simulation, equal [CLS] predictions, and the
-    exactness of layer 1's currents (:func:`measure_currents`)."""
+    exactness of layer 1's currents (:func:`measure_currents`), with model and batch on ``device``."""
+    model, batch = model.to(device), {k: v.to(device) for k, v in batch.items()}
     run = lambda dtype: model.spiking_bert.simulate(**batch, dtype=dtype)
     predict = lambda sim: model.classify(sim.rates[-1]["output"][:, 0]).argmax(-1)
     ref = run(torch.float64)
@@ -93,7 +94,7 @@ def measure_random_model(examples: int, seq: int, steps: int, device: torch.devi
              "token_type_ids": torch.zeros_like(ids)}
     setup = {**RANDOM, "weights": "random (reference_loop.random_model, seed 0), 1-bit",
              "batch": examples, "seq": seq, "timesteps": steps}
-    return setup, measure(model.eval().to(device), {k: v.to(device) for k, v in batch.items()})
+    return setup, measure(model.eval(), batch, device)
 
 
 def measure_checkpoint(task: str, examples: int, device: torch.device) -> tuple[dict, dict]:
@@ -109,7 +110,7 @@ def measure_checkpoint(task: str, examples: int, device: torch.device) -> tuple[
              "seq": int(batch["input_ids"].shape[1]), "tokens": int(batch["attention_mask"].sum()),
              "timesteps": cfg.timesteps, "hidden_size": cfg.hidden_size,
              "binary_weights": cfg.binary_weights}
-    return setup, measure(model.to(device), {k: v.to(device) for k, v in batch.items()})
+    return setup, measure(model, batch, device)
 
 
 def main(argv=None) -> dict:

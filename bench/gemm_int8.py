@@ -4,8 +4,8 @@ kernels and a bf16 product of the same shape, at the simulator's GEMM shapes.
     PYTHONPATH=. python bench/gemm_int8.py          # one H200: about a minute (autotuning)
 
 For each shape ``(M, K, N)`` (``M = t B N`` rows of a time-folded block, K the fan-in, N the
-fan-out; plus an 8192^3 square for the peaks): the median of 5 timed calls (CUDA events, after
-3 warm-up calls) of
+fan-out; plus an 8192^3 square for the peaks): the median of 5 timed calls (``bench_sim.Timer``:
+CUDA events, after 3 warm-up calls) of
 
 * ``int_mm_rowmajor``: ``torch._int_mm(x, w)`` with a row-major ``[K, N]`` weight;
 * ``int_mm_colmajor``: ``torch._int_mm(x, signs.t())``, the column-major weight cuBLASLt takes;
@@ -21,32 +21,23 @@ float64 from the exact integer product and rounded once. Writes
 """
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from stpcore.runs.records import REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device, git_commit
-from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_kernel, binary_linear,
-                                     binary_linear_lif)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sim import Timer  # noqa: E402
+
+from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
+                                  describe_device, git_commit)
+from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_kernel,  # noqa: E402
+                                     binary_linear, binary_linear_lif)
 
 #: (t, B N, K, N): a time chunk of 32 steps at batch 32 x 128 tokens; t = 0 marks the square.
 SHAPES = [(0, 8192, 8192, 8192), (32, 4096, 768, 768), (32, 4096, 768, 3072),
           (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384)]
-
-
-def time_ms(fn, warmup: int = 3, reps: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
@@ -58,6 +49,7 @@ def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
 
 def main() -> dict:
     start, gen = time.perf_counter(), torch.Generator(device="cuda").manual_seed(0)
+    timer = Timer(torch.device("cuda"))
     rows = []
     for t, m, k, n in SHAPES:
         x, signs, alpha, bias = make_data(t, m, k, n, gen)
@@ -75,7 +67,7 @@ def main() -> dict:
         if t:
             fns["binary_linear_lif"] = lambda: binary_linear_lif(x, signs, alpha, bias, vth)
         for name, fn in fns.items():
-            ms = time_ms(fn)
+            ms = 1e3 * timer(fn, 5, warmup=3)
             row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
         row["configs"] = {"binary_linear": str(_binary_linear_kernel.best_config),
                           "binary_linear_lif": str(_binary_linear_lif_kernel.best_config) if t else None}

@@ -39,6 +39,10 @@ def exactness_table(path: str | Path = EXACTNESS_RECORDS["cpu"]) -> pd.DataFrame
     rec = _load(Path(path))
     if isinstance(rec, str):
         return f"no exactness record at {path} (run `python bench/exactness.py`)"
+    return _exactness_frame(rec)
+
+
+def _exactness_frame(rec: dict) -> pd.DataFrame:
     rows = [{"model": model, "dtype": dtype, **{label: res[dtype].get(key)
                                                  for key, label in EXACTNESS_COLUMNS.items()},
              "examples": res.get("setup", {}).get("examples", res.get("setup", {}).get("batch"))}
@@ -50,9 +54,10 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
     """Issue 12's exactness bar in words: per model, the integer path's share of rates differing
     from float64 and its largest difference as multiples of fp32's (the bar: no more than fp32),
     bf16's share beside them, and whether its currents were exact."""
-    table = exactness_table(path)
-    if isinstance(table, str):
-        return table
+    rec = _load(Path(path))
+    if isinstance(rec, str):
+        return exactness_table(path)
+    table = _exactness_frame(rec)
     share, top = "rates differing from float64 (share)", "largest rate difference"
     parts, met = [], 0
     for model in table.index.get_level_values("model").unique():
@@ -62,7 +67,7 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
         parts.append(f"{model}: {_g(ratio)}x fp32's share of differing rates and {_g(top_ratio)}x its "
                      f"largest difference (bf16: {_g(x.loc['bf16', share] / x.loc['fp32', share])}x the share)")
     exact = (table.xs(INT8, level="dtype")["currents differing from exact (share)"] == 0).all()
-    device = json.loads(Path(path).read_text())["provenance"].get("device", "?")
+    device = rec.get("provenance", {}).get("device", "?")
     return (f"On {device}, against float64, the integer path runs at " + "; ".join(parts) + ". "
             f"Its first-layer currents are {'all' if exact else 'not all'} the exact values rounded once. "
             f"The bar (no more than fp32 on both counts) holds for {met} of {len(parts)} models. With "

@@ -74,8 +74,8 @@ if triton is not None:
         offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         live_n = offs_n < N
-        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0)
-        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0)
+        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         cur = _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
                              BLOCK_M, BLOCK_N, BLOCK_K)
         tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
@@ -92,8 +92,8 @@ if triton is not None:
         live_n = offs_n < N
         tile = offs_m[:, None] * N + offs_n[None, :]
         live = (offs_m[:, None] < M) & live_n[None, :]
-        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0)
-        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0)
+        alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         vth = tl.load(vth_ptr).to(tl.float32)
         u = tl.load(u_in + tile, mask=live, other=0.0)
         s = tl.load(s_in + tile, mask=live, other=0.0)
@@ -119,16 +119,17 @@ def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torc
 def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
                   bias: torch.Tensor) -> torch.Tensor:
     """``alpha * (x @ signs^T) + bias`` of int8 spikes ``x [..., K]``: fp32 ``[..., N]``, each
-    value the exact current rounded once. ``alpha``, ``bias``: ``[N]`` (cast to fp32, which
-    must hold them exactly, as it does the scales and biases of a 1-bit layer)."""
+    value the exact current rounded once. ``alpha``, ``bias``: ``[N]``, any float dtype, read as
+    they are and cast to fp32 in the kernel (fp32 must hold them exactly, as it does the scales
+    and biases of a 1-bit layer, which :class:`stpcore.snn.integer.BinaryLinear` keeps in float64)."""
     _check(x, signs, alpha, bias)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     (m, k), n = x2.shape, signs.shape[0]
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-        _binary_linear_kernel[grid](x2, signs.contiguous(), alpha.float().contiguous(),
-                                    bias.float().contiguous(), out, m, n, k)
+        _binary_linear_kernel[grid](x2, signs.contiguous(), alpha.contiguous(), bias.contiguous(),
+                                    out, m, n, k)
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -165,8 +166,8 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart, so that autotuning's
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-    _binary_linear_lif_kernel[grid](x.contiguous(), signs.contiguous(), alpha.float().contiguous(),
-                                    bias.float().contiguous(), spikes, u, s, u_out, s_out,
+    _binary_linear_lif_kernel[grid](x.contiguous(), signs.contiguous(), alpha.contiguous(),
+                                    bias.contiguous(), spikes, u, s, u_out, s_out,
                                     threshold.reshape(1), float(leak), steps, m, n, x.shape[-1],
                                     LEAK_ONE=float(leak) == 1.0)
     return spikes, (u_out, s_out)                               # reruns start alike

@@ -12,7 +12,7 @@ product exactly and rounds once:
   :mod:`stpcore.snn.int_kernels`, int8 x int8 -> int32 on the tensor cores and the current as one
   fp32 fused multiply-add (the exact value rounded once); for a population whose current drives
   its LIF neurons directly (Key, Value, intermediate) the LIF scan runs in the same kernel
-  (:func:`fire_binary`), so its currents never reach memory;
+  (:func:`fire_linear`), so its currents never reach memory;
 * otherwise the product through ``torch._int_mm`` on CUDA (it needs M > 16 rows and K, N
   multiples of 8, so K and N are zero-padded, and fewer rows fall back) or, elsewhere, an fp32
   product of the 0/1 and +-1 values, exact because every partial sum is an integer of magnitude
@@ -103,14 +103,17 @@ def use_int_kernels(x: torch.Tensor) -> bool:
     return x.is_cuda and int_kernels_available() and use_fused_lif(x.device)
 
 
-def fire_binary(x: torch.Tensor, lin: BinaryLinear, threshold, leak: float = 1.0, state=None):
-    """LIF spikes (Eq. 1-3, int8) of a population driven by ``lin``'s currents of int8 spikes
-    ``x [T, ..., in]``: one Triton kernel on CUDA (:func:`stpcore.snn.int_kernels.binary_linear_lif`),
-    else :func:`compute_binary_currents` then :func:`stpcore.snn.lif.lif_scan`. Returns
+def fire_linear(x: torch.Tensor, lin, threshold, leak: float = 1.0, state=None, spike_dtype=None):
+    """LIF spikes (Eq. 1-3) of a population driven directly by ``lin``'s currents of spikes
+    ``x [T, ..., in]`` (:func:`compute_currents`; spikes in ``spike_dtype``, default ``x``'s).
+    For a :class:`BinaryLinear` on CUDA with the Triton kernels, product and LIF run in one
+    kernel (:func:`stpcore.snn.int_kernels.binary_linear_lif`, int8 spikes); otherwise
+    :func:`compute_currents` then :func:`stpcore.snn.lif.lif_scan`. Returns
     ``(spikes [T, ..., out], (u, s))``."""
-    if use_int_kernels(x) and isinstance(threshold, torch.Tensor) and threshold.dim() == 0:
+    if (isinstance(lin, BinaryLinear) and use_int_kernels(x) and isinstance(threshold, torch.Tensor)
+            and threshold.dim() == 0):
         return binary_linear_lif(x, *lin, threshold, leak, state)
-    return lif_scan(compute_binary_currents(x, lin), threshold, leak, state, spike_dtype=INT_DTYPE)
+    return lif_scan(compute_currents(x, lin), threshold, leak, state, spike_dtype=spike_dtype or x.dtype)
 
 
 def compute_currents(x: torch.Tensor, lin) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import SpikingBertConfig
-from .integer import INT_DTYPE, BinaryLinear, compute_currents, fire_binary, split_binary
+from .integer import INT_DTYPE, compute_currents, fire_linear, split_binary
 from .kernels import fused_norm_lif_scan
 from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
@@ -155,11 +155,9 @@ class SpikingEncoderLayer(nn.Module):
             out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
             return out[name]
 
-        def fire_linear(name, x):       # the integer path: product and LIF in one kernel on CUDA
-            if isinstance(w[name], BinaryLinear):
-                out[name], state[name] = fire_binary(x, w[name], vth, leak, state.get(name))
-                return out[name]
-            return fire(name, lin(x, name))
+        def fire_lin(name, x):          # the integer path on CUDA: product and LIF in one kernel
+            out[name], state[name] = fire_linear(x, w[name], vth, leak, state.get(name), dt)
+            return out[name]
 
         def fire_norm(name, ln, current, residual):     # fused: one kernel
             if fused:
@@ -168,15 +166,15 @@ class SpikingEncoderLayer(nn.Module):
             else:
                 fire(name, self.residual_norm(ln, current, residual))
 
-        fire_linear("key", s_dt)
-        fire_linear("value", s_dt)
+        fire_lin("key", s_dt)
+        fire_lin("value", s_dt)
         k, v = out["key"], out["value"]
         if kv_cols is not None:
             k, v = k[..., kv_cols], v[..., kv_cols]
         fire("attention", self.context(lin(s_dt, "query"), k, v, ext_mask, fused))
         fire_norm("attention_output", self.ln_attention,
                   lin(out["attention"], "attention_output"), s_in)
-        fire_linear("intermediate", out["attention_output"])
+        fire_lin("intermediate", out["attention_output"])
         fire_norm("output", self.ln_output, lin(out["intermediate"], "output"),
                   out["attention_output"])
         return out
@@ -189,10 +187,8 @@ class SpikingEncoderLayer(nn.Module):
         fused = fused_kernels(dt, next(iter(s.values())))
         if name in ("key", "value", "intermediate"):
             pre = s["attention_output" if name == "intermediate" else "input"].to(dt)
-            if isinstance(w[name], BinaryLinear):
-                spikes, state[name] = fire_binary(pre, w[name], vth, leak, state.get(name))
-                return spikes
-            current = lin(pre, name)
+            spikes, state[name] = fire_linear(pre, w[name], vth, leak, state.get(name), dt)
+            return spikes
         elif name == "attention":
             k, v = s["key"], s["value"]
             if kv_cols is not None:
