@@ -145,6 +145,18 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
     return res
 
 
+def pruned_settings(cfg) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The pruned runs' settings: per-layer timesteps falling linearly from T to
+    ``(2 KEEP - 1) T`` (a mean of KEEP T), and head and neuron masks keeping KEEP of each layer's
+    units (random, seed 0)."""
+    L, T = cfg.num_hidden_layers, cfg.timesteps
+    gen = torch.Generator().manual_seed(0)
+    keep = lambda width: torch.stack([(torch.randperm(width, generator=gen) < round(KEEP * width))
+                                      .float() for _ in range(L)])
+    layer_steps = [max(1, round(T * f)) for f in torch.linspace(1.0, 2 * KEEP - 1.0, L).tolist()]
+    return layer_steps, keep(cfg.num_attention_heads), keep(cfg.intermediate_size)
+
+
 def bench_pruning(model, batch, timer, s) -> dict:
     """(c) temporal (sequential executor, pruned t^l) and spatial (masks) vs dense uniform T."""
     bert, cfg = model.spiking_bert, model.config
@@ -152,11 +164,7 @@ def bench_pruning(model, batch, timer, s) -> dict:
         cfg.hidden_size, cfg.timesteps
     ones_h, ones_n = torch.ones(L, H), torch.ones(L, F)
     frac = lambda h, n, t: float(acs_fraction(h, n, t, s["seq"], D, H, T))
-    gen = torch.Generator().manual_seed(0)
-    keep = lambda width: torch.stack([(torch.randperm(width, generator=gen) < round(KEEP * width))
-                                      .float() for _ in range(L)])
-    layer_steps = [max(1, round(T * f)) for f in torch.linspace(1.0, 2 * KEEP - 1.0, L).tolist()]
-    head_mask, neuron_mask = keep(H), keep(F)
+    layer_steps, head_mask, neuron_mask = pruned_settings(cfg)
     res = {"layer_timesteps": layer_steps}
     for name, dtype in sim_dtypes(model):
         run = lambda: bert.simulate(**batch, dtype=dtype)

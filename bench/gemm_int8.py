@@ -36,8 +36,11 @@ from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_k
                                      binary_linear, binary_linear_lif)
 
 #: (t, B N, K, N): a time chunk of 32 steps at batch 32 x 128 tokens; t = 0 marks the square.
+#: The last two: a spatially pruned intermediate population (60 % of 3072 neurons) padded to a
+#: multiple of 8 (1848) and of 16 (1856, ``stpcore.snn.layer.ALIGN``), feeding the output layer.
 SHAPES = [(0, 8192, 8192, 8192), (32, 4096, 768, 768), (32, 4096, 768, 3072),
-          (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384)]
+          (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384),
+          (32, 4096, 1848, 768), (32, 4096, 1856, 768)]
 
 
 def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):

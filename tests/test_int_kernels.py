@@ -20,7 +20,8 @@ CUDA = torch.cuda.is_available() and int_kernels_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and int_kernels_available()
 DEVICES = [pytest.param("cpu", marks=pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")),
            pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs CUDA and triton"))]
-SHAPES = [(1, 7, 16, 8), (2, 17, 13, 10), (3, 40, 64, 24), (2, 33, 200, 40), (2, 70, 130, 3)]
+SHAPES = [(1, 7, 16, 8), (2, 17, 13, 10), (3, 40, 64, 24), (2, 33, 200, 40), (2, 70, 130, 3),
+          (1, 96, 40, 100)]     # the last: 3 row blocks (one group and a part) by 4 column blocks
 
 
 def make_layer(k, n, seed, device="cpu"):

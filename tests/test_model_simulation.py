@@ -213,3 +213,19 @@ def test_unrolled_executor_rejects_non_uniform_timesteps(tiny_model, tiny_batch)
         simulate(tiny_model, tiny_batch, executor="unrolled")
     with pytest.raises(ValueError, match="executor"):
         simulate(tiny_model, tiny_batch, executor="parallel")
+
+
+def test_kept_neurons_are_padded_to_align_with_units_that_never_fire(tiny_model):
+    """Spatially pruned weights keep every width a multiple of ALIGN: the kept intermediate rows
+    (and output columns) in order, then zero weights with a bias of -inf."""
+    from stpcore.snn.layer import ALIGN
+    layer = tiny_model.spiking_bert.layers[0]
+    neurons = torch.arange(0, TINY["intermediate_size"], 3)            # 11 of 32 kept
+    w = layer.weights(torch.float32, None, neurons)
+    (wi, bi), (wo, bo) = w["intermediate"], w["output"]
+    width = -(-len(neurons) // ALIGN) * ALIGN
+    assert wi.shape[0] == bi.shape[0] == wo.shape[1] == width > len(neurons)
+    full_i, full_o = layer.weights(torch.float32)["intermediate"], layer.weights(torch.float32)["output"]
+    assert torch.equal(wi[:len(neurons)], full_i[0][neurons]) and torch.equal(wo[:, :len(neurons)], full_o[0][:, neurons])
+    assert (wi[len(neurons):] == 0).all() and (wo[:, len(neurons):] == 0).all()
+    assert torch.isneginf(bi[len(neurons):]).all() and torch.equal(bo, full_o[1])

@@ -76,3 +76,23 @@ def test_bench_times_the_int8_path_only_for_1bit_models():
     ref = ReferenceLoop(model).simulate(**batch)
     cmp = compare_rates(model.spiking_bert.simulate(**batch, dtype=torch.int8), ref)
     assert 0 <= cmp["max_abs_asr_diff"] <= 1 and 0 <= cmp["frac_rates_differing"] < 0.5
+
+
+def test_profile_sim_records_every_setting_and_dtype(tmp_path):
+    """bench/profile_sim.py at smoke size on CPU: one run per pruning setting and dtype, each
+    with a wall time and a non-empty kernel breakdown that sums to its kernel time."""
+    import json
+    from profile_sim import SETTINGS, main
+    main(["--device", "cpu", "--size", "small", "--out", str(tmp_path / "p.json")])
+    rec = json.loads((tmp_path / "p.json").read_text())
+    assert set(rec["runs"]) == {f"{s}_{d}" for s in SETTINGS for d in ("bf16", "int8")}
+    for run in rec["runs"].values():
+        assert run["wall_ms"] > 0 and run["kernels"]
+        assert abs(sum(k["ms"] for k in run["kernels"].values()) - run["kernel_ms"]) < 1e-6
+    assert any("bernoulli" in k for k in rec["runs"]["temporal_int8"]["kernels"])   # Eq. 11 samples
+
+
+def test_profile_sim_rejects_an_unknown_setting():
+    from profile_sim import apply_setting
+    with pytest.raises(ValueError, match="`setting` must be one of"):
+        apply_setting(None, "both", [], None, None)

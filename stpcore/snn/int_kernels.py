@@ -39,19 +39,45 @@ def int_kernels_available() -> bool:
     return triton is not None
 
 
+#: Row blocks per launch group (``_tile_of``).
+GROUP_M = 8
+
+
 def _configs(lif: bool):
     """Autotuning candidates (one under the interpreter). The LIF kernel holds an int32
     accumulator and fp32 membrane and spike tiles in registers: smaller tiles."""
     if _INTERPRET:
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]
-    shapes = ([(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 8, 3), (64, 128, 64, 4, 4)]
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2},
+                              num_warps=4)]
+    shapes = ([(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 8, 3), (64, 128, 64, 4, 4),
+               (128, 128, 64, 8, 3)]
               if lif else [(128, 128, 128, 8, 3), (128, 128, 64, 4, 4), (128, 256, 64, 8, 3),
                            (64, 128, 128, 4, 4)])
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": GROUP_M},
+                          num_warps=w, num_stages=s)
             for m, n, k, w, s in shapes]
 
 
+def _grid(m: int, n: int):
+    """A 1-D launch of every ``[BLOCK_M, BLOCK_N]`` tile (:func:`_tile_of` orders them)."""
+    return lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+
 if triton is not None:
+    @triton.jit
+    def _tile_of(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+        """Row and column offsets of this program's tile. Grouped launch order: programs launched
+        together walk the column blocks of ``GROUP_M`` row blocks, so a block of spike rows is
+        read from memory once and then from L2 (the first kernels ran row blocks fastest and
+        re-read every spike row once per column block: bench/results/gemm_int8_cuda.json)."""
+        pid, blocks_m, blocks_n = tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+        first_m = (pid // (GROUP_M * blocks_n)) * GROUP_M
+        rows = tl.minimum(blocks_m - first_m, GROUP_M)
+        pid_m = first_m + (pid % (GROUP_M * blocks_n)) % rows
+        pid_n = (pid % (GROUP_M * blocks_n)) // rows
+        return (pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M),
+                pid_n * BLOCK_N + tl.arange(0, BLOCK_N))
+
     @triton.jit
     def _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -70,9 +96,9 @@ if triton is not None:
     @triton.autotune(configs=_configs(False), key=["M", "N", "K"])
     @triton.jit
     def _binary_linear_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, out_ptr, M, N, K,
-                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                              GROUP_M: tl.constexpr):
+        offs_m, offs_n = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
@@ -86,9 +112,8 @@ if triton is not None:
     def _binary_linear_lif_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
                                   s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
                                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                  BLOCK_K: tl.constexpr):
-        offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+                                  BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+        offs_m, offs_n = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         live_n = offs_n < N
         tile = offs_m[:, None] * N + offs_n[None, :]
         live = (offs_m[:, None] < M) & live_n[None, :]
@@ -127,8 +152,7 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     (m, k), n = x2.shape, signs.shape[0]
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
-        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-        _binary_linear_kernel[grid](x2, signs.contiguous(), alpha.contiguous(), bias.contiguous(),
+        _binary_linear_kernel[_grid(m, n)](x2, signs.contiguous(), alpha.contiguous(), bias.contiguous(),
                                     out, m, n, k)
     return out.reshape(*x.shape[:-1], n)
 
@@ -165,8 +189,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     if m == 0 or n == 0:
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart, so that autotuning's
-    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-    _binary_linear_lif_kernel[grid](x.contiguous(), signs.contiguous(), alpha.contiguous(),
+    _binary_linear_lif_kernel[_grid(m, n)](x.contiguous(), signs.contiguous(), alpha.contiguous(),
                                     bias.contiguous(), spikes, u, s, u_out, s_out,
                                     threshold.reshape(1), float(leak), steps, m, n, x.shape[-1],
                                     LEAK_ONE=float(leak) == 1.0)

@@ -35,6 +35,11 @@ PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "k
 #: Simulation dtypes that round currents and spikes to 16 bits and take the fused kernels.
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
+#: Kept intermediate neurons are padded to a multiple of this with units that never fire: every
+#: width stays a multiple of 16 elements, the alignment tensor cores and Triton's vectorised
+#: loads of int8 rows (16 bytes) need.
+ALIGN = 16
+
 
 def fused_kernels(dt, x: torch.Tensor) -> bool:
     """Whether a simulation in ``dt`` on ``x``'s device takes the fused LayerNorm-LIF kernel (and,
@@ -70,7 +75,7 @@ class SpikingEncoderLayer(nn.Module):
         (index tensors; None = all) the pruned units' rows and columns are dropped: Query (and,
         with ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
         intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
-        multiple of 8 with zero weights and a bias of -inf."""
+        multiple of :data:`ALIGN` with zero weights and a bias of -inf."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
         if dtype == INT_DTYPE and not all(getattr(self, n).binary for n in names):
             raise ValueError(f"`sim_dtype` {INT_DTYPE} (integer synaptic products) needs 1-bit "
@@ -84,9 +89,9 @@ class SpikingEncoderLayer(nn.Module):
                 w[n] = (w[n][0][head_cols], w[n][1][head_cols])
             w["attention_output"] = (w["attention_output"][0][:, head_cols],
                                      w["attention_output"][1])
-        if neurons is not None:     # padded to a multiple of 8 (tensor-core alignment) with
-            (wi, bi), (wo, bo) = w["intermediate"], w["output"]       # units that never fire
-            pad = -len(neurons) % 8
+        if neurons is not None:     # padded (ALIGN) with units that never fire
+            (wi, bi), (wo, bo) = w["intermediate"], w["output"]
+            pad = -len(neurons) % ALIGN
             w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
                                  torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
             w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)

@@ -1,0 +1,112 @@
+"""Where a simulation's time goes: the kernels of one ``simulate`` per dtype and pruning setting.
+
+    PYTHONPATH=. python bench/profile_sim.py --device cuda --size paper   # H200: about a minute
+    PYTHONPATH=. python bench/profile_sim.py --device cpu --size small    # seconds (a smoke run)
+
+Builds bench_sim's 1-bit random model at the size's first width, warms each setting up (which
+also autotunes the Triton kernels), then profiles one ``simulate`` with ``torch.profiler``:
+dense, temporally pruned (sequential executor) and spatially pruned (masks), as
+``bench_sim.bench_pruning`` times them (``bench_sim.pruned_settings``), in bf16 and, for the
+1-bit model, int8 (fp32 with ``--fp32``). For each run the record keeps the wall time
+(``bench_sim.Timer``), the summed kernel time (on CPU: the operators' self time) and every
+kernel name with its time and calls; ``stpcore.report.intpath`` groups the names. Writes
+``bench/results/profile_sim_<device>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sim import FLOAT_DTYPES, SIZES, Timer, make_batch, pruned_settings  # noqa: E402
+from reference_loop import random_model  # noqa: E402
+
+from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
+                                  describe_device, git_commit)
+
+SETTINGS = ("dense", "temporal", "spatial")
+
+
+def apply_setting(bert, setting: str, layer_steps, head_mask, neuron_mask) -> None:
+    """Put ``bert`` in one of :data:`SETTINGS` (each call first undoes the others)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"`setting` must be one of {SETTINGS}; got {setting!r}")
+    bert.set_layer_timesteps(layer_steps if setting == "temporal" else None)
+    bert.set_masks(*((head_mask, neuron_mask) if setting == "spatial" else (None, None)))
+
+
+def kernel_times(prof, device: torch.device) -> dict:
+    """``{name: {"ms", "calls"}}`` of the device kernels in ``prof`` (on CPU: every operator's
+    self CPU time, the closest CPU analogue), longest first."""
+    cuda = device.type == "cuda"
+    out = {}
+    for e in prof.key_averages():
+        us = (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+              ) if cuda else e.self_cpu_time_total
+        if us > 0 and (not cuda or e.device_type == torch.autograd.DeviceType.CUDA):
+            out[e.key] = {"ms": us / 1e3, "calls": e.count}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["ms"]))
+
+
+def profile_run(bert, batch, dtype, device, timer) -> dict:
+    """Wall time (median of 3) and the kernel breakdown of one ``simulate`` in ``dtype``."""
+    run = lambda: bert.simulate(**batch, dtype=dtype)
+    wall = timer(run, 3)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    kernels = kernel_times(prof, device)
+    return {"wall_ms": wall * 1e3, "kernel_ms": sum(k["ms"] for k in kernels.values()),
+            "kernels": kernels}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--fp32", action="store_true", help="also profile the fp32 path")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="record path (default bench/results/profile_sim_<device>.json)")
+    args = ap.parse_args(argv)
+    device, s = torch.device(args.device), SIZES[args.size]
+    torch.set_float32_matmul_precision("highest")
+    start, timer = time.perf_counter(), Timer(device)
+    hidden, inter = s["widths"][0]
+    model = random_model(seed=0, vocab_size=s["vocab"], hidden_size=hidden, intermediate_size=inter,
+                         num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
+                         timesteps=s["timesteps"], max_position_embeddings=max(512, s["seq"]))
+    model = model.to(device)
+    model.spiking_bert.set_binary_weights(True)
+    batch, _ = make_batch(s, device)
+    pruned = pruned_settings(model.config)
+    dtypes = [(n, d) for n, d in FLOAT_DTYPES if args.fp32 or n != "fp32"] + [("int8", torch.int8)]
+    runs = {}
+    for setting in SETTINGS:
+        apply_setting(model.spiking_bert, setting, *pruned)
+        for name, dtype in dtypes:
+            runs[f"{setting}_{name}"] = r = profile_run(model.spiking_bert, batch, dtype, device, timer)
+            print(f"{setting:>8} {name:>4}: wall {r['wall_ms']:8.2f} ms, kernels {r['kernel_ms']:8.2f} ms; "
+                  + ", ".join(f"{k[:40]} {v['ms']:.1f}" for k, v in list(r["kernels"].items())[:3]),
+                  flush=True)
+    apply_setting(model.spiking_bert, "dense", *pruned)
+    record = {"name": f"profile_sim_{args.size}", "size": args.size, "width": f"{hidden}/{inter}",
+              "setup": {k: v for k, v in s.items() if k != "reps"}, "layer_timesteps": pruned[0],
+              "weights": "random (reference_loop.random_model), 1-bit; timing only", "runs": runs,
+              "provenance": {**git_commit(), "source_sha256": SOURCE_SHA256,
+                             "device": describe_device(device), "torch": torch.__version__,
+                             "wall_time_s": time.perf_counter() - start}}
+    path = args.out or REPO_ROOT / "bench" / "results" / f"profile_sim_{device.type}.json"
+    atomic_write_json(path, record)
+    print(f"wrote {path}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
