@@ -215,17 +215,22 @@ def test_unrolled_executor_rejects_non_uniform_timesteps(tiny_model, tiny_batch)
         simulate(tiny_model, tiny_batch, executor="parallel")
 
 
-def test_kept_neurons_are_padded_to_align_with_units_that_never_fire(tiny_model):
-    """Spatially pruned weights keep every width a multiple of ALIGN: the kept intermediate rows
-    (and output columns) in order, then zero weights with a bias of -inf."""
+@pytest.mark.parametrize("dtype, align", [(torch.float32, 8), (torch.int8, 16)])
+def test_kept_neurons_are_padded_to_align_with_units_that_never_fire(dtype, align):
+    """Spatially pruned weights keep every width a multiple of ALIGN (int8: 16, else 8): the kept
+    intermediate rows (and output columns) in order, then zero weights with a bias of -inf."""
     from stpcore.snn.layer import ALIGN
-    layer = tiny_model.spiking_bert.layers[0]
-    neurons = torch.arange(0, TINY["intermediate_size"], 3)            # 11 of 32 kept
-    w = layer.weights(torch.float32, None, neurons)
+    assert ALIGN.get(dtype, 8) == align
+    model = make_tiny_model(intermediate_size=40)
+    model.spiking_bert.set_binary_weights(True)
+    layer = model.spiking_bert.layers[0]
+    neurons = torch.arange(0, 40, 2)                # 20 of 40 kept: 24 units in fp32, 32 in int8
+    as_float = lambda w: w if dtype != torch.int8 else (w.alpha[:, None] * w.signs, w.bias)
+    w = {n: as_float(v) for n, v in layer.weights(dtype, None, neurons).items()}
+    full = {n: as_float(v) for n, v in layer.weights(dtype).items()}
     (wi, bi), (wo, bo) = w["intermediate"], w["output"]
-    width = -(-len(neurons) // ALIGN) * ALIGN
-    assert wi.shape[0] == bi.shape[0] == wo.shape[1] == width > len(neurons)
-    full_i, full_o = layer.weights(torch.float32)["intermediate"], layer.weights(torch.float32)["output"]
-    assert torch.equal(wi[:len(neurons)], full_i[0][neurons]) and torch.equal(wo[:, :len(neurons)], full_o[0][:, neurons])
-    assert (wi[len(neurons):] == 0).all() and (wo[:, len(neurons):] == 0).all()
-    assert torch.isneginf(bi[len(neurons):]).all() and torch.equal(bo, full_o[1])
+    k = len(neurons)
+    assert wi.shape[0] == bi.shape[0] == wo.shape[1] == -(-k // align) * align > k
+    assert torch.equal(wi[:k], full["intermediate"][0][neurons])
+    assert torch.equal(wo[:, :k], full["output"][0][:, neurons]) and torch.equal(bo, full["output"][1])
+    assert (wi[k:] == 0).all() and (wo[:, k:] == 0).all() and torch.isneginf(bi[k:]).all()

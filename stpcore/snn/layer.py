@@ -35,10 +35,10 @@ PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "k
 #: Simulation dtypes that round currents and spikes to 16 bits and take the fused kernels.
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
-#: Kept intermediate neurons are padded to a multiple of this with units that never fire: every
-#: width stays a multiple of 16 elements, the alignment tensor cores and Triton's vectorised
-#: loads of int8 rows (16 bytes) need.
-ALIGN = 16
+#: Kept intermediate neurons are padded to a multiple of this many units (by simulation dtype,
+#: else 8) with units that never fire, so that rows stay 16-byte aligned for the tensor cores:
+#: int8 spikes need 16 (Triton vectorises its int8 loads only then); float dtypes keep 8.
+ALIGN = {INT_DTYPE: 16}
 
 
 def fused_kernels(dt, x: torch.Tensor) -> bool:
@@ -91,7 +91,7 @@ class SpikingEncoderLayer(nn.Module):
                                      w["attention_output"][1])
         if neurons is not None:     # padded (ALIGN) with units that never fire
             (wi, bi), (wo, bo) = w["intermediate"], w["output"]
-            pad = -len(neurons) % ALIGN
+            pad = -len(neurons) % ALIGN.get(dtype, 8)
             w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
                                  torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
             w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)
