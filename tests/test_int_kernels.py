@@ -79,6 +79,8 @@ def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
      ValueError, "`threshold` must be a 0-dim tensor"),
     (lambda s, a, b: binary_linear_lif(torch.ones(8, dtype=torch.int8), s, a, b, torch.tensor(0.5)),
      ValueError, r"\[T, ..., K\]"),
+    (lambda s, a, b: binary_linear_lif(torch.ones(2, 4, 8, dtype=torch.int8), s, a, b, torch.tensor(0.5),
+                                       spike_dtype=torch.int32), ValueError, "`spike_dtype` must be one of"),
 ])
 def test_bad_inputs_are_refused_before_any_kernel(call, error, match, monkeypatch):
     monkeypatch.setattr(int_kernels, "triton", None)        # nothing may be launched
@@ -110,3 +112,16 @@ def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, monke
             frac[name] += compare_rates(bert.simulate(**batch, dtype=dtype), ref)["frac_rates_differing"]
     assert calls
     assert frac["int8"] <= 1.25 * frac["fp32"] + 1e-3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_lif_writes_spikes_in_the_dtype_asked(dtype, device):
+    """Key and Value spikes of the integer path come out fp32 (what the attention reads): the
+    same 0/1 values as the int8 spikes."""
+    signs, alpha, bias = make_layer(40, 24, seed=3, device=device)
+    x = draw_spikes(3, 33, 40, seed=4).to(device)
+    vth = torch.tensor(0.6, device=device)
+    want, _ = binary_linear_lif(x, signs, alpha, bias, vth)
+    got, _ = binary_linear_lif(x, signs, alpha, bias, vth, spike_dtype=dtype)
+    assert got.dtype == dtype and torch.equal(got, want.to(dtype))

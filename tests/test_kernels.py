@@ -7,7 +7,8 @@ import torch
 
 import stpcore.snn.model
 import stpcore.snn.layer
-from stpcore.snn.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan
+from stpcore.snn import kernels
+from stpcore.snn.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan, sum_spikes
 from stpcore.snn.lif import lif_scan, lif_scan_loop
 
 CUDA = torch.cuda.is_available() and fused_lif_available()
@@ -115,3 +116,23 @@ def test_simulate_cuda_fused_equals_loop(monkeypatch):
     assert all(torch.equal(fused.rates[l][p], loop.rates[l][p])
                for l in range(2) for p in fused.rates[l])
     assert torch.equal(fused.embedding_rate, loop.embedding_rate)
+
+
+@pytest.mark.parametrize("device", [
+    pytest.param("cpu", marks=pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="needs CUDA and triton"))])
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bfloat16, torch.float32])
+def test_sum_spikes_counts_exactly(dtype, device):
+    """The time-axis spike count of one read equals torch's fp32 sum (integers: exact)."""
+    gen = torch.Generator().manual_seed(0)
+    spikes = (torch.rand(37, 3, 1500, generator=gen) < 0.3).to(dtype).to(device)
+    got = sum_spikes(spikes)
+    assert got.dtype == torch.float32 and torch.equal(got, spikes.sum(0, dtype=torch.float32))
+    assert 0 < got.mean() < 37
+
+
+def test_sum_spikes_refuses_bad_spikes_before_any_kernel(monkeypatch):
+    monkeypatch.setattr(kernels, "triton", None)
+    for bad in (torch.zeros(4, 3, dtype=torch.int32), torch.zeros(0, 3, dtype=torch.int8)):
+        with pytest.raises(ValueError, match="sum_spikes: needs triton and spikes"):
+            sum_spikes(bad)

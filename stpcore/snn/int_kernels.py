@@ -11,9 +11,10 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
 * :func:`binary_linear_lif`: the currents of ``x [T, M, K]`` and the LIF scan (Eq. 1-3) behind
   them in one launch. Each program owns a ``[BLOCK_M, BLOCK_N]`` tile of neurons, keeps their
   membranes and last spikes in registers and walks the time axis, re-reading its weight tile
-  (from L2) every step; the currents never reach memory, only int8 spikes do. The LIF step is
-  ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the spikes equal :func:`binary_linear` followed by
-  :func:`stpcore.snn.kernels.fused_lif_scan` bit for bit.
+  (from L2) every step; the currents never reach memory, only spikes do (int8, or fp32 for
+  the attention to read). The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the
+  spikes equal :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit
+  for bit.
 
 Import is safe without triton (:func:`int_kernels_available` is False); under
 ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which the tests use.
@@ -38,6 +39,9 @@ def int_kernels_available() -> bool:
     """True when triton is importable (the kernels can be compiled or interpreted)."""
     return triton is not None
 
+
+#: The dtypes :func:`binary_linear_lif` writes spikes in.
+SPIKE_DTYPES = (torch.int8, torch.float32, torch.bfloat16, torch.float16)
 
 #: Row blocks per launch group (``_tile_of``).
 GROUP_M = 8
@@ -127,7 +131,7 @@ if triton is not None:
             cur = _tile_currents(x_ptr + t * step_x, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
                                  BLOCK_M, BLOCK_N, BLOCK_K)
             u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
-            tl.store(spk_ptr + t * step_s + tile, s.to(tl.int8), mask=live)
+            tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
         tl.store(u_out + tile, u, mask=live)
         tl.store(s_out + tile, s, mask=live)
 
@@ -159,7 +163,8 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
 
 def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
                       bias: torch.Tensor, threshold: torch.Tensor, leak: float = 1.0,
-                      state: tuple[torch.Tensor, torch.Tensor] | None = None):
+                      state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      spike_dtype: torch.dtype = torch.int8):
     """Eq. 1-3 driven by ``alpha * (x[t] @ signs^T) + bias``, in one launch (module doc).
 
     Args:
@@ -168,11 +173,14 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         threshold: a 0-dim tensor on ``x``'s device (read by the kernel: no host sync).
         leak: gamma in (0, 1].
         state: ``(u, s)`` shaped ``[..., N]`` (fp32), or None to start at rest.
+        spike_dtype: int8 or a float dtype (0/1 are exact in each).
 
     Returns:
-        ``(spikes [T, ..., N] int8, (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
+        ``(spikes [T, ..., N], (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
     """
     _check(x, signs, alpha, bias)
+    if spike_dtype not in SPIKE_DTYPES:
+        raise ValueError(f"binary_linear_lif: `spike_dtype` must be one of {SPIKE_DTYPES}; got {spike_dtype}")
     if not (isinstance(threshold, torch.Tensor) and threshold.dim() == 0):
         raise ValueError("binary_linear_lif: `threshold` must be a 0-dim tensor")
     if x.dim() < 2 or x.shape[0] < 1:
@@ -184,7 +192,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         s = torch.zeros_like(u)
     else:                               # read only: the kernel writes the new state apart
         u, s = (v.to(torch.float32).contiguous() for v in state)
-    spikes = torch.empty(shape, dtype=torch.int8, device=x.device)
+    spikes = torch.empty(shape, dtype=spike_dtype, device=x.device)
     m = u.numel() // max(n, 1)
     if m == 0 or n == 0:
         return spikes, (u, s)

@@ -107,12 +107,12 @@ def fire_linear(x: torch.Tensor, lin, threshold, leak: float = 1.0, state=None, 
     """LIF spikes (Eq. 1-3) of a population driven directly by ``lin``'s currents of spikes
     ``x [T, ..., in]`` (:func:`compute_currents`; spikes in ``spike_dtype``, default ``x``'s).
     For a :class:`BinaryLinear` on CUDA with the Triton kernels, product and LIF run in one
-    kernel (:func:`stpcore.snn.int_kernels.binary_linear_lif`, int8 spikes); otherwise
+    kernel (:func:`stpcore.snn.int_kernels.binary_linear_lif`); otherwise
     :func:`compute_currents` then :func:`stpcore.snn.lif.lif_scan`. Returns
     ``(spikes [T, ..., out], (u, s))``."""
     if (isinstance(lin, BinaryLinear) and use_int_kernels(x) and isinstance(threshold, torch.Tensor)
             and threshold.dim() == 0):
-        return binary_linear_lif(x, *lin, threshold, leak, state)
+        return binary_linear_lif(x, *lin, threshold, leak, state, spike_dtype or x.dtype)
     return lif_scan(compute_currents(x, lin), threshold, leak, state, spike_dtype=spike_dtype or x.dtype)
 
 

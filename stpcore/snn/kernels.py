@@ -93,6 +93,35 @@ if triton is not None:
         tl.store(s_ptr + base, s, mask=live)
 
 
+if triton is not None:
+    @triton.jit
+    def _sum_time_kernel(spk_ptr, out_ptr, T, M, BLOCK: tl.constexpr):
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        live = offs < M
+        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        for t in range(T):
+            acc += tl.load(spk_ptr + t * M + offs, mask=live, other=0).to(tl.float32)
+        tl.store(out_ptr + offs, acc, mask=live)
+
+
+def sum_spikes(spikes: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """Spike counts over the leading time axis, fp32 ``[...]``, reading ``spikes [T, ...]`` (0/1
+    in int8 or a float dtype) once. Equal to ``spikes.sum(0, dtype=torch.float32)``: every
+    partial sum is an integer below 2**24. That call first copies int8 spikes to fp32
+    (four times their bytes), which cost the int8 simulation a quarter of its time
+    (bench/results/profile_sim_cuda.json)."""
+    if not (fused_lif_available() and spikes.dim() >= 1 and spikes.shape[0] >= 1
+            and (spikes.dtype in _DTYPES or spikes.dtype == torch.int8)):
+        raise ValueError(f"sum_spikes: needs triton and spikes [T, ...] (T >= 1) in int8 or "
+                         f"{', '.join(map(str, _DTYPES))}; got {spikes.dtype} {tuple(spikes.shape)}")
+    spk = spikes.contiguous()
+    m = spk[0].numel()
+    out = torch.empty(spk.shape[1:], dtype=torch.float32, device=spk.device)
+    if m:
+        _sum_time_kernel[(triton.cdiv(m, block),)](spk, out, spk.shape[0], m, BLOCK=block)
+    return out
+
+
 def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
     """Whether :func:`fused_lif_scan` takes these arguments (else use the loop)."""
     scalar = not isinstance(threshold, torch.Tensor) or (threshold.dim() == 0

@@ -41,6 +41,13 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 ALIGN = {INT_DTYPE: 16}
 
 
+def spike_dtype(name: str, dt) -> torch.dtype:
+    """The dtype population ``name``'s spikes are kept in when simulating in ``dt``: ``dt``, but
+    in the integer path Key and Value spikes are fp32, the dtype of the attention that alone
+    reads them (written so by their kernel instead of cast there: 0/1 are exact in both)."""
+    return torch.float32 if dt == INT_DTYPE and name in ("key", "value") else dt
+
+
 def fused_kernels(dt, x: torch.Tensor) -> bool:
     """Whether a simulation in ``dt`` on ``x``'s device takes the fused LayerNorm-LIF kernel (and,
     for the integer path, the fused fp32 attention; bf16/fp16 take fused attention on every
@@ -161,7 +168,8 @@ class SpikingEncoderLayer(nn.Module):
             return out[name]
 
         def fire_lin(name, x):          # the integer path on CUDA: product and LIF in one kernel
-            out[name], state[name] = fire_linear(x, w[name], vth, leak, state.get(name), dt)
+            out[name], state[name] = fire_linear(x, w[name], vth, leak, state.get(name),
+                                                 spike_dtype(name, dt))
             return out[name]
 
         def fire_norm(name, ln, current, residual):     # fused: one kernel
@@ -192,7 +200,8 @@ class SpikingEncoderLayer(nn.Module):
         fused = fused_kernels(dt, next(iter(s.values())))
         if name in ("key", "value", "intermediate"):
             pre = s["attention_output" if name == "intermediate" else "input"].to(dt)
-            spikes, state[name] = fire_linear(pre, w[name], vth, leak, state.get(name), dt)
+            spikes, state[name] = fire_linear(pre, w[name], vth, leak, state.get(name),
+                                              spike_dtype(name, dt))
             return spikes
         elif name == "attention":
             k, v = s["key"], s["value"]

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from .kernels import fused_lif_scan, fused_lif_supports
+from .kernels import fused_lif_scan, fused_lif_supports, sum_spikes
 
 _FUSED_CHECKED: dict[str, bool] = {}      # device -> the fused kernel passed its self-check
 
@@ -45,6 +45,15 @@ def use_fused_lif(device: torch.device) -> bool:
             warnings.warn(f"fused LIF kernel unavailable ({err}); using the loop")
             _FUSED_CHECKED[key] = False
     return _FUSED_CHECKED[key]
+
+
+def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, ...]`` summed over time, fp32 ``[...]`` (exact: integers below 2**24). On CUDA
+    with the fused kernels (:func:`use_fused_lif`) one Triton kernel reads the spikes once
+    (:func:`stpcore.snn.kernels.sum_spikes`); otherwise ``spikes.sum(0, dtype=torch.float32)``."""
+    if spikes.is_cuda and spikes.dim() >= 1 and spikes.shape[0] >= 1 and use_fused_lif(spikes.device):
+        return sum_spikes(spikes)
+    return spikes.sum(0, dtype=torch.float32)
 
 
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,

@@ -32,7 +32,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import SpikingBertConfig
 from .layer import POPULATIONS, SpikingEncoderLayer, _attach
-from .lif import equilibrium_rate, lif_scan
+from .lif import equilibrium_rate, lif_scan, spike_counts
 from .packed import packed_weights_file, unpack_state
 from .quant import QuantLinear
 from .sequential import simulate_populations
@@ -263,14 +263,14 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             t = min(cfg.time_chunk, steps - t0)
             s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak,
                                          emb_state.get("s"), spike_dtype=dtype)
-            emb_sum = emb_sum + s.sum(0, dtype=torch.float32)
+            emb_sum = emb_sum + spike_counts(s)
             if record:
                 emb_tr.append(record(s))
             for l in range(L):
                 out = self.layers[l].simulate_block(s, weights[l], ext, states[l], vth[l],
                                                     cfg.leak, kv_cols[l], dtype)
                 for p in POPULATIONS:
-                    sums[l][p] = sums[l][p] + out[p].sum(0, dtype=torch.float32)
+                    sums[l][p] = sums[l][p] + spike_counts(out[p])
                     if record:
                         traces[l][p].append(record(out[p]))
                 s = out["output"]

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import torch
 
-from .layer import POPULATIONS, PRESYNAPTIC
-from .lif import lif_scan
+from .layer import POPULATIONS, PRESYNAPTIC, spike_dtype
+from .lif import lif_scan, spike_counts
 
 
 def _blocks(steps: int, chunk: int):
     for t0 in range(0, steps, chunk):
         yield min(chunk, steps - t0)
+
+
+def _draw(rate: torch.Tensor, steps: int, dtype, generator) -> torch.Tensor:
+    """Bernoulli spikes ``[steps, *rate.shape]`` at ``rate``, drawn straight into ``dtype``: the
+    same draws as ``torch.bernoulli`` in fp32 (its kernel draws alike for every output dtype:
+    tests/test_model_simulation.py), without an fp32 tensor and a cast per step block."""
+    shape = (steps, *rate.shape)
+    return torch.empty(shape, dtype=dtype, device=rate.device).bernoulli_(rate.expand(shape),
+                                                                          generator=generator)
 
 
 def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dtype, chunk,
@@ -37,7 +46,7 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
     for t in _blocks(t_emb, chunk):
         s, state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], leak, state.get("s"),
                                  spike_dtype=dtype)
-        spikes_sum = spikes_sum + s.sum(0, dtype=torch.float32)
+        spikes_sum = spikes_sum + spike_counts(s)
         if record:
             trace.append(record(s))
     emb_rate = spikes_sum / t_emb
@@ -48,11 +57,11 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
         for name, steps in zip(POPULATIONS, timesteps["layers"][l]):
             total, trace = 0.0, []
             for t in _blocks(steps, chunk):
-                pre = {p: torch.bernoulli(known[p].expand(t, *known[p].shape),
-                                          generator=generator) for p in PRESYNAPTIC[name]}
+                pre = {p: _draw(known[p], t, spike_dtype(p, dtype), generator)
+                       for p in PRESYNAPTIC[name]}
                 s = layer.population_block(name, pre, weights[l], ext, state, vth[l], leak,
                                            kv_cols[l], dtype)
-                total = total + s.sum(0, dtype=torch.float32)
+                total = total + spike_counts(s)
                 if record:
                     trace.append(record(s))
             known[name] = total / steps
