@@ -249,23 +249,26 @@ def test_exactness_reading_judges_int8_against_fp32(tmp_path, share, top, held):
 
 def test_gemm_table_and_reading(tmp_path):
     cell = lambda ms: {"ms": ms, "tera_ops_per_s": 1.0 / ms}
-    shape = lambda t, bl, bf16, lif=None: {"t": t, "M": 64, "K": 8, "N": 8, "exact": True,
-                                           "int_mm_rowmajor": cell(4.0), "int_mm_colmajor": cell(1.0),
-                                           "binary_linear": cell(bl), "bf16_matmul": cell(bf16),
-                                           **({"binary_linear_lif": cell(lif)} if lif else {})}
+    shape = lambda t, bl, bf16, lif=None, k=16, mm=1.0: {
+        "t": t, "M": 64, "K": k, "N": 16, "exact": True, "int_mm_rowmajor": cell(4.0),
+        "int_mm_colmajor": cell(mm), "binary_linear": cell(bl), "bf16_matmul": cell(bf16),
+        **({"binary_linear_lif": cell(lif)} if lif else {})}
     path = tmp_path / "g.json"
-    path.write_text(json.dumps({"shapes": [shape(0, 1.0, 1.0), shape(2, 2.0, 1.0, 3.0), shape(2, 1.5, 1.0, 1.5)]}))
+    path.write_text(json.dumps({"shapes": [shape(0, 1.0, 1.0), shape(2, 2.0, 1.0, 3.0, mm=1.25),
+                                           shape(2, 1.5, 1.0, 1.5, k=32, mm=1.5),
+                                           shape(2, 20.0, 1.0, 30.0, k=24)]}))
     table = intpath.gemm_table(path)
-    assert table.loc[(0, 64, 8, 8), "stpcore binary_linear_lif (spikes written) (TOP/s)"] == "n/a"
-    assert table.loc[(2, 64, 8, 8), "bf16 product (TOP/s)"].tolist() == [1, 1]
-    text = intpath.gemm_reading(path)
+    assert table.loc[(0, 64, 16, 16), "stpcore binary_linear_lif (spikes written) (TOP/s)"] == "n/a"
+    assert table.loc[(2, 64, 32, 16), "bf16 product (TOP/s)"] == 1
+    text = intpath.gemm_reading(path)          # the unaligned K = 24 is left out of the spans
     assert "takes 1.5-2x the bf16 product's time" in text and "1-1.5x the product alone" in text
     assert "currents are exact at every shape" in text and "row-major weight drops it to 0.25" in text
-    assert "take longer than bf16." in text                  # square: int8 no faster than bf16
+    assert "and so does cuBLAS int8 (1.25-1.5x bf16's time)" in text
+    assert "At K = 24, not a multiple of 16, `binary_linear` runs at 0.05 TOP/s against 0.667 at K = 32" in text
     rec = json.loads(path.read_text())
-    rec["shapes"][0]["int_mm_colmajor"] = cell(0.5)
+    rec["shapes"][1]["int_mm_colmajor"] = cell(0.5)
     rec["shapes"][1]["exact"] = False
     path.write_text(json.dumps(rec))
     text = intpath.gemm_reading(path)
-    assert "NOT exact at every shape" in text and "the kernels, not the int8 rate, bound" in text
+    assert "NOT exact at every shape" in text and "stpcore's kernels leave speed unused" in text
     assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))

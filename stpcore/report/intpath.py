@@ -95,7 +95,8 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
     rec = _load(Path(path))
     if isinstance(rec, str):
         return rec
-    shapes = [r for r in rec["shapes"] if r["t"]]
+    shapes = [r for r in rec["shapes"] if r["t"] and r["K"] % 16 == 0 and r["N"] % 16 == 0]
+    odd = [r for r in rec["shapes"] if r["t"] and (r["K"] % 16 or r["N"] % 16)]
     ms = lambda r, k: r[k]["ms"]
     span = lambda f: f"{_g(min(map(f, shapes)))}-{_g(max(map(f, shapes)))}"
     square = next((r for r in rec["shapes"] if not r["t"]), None)
@@ -106,17 +107,27 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
     everywhere = all(r["exact"] for r in rec["shapes"])
     exact = f"The currents are {'exact at every shape' if everywhere else 'NOT exact at every shape'}."
     slower = all(ms(r, "binary_linear") > ms(r, "bf16_matmul") for r in shapes)
-    int_rate = bool(square) and square["int_mm_colmajor"]["ms"] < square["bf16_matmul"]["ms"]
+    cublas = lambda r: ms(r, "int_mm_colmajor") / ms(r, "bf16_matmul")
     versus = ("At every simulator shape they take longer than bf16" if slower else
               "At some simulator shapes they beat bf16") + (
-        "; since cuBLAS int8 outruns bf16 on the square, the kernels, not the int8 rate, bound "
-        "the integer path." if slower and int_rate else ".")
-    return (f"At the simulator's shapes (a block of {shapes[0]['t']} steps, M = {shapes[0]['M']} rows) "
+        f", and so does cuBLAS int8 ({span(cublas)}x bf16's time): at these shapes (M large, K and N "
+        f"a few hundred to a few thousand) the int8 products themselves, not stpcore's kernels, are "
+        f"slower than bf16's." if all(cublas(r) > 1 for r in shapes) else
+        "; cuBLAS int8 beats bf16 at some of them, so stpcore's kernels leave speed unused.")
+    rate = lambda r: _g(r["binary_linear"]["tera_ops_per_s"])
+    twin = lambda r: next((q for q in shapes if q["M"] == r["M"] and q["N"] == r["N"]
+                           and 0 < q["K"] - r["K"] < 16), None)
+    aligned = "".join(
+        f" At K = {r['K']}, not a multiple of 16, `binary_linear` runs at {rate(r)} TOP/s"
+        + (f" against {rate(twin(r))} at K = {twin(r)['K']}" if twin(r) else "")
+        + ": Triton vectorises int8 rows only when they are 16-byte aligned, so pruned widths are "
+          "padded to 16 for the integer path (`stpcore.snn.layer.ALIGN`)." for r in odd)
+    return (f"At the simulator's aligned shapes (a block of {shapes[0]['t']} steps, M = {shapes[0]['M']} rows) "
             f"stpcore's `binary_linear` takes {span(lambda r: ms(r, 'binary_linear') / ms(r, 'bf16_matmul'))}x "
             f"the bf16 product's time and {span(lambda r: ms(r, 'binary_linear') / ms(r, 'int_mm_colmajor'))}x "
             f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
             f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
-            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}")
+            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}")
 
 
 def integer_path_summary(record: dict) -> str:
