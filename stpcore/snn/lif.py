@@ -49,9 +49,11 @@ def use_fused_lif(device: torch.device) -> bool:
 
 def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
     """Spikes ``[T, ...]`` summed over time, fp32 ``[...]`` (exact: integers below 2**24). On CUDA
-    with the fused kernels (:func:`use_fused_lif`) one Triton kernel reads the spikes once
+    with the fused kernels (:func:`use_fused_lif`) and spikes not in float64 (the exactness
+    reference) one Triton kernel reads the spikes once
     (:func:`stpcore.snn.kernels.sum_spikes`); otherwise ``spikes.sum(0, dtype=torch.float32)``."""
-    if spikes.is_cuda and spikes.dim() >= 1 and spikes.shape[0] >= 1 and use_fused_lif(spikes.device):
+    if (spikes.is_cuda and spikes.dim() >= 1 and spikes.shape[0] >= 1 and spikes.dtype != torch.float64
+            and use_fused_lif(spikes.device)):
         return sum_spikes(spikes)
     return spikes.sum(0, dtype=torch.float32)
 
