@@ -272,3 +272,31 @@ def test_gemm_table_and_reading(tmp_path):
     text = intpath.gemm_reading(path)
     assert "NOT exact at every shape" in text and "stpcore's kernels leave speed unused" in text
     assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))
+
+
+def test_profile_table_groups_kernels_and_reading_computes_the_floor(tmp_path):
+    k = lambda ms: {"ms": ms, "calls": 1}
+    run = lambda wall, **kernels: {"wall_ms": wall, "kernel_ms": sum(v["ms"] for v in kernels.values()),
+                                   "kernels": {name.replace("__", " "): v for name, v in kernels.items()}}
+    rec = {"width": "8/16", "setup": {"batch": 1, "seq": 10, "timesteps": 5, "layers": 2},
+           "provenance": {"device": "GPU"}, "runs": {
+               "dense_bf16": run(10.0, nvjet_x=k(4.0), fmha_bf16=k(1.0), _lif_scan_kernel=k(2.0)),
+               "dense_int8": run(20.0, _binary_linear_lif_kernel=k(6.0), _binary_linear_kernel=k(3.0),
+                                 fmha_cutlassF_f32=k(5.0), _sum_time_kernel=k(1.0), mystery=k(0.5)),
+               "temporal_int8": run(30.0, bernoulli_tensor_cuda_kernel=k(12.0), Memcpy__DtoD=k(1.0))}}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(rec))
+    table = intpath.profile_table(path)
+    assert table.loc["int8 product + LIF (Triton)", "dense int8"] == 6.0
+    assert table.loc["attention", "dense int8"] == 5.0 and table.loc["other", "dense int8"] == 0.5
+    assert table.loc["float product (cuBLAS)", "dense bf16"] == 4.0
+    assert table.loc["casts and copies", "temporal int8"] == 1.0
+    assert table.loc["wall minus kernels", "dense int8"] == 4.5
+    # linear ops: 2 * 10 tokens * (4 * 64 + 2 * 128) * 10 steps = 102400; at 0.1024 TOP/s: 1 us
+    bench = {"peaks": {"matmul_int8_tflops": 0.1024}, "widths": {"8/16": {"simulation": {"reference_s": 0.6}}}}
+    text = intpath.profile_reading(path, bench)
+    assert "takes 20 ms (15.5 ms in kernels: int8 product + LIF (Triton) 6 ms, attention 5 ms" in text
+    assert "12 of 30 ms (int8)" in text
+    assert "take 0.001 ms" in text and "5 ms with nothing else, 120x the reference loop" in text
+    assert "floor" not in intpath.profile_reading(path)              # no bench record: no floor
+    assert "bench/profile_sim.py" in intpath.profile_table(tmp_path / "none.json")

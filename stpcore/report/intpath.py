@@ -167,3 +167,78 @@ def integer_path_summary(record: dict) -> str:
                                               "API (`simulate(dtype=torch.int8)`)."))
     return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
             f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
+
+
+PROFILE_RECORD = RESULTS / "profile_sim_cuda.json"
+#: Kernel groups of a simulation profile: (label, substrings of the kernel name), first match wins.
+KERNEL_GROUPS = (
+    ("int8 product + LIF (Triton)", ("_binary_linear_lif_kernel",)),
+    ("int8 product (Triton)", ("_binary_linear_kernel",)),
+    ("attention", ("fmha", "sdpa", "flash", "attention")),
+    ("float product (cuBLAS)", ("nvjet", "gemm", "cutlass", "xmma")),
+    ("LayerNorm-LIF (Triton)", ("_norm_lif_kernel",)),
+    ("LIF scan (Triton)", ("_lif_scan_kernel",)),
+    ("spike counts", ("_sum_time_kernel", "reduce_kernel")),
+    ("Bernoulli sampling (Eq. 11)", ("bernoulli",)),
+    ("casts and copies", ("copy", "Memcpy", "Cat", "gather", "index")),
+)
+OTHER = "other"
+
+
+def kernel_group(name: str) -> str:
+    """The :data:`KERNEL_GROUPS` label of a kernel name, or ``"other"``."""
+    return next((label for label, keys in KERNEL_GROUPS if any(k in name for k in keys)), OTHER)
+
+
+def profile_table(path: str | Path = PROFILE_RECORD) -> pd.DataFrame | str:
+    """Milliseconds per kernel group (rows) of each profiled simulation (columns: pruning setting
+    and dtype), then the kernels' sum, the wall time and the gap between them (launches and host
+    work), from ``bench/profile_sim.py``'s record; or a line saying it is missing."""
+    rec = _load(Path(path))
+    if isinstance(rec, str):
+        return rec + " (run `python bench/profile_sim.py --device cuda --size paper` on a GPU)"
+    cols = {}
+    for run, r in rec["runs"].items():
+        ms = {label: 0.0 for label, _ in KERNEL_GROUPS} | {OTHER: 0.0}
+        for name, k in r["kernels"].items():
+            ms[kernel_group(name)] += k["ms"]
+        ms |= {"all kernels": r["kernel_ms"], "wall": r["wall_ms"],
+               "wall minus kernels": r["wall_ms"] - r["kernel_ms"]}
+        cols[run.replace("_", " ")] = ms
+    return pd.DataFrame(cols).round(1).rename_axis("ms per simulation")
+
+
+def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None) -> str:
+    """The profile in words: where the dense int8 simulation's time goes, against bf16; what the
+    Bernoulli sampling costs the temporally pruned runs; and the fastest the integer path could
+    be under issue 12's constraints (every product at the measured int8 peak of ``bench``, a
+    1-bit bench record, and the fp32 attention as measured), as a multiple of the reference loop."""
+    table = profile_table(path)
+    if isinstance(table, str):
+        return table
+    rec = _load(Path(path))
+    i8, b16 = table["dense int8"], table["dense bf16"]
+    top = i8.drop(["all kernels", "wall", "wall minus kernels"]).sort_values(ascending=False)
+    parts = ", ".join(f"{label} {_g(ms)} ms" for label, ms in top.items() if ms >= 0.05 * i8["all kernels"])
+    text = (f"On {rec['provenance'].get('device', '?')} at width {rec['width']} the dense int8 simulation "
+            f"takes {_g(i8['wall'])} ms ({_g(i8['all kernels'])} ms in kernels: {parts}); bf16 takes "
+            f"{_g(b16['wall'])} ms. ")
+    samp = "Bernoulli sampling (Eq. 11)"
+    temporal = [c for c in table.columns if c.startswith("temporal")]
+    text += ("In the temporally pruned runs (Eq. 11's executor) drawing the Bernoulli input spikes takes "
+             + ", ".join(f"{_g(table.loc[samp, c])} of {_g(table.loc['wall', c])} ms ({c.split()[1]})"
+                         for c in temporal) + ": time the AC count does not see. ")
+    setup, peaks = rec["setup"], (bench or {}).get("peaks", {})
+    ref = ((bench or {}).get("widths", {}).get(rec["width"], {}).get("simulation", {}).get("reference_s"))
+    if peaks.get("matmul_int8_tflops") and ref:
+        hidden, inter = map(int, rec["width"].split("/"))
+        tokens, steps = setup["batch"] * setup["seq"], setup["timesteps"] * setup["layers"]
+        ops = 2 * tokens * (4 * hidden ** 2 + 2 * hidden * inter) * steps
+        floor_ms = ops / peaks["matmul_int8_tflops"] / 1e9 + i8["attention"]
+        text += (f"A floor for the integer path: its linear layers ({_g(ops / 1e12)} tera-ops) at the measured int8 "
+                 f"peak ({_g(peaks['matmul_int8_tflops'])} TOP/s) take {_g(floor_ms - i8['attention'])} ms, and the "
+                 f"fp32 attention, which issue 12 keeps real-valued, {_g(i8['attention'])} ms as measured: "
+                 f"{_g(floor_ms)} ms with nothing else, {_g(ref * 1e3 / floor_ms)}x the reference loop "
+                 f"({ref:.2f} s). Issue 12's 30x is out of reach at this width without taking the attention "
+                 f"off fp32.")
+    return text
