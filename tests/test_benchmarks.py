@@ -292,11 +292,15 @@ def test_profile_table_groups_kernels_and_reading_computes_the_floor(tmp_path):
     assert table.loc["float product (cuBLAS)", "dense bf16"] == 4.0
     assert table.loc["casts and copies", "temporal int8"] == 1.0
     assert table.loc["wall minus kernels", "dense int8"] == 4.5
-    # linear ops: 2 * 10 tokens * (4 * 64 + 2 * 128) * 10 steps = 102400; at 0.1024 TOP/s: 1 us
-    bench = {"peaks": {"matmul_int8_tflops": 0.1024}, "widths": {"8/16": {"simulation": {"reference_s": 0.6}}}}
+    # linear ops: 2 * 10 tokens * (4 * 64 + 2 * 128) * 10 steps = 102400, at 0.1024 TOP/s 1 us;
+    # attention: 2 * 10 tokens * 2 * 10 * 8 * 10 steps = 32000 FLOPs, at 0.032 TFLOP/s 1 us
+    bench = {"peaks": {"matmul_int8_tflops": 0.1024, "matmul_fp32_tflops": 0.032},
+             "widths": {"8/16": {"simulation": {"reference_s": 0.6}}}}
     text = intpath.profile_reading(path, bench)
     assert "takes 20 ms (15.5 ms in kernels: int8 product + LIF (Triton) 6 ms, attention 5 ms" in text
     assert "12 of 30 ms (int8)" in text
-    assert "take 0.001 ms" in text and "5 ms with nothing else, 120x the reference loop" in text
-    assert "floor" not in intpath.profile_reading(path)              # no bench record: no floor
+    assert "take 0.001 ms" in text and "0.001 ms at the measured fp32 matmul peak" in text
+    assert "with nothing else, 3e+05x" in text                      # 600 ms / 0.002 ms
+    assert "every other kernel (1.5 ms) as measured, 92.3x" in text   # 600 / (0.001 + 5 + 1.5)
+    assert "Ceilings" not in intpath.profile_reading(path)          # no bench record: no ceilings
     assert "bench/profile_sim.py" in intpath.profile_table(tmp_path / "none.json")
