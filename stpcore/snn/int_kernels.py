@@ -156,8 +156,8 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     (m, k), n = x2.shape, signs.shape[0]
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
-        _binary_linear_kernel[_grid(m, n)](x2, signs.contiguous(), alpha.contiguous(), bias.contiguous(),
-                                    out, m, n, k)
+        _binary_linear_kernel[_grid(m, n)](x2, signs.contiguous(), alpha.contiguous(),
+                                           bias.contiguous(), out, m, n, k)
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -180,7 +180,8 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     """
     _check(x, signs, alpha, bias)
     if spike_dtype not in SPIKE_DTYPES:
-        raise ValueError(f"binary_linear_lif: `spike_dtype` must be one of {SPIKE_DTYPES}; got {spike_dtype}")
+        raise ValueError(f"binary_linear_lif: `spike_dtype` must be one of {SPIKE_DTYPES}; "
+                         f"got {spike_dtype}")
     if not (isinstance(threshold, torch.Tensor) and threshold.dim() == 0):
         raise ValueError("binary_linear_lif: `threshold` must be a 0-dim tensor")
     if x.dim() < 2 or x.shape[0] < 1:
@@ -198,7 +199,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart, so that autotuning's
     _binary_linear_lif_kernel[_grid(m, n)](x.contiguous(), signs.contiguous(), alpha.contiguous(),
-                                    bias.contiguous(), spikes, u, s, u_out, s_out,
-                                    threshold.reshape(1), float(leak), steps, m, n, x.shape[-1],
-                                    LEAK_ONE=float(leak) == 1.0)
+                                           bias.contiguous(), spikes, u, s, u_out, s_out,
+                                           threshold.reshape(1), float(leak), steps, m, n,
+                                           x.shape[-1], LEAK_ONE=float(leak) == 1.0)
     return spikes, (u_out, s_out)                               # reruns start alike
