@@ -237,7 +237,8 @@ def _exactness(path, int8_share, int8_top, currents=0.0):
     return path
 
 
-@pytest.mark.parametrize("share, top, held", [(0.08, 0.05, 1), (0.12, 0.05, 0), (0.08, 0.06, 0)])
+@pytest.mark.parametrize("share, top, held", [(0.08, 0.05, 1), (0.12, 0.05, 0), (0.08, 0.06, 0),
+                                               (0.08, 0.05 * (1 + 3e-7), 1)])   # fp32 last bit
 def test_exactness_reading_judges_int8_against_fp32(tmp_path, share, top, held):
     text = intpath.exactness_reading(_exactness(tmp_path / "e.json", share, top))
     assert text.startswith("On GPU X") and f"holds for {held} of 1 models" in text

@@ -63,7 +63,9 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
     for model in table.index.get_level_values("model").unique():
         x = table.loc[model]
         ratio, top_ratio = x.loc[INT8, share] / x.loc["fp32", share], x.loc[INT8, top] / x.loc["fp32", top]
-        met += ratio <= 1 and top_ratio <= 1
+        # rates are counts / T, so equal largest differences can differ in the last fp32 bit of
+        # the subtraction (2/17 as 0.1176470667 and 0.1176470816): equal to 1e-6 counts as equal
+        met += ratio <= 1 and top_ratio <= 1 + 1e-6
         parts.append(f"{model}: {_g(ratio)}x fp32's share of differing rates and {_g(top_ratio)}x its "
                      f"largest difference (bf16: {_g(x.loc['bf16', share] / x.loc['fp32', share])}x the share)")
     exact = (table.xs(INT8, level="dtype")["currents differing from exact (share)"] == 0).all()
