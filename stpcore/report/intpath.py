@@ -199,6 +199,10 @@ def profile_table(path: str | Path = PROFILE_RECORD) -> pd.DataFrame | str:
     rec = _load(Path(path))
     if isinstance(rec, str):
         return rec + " (run `python bench/profile_sim.py --device cuda --size paper` on a GPU)"
+    return _profile_frame(rec)
+
+
+def _profile_frame(rec: dict) -> pd.DataFrame:
     cols = {}
     for run, r in rec["runs"].items():
         ms = {label: 0.0 for label, _ in KERNEL_GROUPS} | {OTHER: 0.0}
@@ -215,10 +219,10 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
     Bernoulli sampling costs the temporally pruned runs; and the fastest the integer path could
     be under issue 12's constraints (every product at the measured int8 peak of ``bench``, a
     1-bit bench record, and the fp32 attention as measured), as a multiple of the reference loop."""
-    table = profile_table(path)
-    if isinstance(table, str):
-        return table
     rec = _load(Path(path))
+    if isinstance(rec, str):
+        return profile_table(path)
+    table = _profile_frame(rec)
     i8, b16 = table["dense int8"], table["dense bf16"]
     top = i8.drop(["all kernels", "wall", "wall minus kernels"]).sort_values(ascending=False)
     parts = ", ".join(f"{label} {_g(ms)} ms" for label, ms in top.items() if ms >= 0.05 * i8["all kernels"])

@@ -25,7 +25,7 @@ import os
 
 import torch
 
-from .kernels import triton
+from .kernels import SPIKE_DTYPES, triton
 
 if triton is not None:
     import triton.language as tl
@@ -39,9 +39,6 @@ def int_kernels_available() -> bool:
     """True when triton is importable (the kernels can be compiled or interpreted)."""
     return triton is not None
 
-
-#: The dtypes :func:`binary_linear_lif` writes spikes in.
-SPIKE_DTYPES = (torch.int8, torch.float32, torch.bfloat16, torch.float16)
 
 #: Row blocks per launch group (``_tile_of``).
 GROUP_M = 8

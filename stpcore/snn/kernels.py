@@ -28,6 +28,8 @@ except ImportError:         # CPU-only installs have no triton
     triton = None
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: The dtypes spikes are written and summed in by the kernels here and in :mod:`.int_kernels`.
+SPIKE_DTYPES = (torch.int8, *_DTYPES)
 
 
 def fused_lif_available() -> bool:
@@ -92,8 +94,6 @@ if triton is not None:
         tl.store(u_ptr + base, u, mask=live)
         tl.store(s_ptr + base, s, mask=live)
 
-
-if triton is not None:
     @triton.jit
     def _sum_time_kernel(spk_ptr, out_ptr, T, M, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -111,9 +111,9 @@ def sum_spikes(spikes: torch.Tensor, block: int = 1024) -> torch.Tensor:
     (four times their bytes), which cost the int8 simulation a quarter of its time
     (bench/results/profile_sim_cuda.json)."""
     if not (fused_lif_available() and spikes.dim() >= 1 and spikes.shape[0] >= 1
-            and (spikes.dtype in _DTYPES or spikes.dtype == torch.int8)):
-        raise ValueError(f"sum_spikes: needs triton and spikes [T, ...] (T >= 1) in int8 or "
-                         f"{', '.join(map(str, _DTYPES))}; got {spikes.dtype} {tuple(spikes.shape)}")
+            and spikes.dtype in SPIKE_DTYPES):
+        raise ValueError(f"sum_spikes: needs triton and spikes [T, ...] (T >= 1) in one of "
+                         f"{SPIKE_DTYPES}; got {spikes.dtype} {tuple(spikes.shape)}")
     spk = spikes.contiguous()
     m = spk[0].numel()
     out = torch.empty(spk.shape[1:], dtype=torch.float32, device=spk.device)

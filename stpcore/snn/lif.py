@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from .kernels import fused_lif_scan, fused_lif_supports, sum_spikes
+from .kernels import SPIKE_DTYPES, fused_lif_scan, fused_lif_supports, sum_spikes
 
 _FUSED_CHECKED: dict[str, bool] = {}      # device -> the fused kernel passed its self-check
 
@@ -49,11 +49,12 @@ def use_fused_lif(device: torch.device) -> bool:
 
 def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
     """Spikes ``[T, ...]`` summed over time, fp32 ``[...]`` (exact: integers below 2**24). On CUDA
-    with the fused kernels (:func:`use_fused_lif`) and spikes not in float64 (the exactness
-    reference) one Triton kernel reads the spikes once
-    (:func:`stpcore.snn.kernels.sum_spikes`); otherwise ``spikes.sum(0, dtype=torch.float32)``."""
-    if (spikes.is_cuda and spikes.dim() >= 1 and spikes.shape[0] >= 1 and spikes.dtype != torch.float64
-            and use_fused_lif(spikes.device)):
+    with the fused kernels (:func:`use_fused_lif`) and spikes in a kernel dtype
+    (:data:`stpcore.snn.kernels.SPIKE_DTYPES`; not float64, the exactness reference) one Triton
+    kernel reads the spikes once (:func:`stpcore.snn.kernels.sum_spikes`); otherwise
+    ``spikes.sum(0, dtype=torch.float32)``."""
+    if (spikes.is_cuda and spikes.dim() >= 1 and spikes.shape[0] >= 1
+            and spikes.dtype in SPIKE_DTYPES and use_fused_lif(spikes.device)):
         return sum_spikes(spikes)
     return spikes.sum(0, dtype=torch.float32)
 
