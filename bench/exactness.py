@@ -7,7 +7,8 @@
 Each model is simulated with ``model.spiking_bert.simulate(..., dtype=...)`` in float64 (the
 reference: every real-valued step in float64) and in each dtype; the record holds, per dtype, the
 fraction of neuron ASRs (embedding and every population of every layer, every token) that differ
-from the reference and the largest difference (``reference_loop.compare_rates``), how many
+from the reference and the largest difference (``reference_loop.compare_rates``; on CUDA also
+for int8 with PyTorch's fp32 attention, ``int8_sdpa``: :data:`VARIANTS`), how many
 [CLS] predictions equal the reference's, and, for the six linear layers of layer 1 driven by the
 same random spikes, the fraction of currents that differ from the float64 currents rounded once
 to fp32 and the largest absolute difference. Two models:
@@ -27,6 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 
@@ -41,6 +43,9 @@ from stpcore.train.data import load_split, make_loader, tokenize  # noqa: E402
 from stpcore.train.teacher import DEFAULT_TEACHER, load_tokenizer  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+#: On CUDA also the integer path with PyTorch's fused fp32 attention instead of its split-bf16
+#: kernel (``STP_INT_ATTENTION=sdpa``; on CPU both are the fp32 path's attention).
+VARIANTS = {"int8_sdpa": (torch.int8, "sdpa")}
 CHECKPOINTS = REPO_ROOT / "data" / "checkpoints"
 RANDOM = dict(vocab_size=1000, hidden_size=384, intermediate_size=1536, num_hidden_layers=4,
               num_attention_heads=12)
@@ -78,11 +83,19 @@ def measure(model, batch: dict, device: torch.device) -> dict:
     as_ref = {"embedding": ref.embedding_rate, "layers": ref.rates}
     currents = measure_currents(model.spiking_bert.layers[0])
     out = {}
-    for name, dtype in DTYPES.items():
-        sim = run(dtype)
-        out[name] = {**compare_rates(sim, as_ref), **currents[name],
+    for name, (dtype, attention) in runs(device).items():
+        with patch.dict(os.environ, {"STP_INT_ATTENTION": attention}):
+            sim = run(dtype)
+        out[name] = {**compare_rates(sim, as_ref), **currents[name.split("_")[0]],
                      "predictions_equal_float64": int((predict(sim) == predict(ref)).sum())}
     return out
+
+
+def runs(device: torch.device) -> dict:
+    """``{name: (dtype, STP_INT_ATTENTION)}`` measured on ``device``: :data:`DTYPES` with the
+    default attention, and on CUDA :data:`VARIANTS`."""
+    return ({n: (d, "split") for n, d in DTYPES.items()}
+            | (VARIANTS if device.type == "cuda" else {}))
 
 
 def measure_random_model(examples: int, seq: int, steps: int, device: torch.device) -> tuple[dict, dict]:
@@ -124,7 +137,7 @@ def main(argv=None) -> dict:
     torch.set_float32_matmul_precision("highest")
     start = time.perf_counter()
     record = {"name": "exactness", "reference": "float64 simulation (simulate(dtype=float64))",
-              "dtypes": list(DTYPES), "models": {}}
+              "dtypes": list(runs(device)), "models": {}}
     cases = {"random_binary": lambda: measure_random_model(args.examples, args.random_seq,
                                                            args.random_steps, device),
              "sst2_seed0": lambda: measure_checkpoint("sst2", args.examples, device),
@@ -133,9 +146,9 @@ def main(argv=None) -> dict:
         setup, numbers = case()
         record["models"][name] = {"setup": setup, **numbers}
         print(f"{name}: {setup}")
-        for d in DTYPES:
+        for d in record["dtypes"]:
             x = numbers[d]
-            print(f"  {d:<5} ASRs differing {x['frac_rates_differing']:.3e}  max |dASR| "
+            print(f"  {d:<9} ASRs differing {x['frac_rates_differing']:.3e}  max |dASR| "
                   f"{x['max_abs_asr_diff']:.4f}  predictions = float64 "
                   f"{x['predictions_equal_float64']}/{args.examples}  layer-1 currents "
                   f"differing {x['frac_currents_differing']:.3e} (max abs "

@@ -89,17 +89,26 @@ def test_bad_inputs_are_refused_before_any_kernel(call, error, match, monkeypatc
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA and triton")
+@pytest.mark.parametrize("attention", ["split", "sdpa"])
 @pytest.mark.parametrize("case", ["dense", "pruned", "sequential"])
-def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, monkeypatch):
+def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, attention, monkeypatch):
     """On CUDA the integer path runs the fused kernels (Key, Value and intermediate in one
-    kernel each) and, summed over 6 seeds, differs from float64 no more than fp32 does."""
+    kernel each; the attention in the split-bf16 kernel, or PyTorch's with
+    ``STP_INT_ATTENTION=sdpa``) and, summed over 6 seeds, differs from float64 no more than fp32
+    does. Head size 16: the smallest the split kernel takes."""
     import stpcore.snn.integer as integer
-    calls = []
-    real = integer.binary_linear_lif
-    monkeypatch.setattr(integer, "binary_linear_lif", lambda *a: calls.append(1) or real(*a))
+    import stpcore.snn.layer as layer
+    monkeypatch.setenv("STP_INT_ATTENTION", attention)
+    calls = {"lif": 0, "attention": 0}
+    real_lif, real_attention = integer.binary_linear_lif, layer.spike_attention
+
+    def count(name, fn):
+        return lambda *a: calls.__setitem__(name, calls[name] + 1) or fn(*a)
+    monkeypatch.setattr(integer, "binary_linear_lif", count("lif", real_lif))
+    monkeypatch.setattr(layer, "spike_attention", count("attention", real_attention))
     frac = {"fp32": 0.0, "int8": 0.0}
     for seed in range(6):
-        bert, batch = make_binary_model(seed, hidden_size=32, intermediate_size=64, timesteps=30)
+        bert, batch = make_binary_model(seed, hidden_size=64, intermediate_size=64, timesteps=30)
         bert, batch = bert.cuda(), {k: v.cuda() for k, v in batch.items()}
         if case == "pruned":
             heads, neurons = torch.ones(2, 4), torch.ones(2, 64)
@@ -110,15 +119,15 @@ def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, monke
         ref = as_reference(bert.simulate(**batch, dtype=torch.float64))
         for name, dtype in (("fp32", torch.float32), ("int8", torch.int8)):
             frac[name] += compare_rates(bert.simulate(**batch, dtype=dtype), ref)["frac_rates_differing"]
-    assert calls
+    assert calls["lif"] and bool(calls["attention"]) == (attention == "split")
     assert frac["int8"] <= 1.25 * frac["fp32"] + 1e-3
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_lif_writes_spikes_in_the_dtype_asked(dtype, device):
-    """Key and Value spikes of the integer path come out fp32 (what the attention reads): the
-    same 0/1 values as the int8 spikes."""
+    """Key and Value spikes of the integer path come out fp32 with ``STP_INT_ATTENTION=sdpa``
+    (what PyTorch's attention reads): the same 0/1 values as the int8 spikes."""
     signs, alpha, bias = make_layer(40, 24, seed=3, device=device)
     x = draw_spikes(3, 33, 40, seed=4).to(device)
     vth = torch.tensor(0.6, device=device)

@@ -20,6 +20,8 @@ EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (
                      "frac_rates_differing": "rates differing from float64 (share)",
                      "max_abs_asr_diff": "largest rate difference",
                      "predictions_equal_float64": "predictions equal to float64"}
+#: The exactness record's name for the integer path with PyTorch's attention (bench/exactness.py).
+SDPA = "int8_sdpa"
 GEMM_RECORD = RESULTS / "gemm_int8_cuda.json"
 GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
                 "int_mm_colmajor": "torch._int_mm, column-major weight",
@@ -68,11 +70,19 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
         met += ratio <= 1 and top_ratio <= 1 + 1e-6
         parts.append(f"{model}: {_g(ratio)}x fp32's share of differing rates and {_g(top_ratio)}x its "
                      f"largest difference (bf16: {_g(x.loc['bf16', share] / x.loc['fp32', share])}x the share)")
+    sdpa = ""
+    if SDPA in rec["dtypes"]:
+        sdpa = (" With PyTorch's fused fp32 attention instead of the split-bf16 kernel "
+                "(STP_INT_ATTENTION=sdpa) the integer path runs at " + "; ".join(
+                    f"{model}: {_g(table.loc[(model, SDPA), share] / table.loc[(model, 'fp32'), share])}x "
+                    f"the share and {_g(table.loc[(model, SDPA), top] / table.loc[(model, 'fp32'), top])}x "
+                    f"the largest difference" for model in table.index.get_level_values("model").unique())
+                + ".")
     exact = (table.xs(INT8, level="dtype")["currents differing from exact (share)"] == 0).all()
     device = rec.get("provenance", {}).get("device", "?")
     return (f"On {device}, against float64, the integer path runs at " + "; ".join(parts) + ". "
             f"Its first-layer currents are {'all' if exact else 'not all'} the exact values rounded once. "
-            f"The bar (no more than fp32 on both counts) holds for {met} of {len(parts)} models. With "
+            f"The bar (no more than fp32 on both counts) holds for {met} of {len(parts)} models.{sdpa} With "
             f"{int(table['examples'].max())} examples per model and one flipped spike cascading through "
             f"every later rate, a single model's ratio moves by chance; the membranes, softmax and "
             f"LayerNorms round in fp32 on every path.")

@@ -23,8 +23,9 @@ product exactly and rounds once:
 
 Only the synaptic products of spikes are integer. The LIF membranes, the query-key scores,
 softmax, attention context and LayerNorms stay fp32 (:class:`stpcore.snn.layer.SpikingEncoderLayer`:
-on CPU exactly the fp32 path's steps; on CUDA its fused fp32 attention and LayerNorm-LIF kernels,
-which sum in another order); the embedding population's input current is real-valued and is
+on CPU exactly the fp32 path's steps; on CUDA its split-bf16 attention kernel, whose products are
+exact and whose sums are fp32 (:mod:`stpcore.snn.spike_attention`), and its fused LayerNorm-LIF
+kernel, which sum in another order); the embedding population's input current is real-valued and is
 never multiplied here.
 """
 from __future__ import annotations

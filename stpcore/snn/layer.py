@@ -8,7 +8,8 @@ Simulation dtypes ``dt``: fp32 (the exact reference path: :meth:`SpikingEncoderL
 unfused LayerNorm); bf16/fp16 (:data:`LOW_PRECISION`: weights, currents and spikes in ``dt``, a
 fused attention kernel and, on CUDA, the fused LayerNorm-LIF kernel); int8 (1-bit models only:
 int8 spikes, integer synaptic products, :mod:`stpcore.snn.integer`; everything real-valued in
-fp32: on CPU as the fp32 path, on CUDA through the fused attention and LayerNorm-LIF kernels in
+fp32: on CPU as the fp32 path, on CUDA through the split-bf16 attention kernel
+(:mod:`stpcore.snn.spike_attention`, as accurate as fp32) and the fused LayerNorm-LIF kernel in
 fp32, :func:`fused_kernels`); float64 (a reference that measures the others' rounding: all of fp32's steps in float64).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .integer import INT_DTYPE, compute_currents, fire_linear, split_binary
 from .kernels import fused_norm_lif_scan
 from .lif import equilibrium_rate, lif_scan, use_fused_lif
 from .quant import QuantLinear
+from .spike_attention import attention_mode, spike_attention, use_spike_attention
 
 #: The six spiking populations of an encoder layer, in simulation order (Appendix A).
 POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", "output")
@@ -43,15 +45,18 @@ ALIGN = {INT_DTYPE: 16}
 
 def spike_dtype(name: str, dt) -> torch.dtype:
     """The dtype population ``name``'s spikes are kept in when simulating in ``dt``: ``dt``, but
-    in the integer path Key and Value spikes are fp32, the dtype of the attention that alone
-    reads them (written so by their kernel instead of cast there: 0/1 are exact in both)."""
-    return torch.float32 if dt == INT_DTYPE and name in ("key", "value") else dt
+    in the integer path with PyTorch's attention (``STP_INT_ATTENTION=sdpa``) Key and Value
+    spikes are fp32, the dtype of that attention, which alone reads them (written so by their
+    kernel instead of cast there: 0/1 are exact in both). The integer path's own attention
+    (:mod:`stpcore.snn.spike_attention`) reads them as int8."""
+    sdpa = dt == INT_DTYPE and name in ("key", "value") and attention_mode() == "sdpa"
+    return torch.float32 if sdpa else dt
 
 
 def fused_kernels(dt, x: torch.Tensor) -> bool:
     """Whether a simulation in ``dt`` on ``x``'s device takes the fused LayerNorm-LIF kernel (and,
-    for the integer path, the fused fp32 attention; bf16/fp16 take fused attention on every
-    device): CUDA with triton (``STP_FUSED_LIF``), dt bf16, fp16 or int8."""
+    for the integer path, a fused attention kernel: :meth:`SpikingEncoderLayer.context`;
+    bf16/fp16 take fused attention on every device): CUDA with triton (``STP_FUSED_LIF``), dt bf16, fp16 or int8."""
     cuda = x.is_cuda and use_fused_lif(x.device)
     return cuda and (dt in LOW_PRECISION or dt == INT_DTYPE)
 
@@ -126,10 +131,14 @@ class SpikingEncoderLayer(nn.Module):
 
     def context(self, q_in, k, v, ext_mask, fused: bool = False):
         """The attention context of the simulation. fp32 (and float64): :meth:`attend` (exact, as
-        the reference loop). bf16/fp16, or ``fused`` (the integer path on CUDA, fp32): one
-        fused scaled-dot-product-attention kernel (softmax in fp32 inside it, no ``[N, N]``
-        tensor in memory), which rounds differently. Key and value spikes are taken in the
-        queries' dtype (int8 spikes of the integer path: fp32)."""
+        the reference loop). ``fused`` (the integer path on CUDA, fp32 queries): the split-bf16
+        tensor-core kernel :func:`stpcore.snn.spike_attention.spike_attention` (as accurate as
+        fp32) where it applies, else, as for bf16/fp16, PyTorch's fused
+        scaled-dot-product-attention kernel (softmax in fp32 inside it, no ``[N, N]`` tensor in
+        memory). Both round differently from :meth:`attend`. Key and value spikes are taken in
+        the queries' dtype (int8 spikes of the integer path: fp32)."""
+        if fused and q_in.dtype == torch.float32 and use_spike_attention(q_in, self.head_size):
+            return spike_attention(q_in, k, v, ext_mask, self.head_size)
         k, v = k.to(q_in.dtype), v.to(q_in.dtype)
         if q_in.dtype not in LOW_PRECISION and not fused:
             return self.attend(q_in, k, v, ext_mask)[0]

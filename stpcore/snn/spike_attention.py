@@ -1,0 +1,140 @@
+"""The integer path's attention on the tensor cores, as accurate as fp32 (:mod:`stpcore.snn.integer`).
+
+The attention population's current is ``softmax(q k^T / sqrt(d) + mask) v`` with real-valued
+queries ``q`` (fp32 currents) and Key and Value *spikes* ``k, v`` (0/1). 0 and 1 are exact in
+bf16, and every fp32 value is the exact sum of three bf16 values (:func:`_split3`: 8 + 8 + 8
+significant bits; for magnitudes below 2**-110 the smallest piece may be subnormal and the sum
+off by under 2**-126, nothing against sums of order 1), so both products run as three bf16 tensor-core products each, summed into
+one fp32 accumulator, smallest piece first: every partial product is exact and only the fp32
+sums round, as in an fp32 product (the tensor cores' accumulation order and rounding differ from
+a CUDA-core fp32 sum's: ``bench/exactness.py`` measures what that does to the rates). The
+softmax is fp32 and normalised before the second product, as :meth:`SpikingEncoderLayer.attend`.
+
+One program owns ``BLOCK_M`` queries of one head of one sequence and holds all its keys
+(``BLOCK_N`` >= sequence length, up to :data:`MAX_TOKENS`): no online rescaling, no ``[N, N]``
+tensor in memory. PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
+kernel time of the dense int8 simulation at paper size (bench/results/profile_sim_cuda.json).
+
+``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
+``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
+Runs under ``TRITON_INTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
+(triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the GPU,
+so on CPU the tests check the indexing, masks and softmax, and the split products on CUDA.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .kernels import triton
+
+if triton is not None:
+    import triton.language as tl
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+#: Longest sequence one program holds (a [BLOCK_M, MAX_TOKENS] fp32 score tile in registers).
+MAX_TOKENS = 512
+#: Score-tile elements per program (BLOCK_M * BLOCK_N), and per warp.
+_TILE, _PER_WARP = 16384, 2048
+
+
+def attention_mode() -> str:
+    """``STP_INT_ATTENTION`` (``split`` or ``sdpa``); ValueError naming it otherwise."""
+    mode = os.environ.get("STP_INT_ATTENTION", "split")
+    if mode not in ("split", "sdpa"):
+        raise ValueError(f"STP_INT_ATTENTION must be 'split' or 'sdpa'; got {mode!r}")
+    return mode
+
+
+def use_spike_attention(q: torch.Tensor, head_size: int) -> bool:
+    """Whether :func:`spike_attention` takes ``q [..., N, width]``: triton, the ``split`` mode,
+    a power-of-two head size of at least 16 (the tensor cores' smallest inner dimension), and
+    ``N <= MAX_TOKENS``."""
+    return (triton is not None and attention_mode() == "split" and head_size >= 16
+            and head_size & (head_size - 1) == 0 and q.shape[-2] <= MAX_TOKENS)
+
+
+if triton is not None:
+    @triton.jit
+    def _split3(x):
+        """fp32 ``x`` as bf16 ``(hi, mid, lo)`` with ``hi + mid + lo == x`` exactly (each
+        residual is exact in fp32 and has at most 16, then 8, significant bits)."""
+        hi = x.to(tl.bfloat16)
+        r = x - hi.to(tl.float32)
+        mid = r.to(tl.bfloat16)
+        return hi, mid, (r - mid.to(tl.float32)).to(tl.bfloat16)
+
+    @triton.jit
+    def _product(a, b, acc, SPLIT: tl.constexpr):
+        """``acc + a @ b`` for fp32 ``a`` and 0/1 ``b``: three exact bf16 products (``SPLIT``)
+        or one fp32 product (the interpreter)."""
+        if SPLIT:
+            b = b.to(tl.bfloat16)       # 0/1: exact
+            hi, mid, lo = _split3(a)
+            acc = tl.dot(lo, b, acc, out_dtype=tl.float32)
+            acc = tl.dot(mid, b, acc, out_dtype=tl.float32)
+            return tl.dot(hi, b, acc, out_dtype=tl.float32)
+        return tl.dot(a, b.to(tl.float32), acc, input_precision="ieee", out_dtype=tl.float32)
+
+    @triton.jit
+    def _spike_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, N, W, scale,
+                                HEAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                SPLIT: tl.constexpr):
+        pid_m, seq_head = tl.program_id(0), tl.program_id(1)
+        heads = W // HEAD
+        seq, head = seq_head // heads, seq_head % heads
+        base = seq.to(tl.int64) * N * W + head * HEAD
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        keys, dims = tl.arange(0, BLOCK_N), tl.arange(0, HEAD)
+        live_q, live_k = rows[:, None] < N, keys < N
+        q = tl.load(q_ptr + base + rows[:, None] * W + dims[None, :], mask=live_q, other=0.0)
+        kt = tl.load(k_ptr + base + keys[None, :] * W + dims[:, None], mask=live_k[None, :],
+                     other=0.0)                                          # [HEAD, BLOCK_N]
+        v = tl.load(v_ptr + base + keys[:, None] * W + dims[None, :], mask=live_k[:, None],
+                    other=0.0)                                           # [BLOCK_N, HEAD]
+        s = _product(q.to(tl.float32), kt, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), SPLIT)
+        add = tl.load(mask_ptr + seq.to(tl.int64) * N + keys, mask=live_k, other=float("-inf"))
+        s = s * scale + add[None, :]
+        e = tl.exp(s - tl.max(s, axis=1)[:, None])
+        p = e / tl.sum(e, axis=1)[:, None]
+        ctx = _product(p, v, tl.zeros((BLOCK_M, HEAD), tl.float32), SPLIT)
+        tl.store(out_ptr + base + rows[:, None] * W + dims[None, :], ctx, mask=live_q)
+
+
+def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                    head_size: int) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(head_size) + mask) v`` per head, on the tensor cores (module doc).
+
+    Args:
+        q: fp32 queries ``[..., N, width]`` (``width`` a multiple of ``head_size``).
+        k, v: Key and Value spikes, q's shape, any dtype holding 0/1 (read as bf16).
+        mask: additive mask broadcastable to the scores' ``[..., 1, 1, N]`` (heads, queries,
+            keys): one row per sequence, e.g. ``[B, 1, 1, N]`` for ``q [t, B, N, width]``.
+        head_size: a power of two >= 16 (:func:`use_spike_attention`).
+
+    Returns:
+        the fp32 context, q's shape.
+    """
+    *lead, n, width = q.shape
+    if q.dtype != torch.float32 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"spike_attention: `q` must be fp32 and `k`, `v` its shape; got q "
+                         f"{tuple(q.shape)} {q.dtype}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if width % head_size or not 16 <= head_size == 1 << (head_size.bit_length() - 1):
+        raise ValueError(f"spike_attention: `head_size` must be a power of two >= 16 dividing "
+                         f"the width {width}; got {head_size}")
+    if n > MAX_TOKENS:
+        raise ValueError(f"spike_attention: at most {MAX_TOKENS} tokens; got {n}")
+    seqs = math.prod(lead)
+    out = torch.empty_like(q)
+    if seqs == 0 or n == 0 or width == 0:
+        return out.zero_()
+    rows = mask.to(torch.float32).expand(*lead, 1, 1, n).reshape(seqs, n).contiguous()
+    block_n = max(16, triton.next_power_of_2(n))
+    block_m = max(16, min(128, _TILE // block_n))
+    _spike_attention_kernel[(triton.cdiv(n, block_m), seqs * (width // head_size))](
+        q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n, width,
+        1.0 / math.sqrt(head_size), HEAD=head_size, BLOCK_M=block_m, BLOCK_N=block_n, SPLIT=not _INTERPRET,
+        num_warps=max(4, min(8, block_m * block_n // _PER_WARP)))
+    return out
