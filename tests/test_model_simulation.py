@@ -234,19 +234,3 @@ def test_kept_neurons_are_padded_to_align_with_units_that_never_fire(dtype, alig
     assert torch.equal(wi[:k], full["intermediate"][0][neurons])
     assert torch.equal(wo[:, :k], full["output"][0][:, neurons]) and torch.equal(bo, full["output"][1])
     assert (wi[k:] == 0).all() and (wo[:, k:] == 0).all() and torch.isneginf(bi[k:]).all()
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs CUDA"))])
-@pytest.mark.parametrize("dtype", [torch.int8, torch.bfloat16, torch.float32, torch.float64])
-def test_bernoulli_spikes_drawn_in_their_dtype_are_the_fp32_draws(dtype, device):
-    """Eq. 11's executor draws spikes straight into the simulation's dtype: the same spikes, and
-    the same generator state after, as torch.bernoulli in fp32 (so recorded sequential runs
-    reproduce)."""
-    from stpcore.snn.sequential import _draw
-    rate = torch.rand(2, 30, 70, generator=torch.Generator().manual_seed(0)).to(device)
-    g1, g2 = (torch.Generator(device=device).manual_seed(7) for _ in range(2))
-    want = torch.bernoulli(rate.expand(5, *rate.shape), generator=g1)
-    got = _draw(rate, 5, dtype, g2)
-    assert got.dtype == dtype and torch.equal(got.float(), want)
-    assert torch.equal(torch.rand(3, generator=g1, device=device), torch.rand(3, generator=g2, device=device))

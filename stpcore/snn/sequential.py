@@ -4,7 +4,8 @@ Every spiking population runs its own number of timesteps, one population at a t
 embedding population on its constant input current, every other population on Bernoulli spikes
 drawn independently at each of its steps from the average spiking rates (ASRs) of its
 presynaptic populations (:data:`stpcore.snn.layer.PRESYNAPTIC`), each ASR measured over that
-population's own steps. Only rates travel between populations, so no spike history is stored.
+population's own steps (:func:`stpcore.snn.bernoulli.draw_bernoulli`: torch's draws, on CUDA in
+one Triton kernel). Only rates travel between populations, so no spike history is stored.
 With per-layer timesteps every population of layer l runs t^l steps; this differs from exact
 spike propagation inside a layer only by the Bernoulli sampling.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .bernoulli import draw_bernoulli
 from .layer import POPULATIONS, PRESYNAPTIC, spike_dtype
 from .lif import lif_scan, spike_counts
 
@@ -19,15 +21,6 @@ from .lif import lif_scan, spike_counts
 def _blocks(steps: int, chunk: int):
     for t0 in range(0, steps, chunk):
         yield min(chunk, steps - t0)
-
-
-def _draw(rate: torch.Tensor, steps: int, dtype, generator) -> torch.Tensor:
-    """Bernoulli spikes ``[steps, *rate.shape]`` at ``rate``, drawn straight into ``dtype``: the
-    same draws as ``torch.bernoulli`` in fp32 (its kernel draws alike for every output dtype:
-    tests/test_model_simulation.py), without an fp32 tensor and a cast per step block."""
-    shape = (steps, *rate.shape)
-    return torch.empty(shape, dtype=dtype, device=rate.device).bernoulli_(rate.expand(shape),
-                                                                          generator=generator)
 
 
 def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dtype, chunk,
@@ -57,7 +50,7 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
         for name, steps in zip(POPULATIONS, timesteps["layers"][l]):
             total, trace = 0.0, []
             for t in _blocks(steps, chunk):
-                pre = {p: _draw(known[p], t, spike_dtype(p, dtype), generator)
+                pre = {p: draw_bernoulli(known[p], t, spike_dtype(p, dtype), generator)
                        for p in PRESYNAPTIC[name]}
                 s = layer.population_block(name, pre, weights[l], ext, state, vth[l], leak,
                                            kv_cols[l], dtype)

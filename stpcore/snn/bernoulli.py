@@ -1,0 +1,89 @@
+"""Bernoulli spikes for Eq. 11's executor (:mod:`stpcore.snn.sequential`): torch's draws, faster.
+
+``torch.empty(shape, dtype).bernoulli_(p)`` on CUDA (PyTorch's ``bernoulli_tensor_cuda_kernel``)
+gives element ``i`` of the flattened output the uniform
+
+    u_i = float(x) * 2**-32 + 2**-33,   x = Philox4x32-10(ctr, key)[i % 4]
+    ctr = (offset / 4 low, high 32 bits, i // 4 low, high 32 bits),  key = (seed low, high)
+
+(``curand_init(seed, subsequence=i // 4, offset)`` then ``curand_uniform4``), fires where
+``u_i <= p_i`` with ``p`` cast to fp32, and advances the generator's Philox offset by 12 per
+call. The kernel here computes the same draws (:func:`philox_bernoulli`) straight into the
+simulation dtype, reading the rates once, where PyTorch's kernel spent 32 of the 78 ms of a
+temporally pruned bf16 simulation at paper size (bench/results/profile_sim_cuda.json at
+7f06678). :func:`draw_bernoulli` takes it on CUDA and keeps the generator's state as
+``bernoulli_`` would, so recorded runs reproduce spike for spike (tests/test_bernoulli.py checks
+both against ``bernoulli_`` on CUDA); float64 spikes (the exactness reference compares a double
+``p``) and other devices take ``bernoulli_`` itself. ``STP_FUSED_LIF=0`` turns the kernel off
+with the other Triton kernels (:func:`stpcore.snn.lif.use_fused_lif`).
+"""
+from __future__ import annotations
+
+import torch
+
+from .kernels import triton
+from .lif import use_fused_lif
+
+if triton is not None:
+    import triton.language as tl
+
+#: Philox offset PyTorch's Bernoulli kernel reserves per call (``philox_cuda_state(10)``,
+#: rounded up to a multiple of 4).
+OFFSET_PER_CALL = 12
+#: fp32 output types of the kernel (float64 keeps ``bernoulli_``: module doc).
+DTYPES = (torch.int8, torch.bfloat16, torch.float16, torch.float32)
+_BLOCK = 256        # groups of 4 draws per program
+
+
+if triton is not None:
+    @triton.jit
+    def _bernoulli_kernel(rate_ptr, out_ptr, n_rate, total, seed, ctr0, ctr1,
+                          BLOCK: tl.constexpr):
+        group = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)   # curand subsequence
+        zero = tl.zeros((BLOCK,), tl.uint32)
+        x0, x1, x2, x3 = tl.philox(seed, (zero + ctr0).to(tl.uint32), (zero + ctr1).to(tl.uint32),
+                                   group.to(tl.uint32), (group >> 32).to(tl.uint32))
+        word = tl.arange(0, 4)[None, :]                 # draw i takes word i % 4 of group i // 4
+        x = tl.where(word == 0, x0[:, None], tl.where(word == 1, x1[:, None],
+                                                      tl.where(word == 2, x2[:, None], x3[:, None])))
+        idx = group[:, None] * 4 + word
+        live = idx < total
+        p = tl.load(rate_ptr + idx % n_rate, mask=live, other=0.0).to(tl.float32)
+        u = x.to(tl.float32) * 2.3283064365386963e-10 + 1.1641532182693481e-10
+        tl.store(out_ptr + idx, (u <= p).to(out_ptr.dtype.element_ty), mask=live)
+
+
+def philox_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype, seed: int,
+                     offset: int) -> torch.Tensor:
+    """Spikes ``[steps, *rate.shape]`` in ``dtype`` (:data:`DTYPES`), drawn as
+    ``bernoulli_(rate.expand(...))`` draws them from Philox ``seed`` at ``offset`` (module doc);
+    the generator is neither read nor advanced."""
+    if dtype not in DTYPES:
+        raise ValueError(f"philox_bernoulli: `dtype` must be one of {DTYPES}; got {dtype}")
+    if offset % 4 or not 0 <= offset < 2 ** 66 or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"philox_bernoulli: `offset` must be a multiple of 4 in [0, 2**66) and "
+                         f"`seed` in [0, 2**64); got {offset}, {seed}")
+    out = torch.empty((steps, *rate.shape), dtype=dtype, device=rate.device)
+    total = out.numel()
+    if total:
+        ctr = offset // 4
+        _bernoulli_kernel[(triton.cdiv(triton.cdiv(total, 4), _BLOCK),)](
+            rate.contiguous(), out, rate.numel(), total, seed, ctr & 0xFFFFFFFF, ctr >> 32,
+            BLOCK=_BLOCK)
+    return out
+
+
+def draw_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bernoulli spikes ``[steps, *rate.shape]`` at ``rate``, in ``dtype``: the draws and the
+    generator state ``torch.empty(...).bernoulli_(rate.expand(...), generator=generator)``
+    gives (module doc), through :func:`philox_bernoulli` on CUDA."""
+    shape = (steps, *rate.shape)
+    if not (rate.is_cuda and triton is not None and dtype in DTYPES and use_fused_lif(rate.device)):
+        return torch.empty(shape, dtype=dtype, device=rate.device).bernoulli_(rate.expand(shape),
+                                                                              generator=generator)
+    index = rate.device.index if rate.device.index is not None else torch.cuda.current_device()
+    gen = generator or torch.cuda.default_generators[index]
+    seed, offset = gen.initial_seed(), gen.get_offset()
+    gen.set_offset(offset + OFFSET_PER_CALL)
+    return philox_bernoulli(rate, steps, dtype, seed, offset)
