@@ -10,9 +10,12 @@ sums round, as in an fp32 product (the tensor cores' accumulation order and roun
 a CUDA-core fp32 sum's: ``bench/exactness.py`` measures what that does to the rates). The
 softmax is fp32 and normalised before the second product, as :meth:`SpikingEncoderLayer.attend`.
 
-One program owns ``BLOCK_M`` queries (autotuned) of one head of one sequence and holds all its
-keys (``BLOCK_N`` >= sequence length, up to :data:`MAX_TOKENS`): no online rescaling, no
-``[N, N]`` tensor in memory. PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
+One program owns ``BLOCK_M`` queries of one head of one sequence and holds all its keys
+(``BLOCK_N`` >= sequence length, up to :data:`MAX_TOKENS`): no online rescaling, no ``[N, N]``
+tensor in memory. The tile is a fixed function of the sequence length, not autotuned: the
+tensor-core instructions, and so the fp32 sums' rounding, depend on it (measured on the H200:
+an autotuned kernel gave int8 and fp32 spikes different contexts), and a simulation must give
+the same spikes on every run. PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
 kernel time of the dense int8 simulation at paper size (bench/results/profile_sim_cuda.json).
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
@@ -36,19 +39,8 @@ if triton is not None:
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 #: Longest sequence one program holds (a [BLOCK_M, MAX_TOKENS] fp32 score tile in registers).
 MAX_TOKENS = 512
-#: Most score-tile elements per program (BLOCK_M * BLOCK_N) an autotuning candidate may hold.
-_TILE = 16384
-
-
-def _configs():
-    """Autotuning candidates ``(BLOCK_M, warps)`` (one under the interpreter)."""
-    shapes = [(16, 4)] if _INTERPRET else [(16, 4), (32, 4), (64, 4), (64, 8), (128, 8)]
-    return [triton.Config({"BLOCK_M": m}, num_warps=w) for m, w in shapes]
-
-
-def _fitting(configs, named_args, **kwargs):
-    """The candidates whose score tile fits :data:`_TILE` (at least the smallest)."""
-    return [c for c in configs if c.kwargs["BLOCK_M"] * kwargs["BLOCK_N"] <= _TILE] or configs[:1]
+#: Score-tile elements per program (BLOCK_M * BLOCK_N), and per warp.
+_TILE, _PER_WARP = 16384, 2048
 
 
 def attention_mode() -> str:
@@ -89,12 +81,10 @@ if triton is not None:
             return tl.dot(hi, b, acc, out_dtype=tl.float32)
         return tl.dot(a, b.to(tl.float32), acc, input_precision="ieee", out_dtype=tl.float32)
 
-    @triton.autotune(configs=_configs(), key=["N", "W"],
-                         prune_configs_by={"early_config_prune": _fitting})
     @triton.jit
     def _spike_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, N, W, scale,
-                                HEAD: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
-                                BLOCK_M: tl.constexpr):
+                                HEAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                SPLIT: tl.constexpr):
         pid_m, seq_head = tl.program_id(0), tl.program_id(1)
         heads = W // HEAD
         seq, head = seq_head // heads, seq_head % heads
@@ -144,8 +134,10 @@ def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     if seqs == 0 or n == 0 or width == 0:
         return out.zero_()
     rows = mask.to(torch.float32).expand(*lead, 1, 1, n).reshape(seqs, n).contiguous()
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), seqs * (width // head_size))
-    _spike_attention_kernel[grid](q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n,
-                                  width, 1.0 / math.sqrt(head_size), HEAD=head_size,
-                                  BLOCK_N=max(16, triton.next_power_of_2(n)), SPLIT=not _INTERPRET)
+    block_n = max(16, triton.next_power_of_2(n))
+    block_m = 16 if _INTERPRET else max(16, min(128, _TILE // block_n))
+    _spike_attention_kernel[(triton.cdiv(n, block_m), seqs * (width // head_size))](
+        q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n, width,
+        1.0 / math.sqrt(head_size), HEAD=head_size, BLOCK_M=block_m, BLOCK_N=block_n,
+        SPLIT=not _INTERPRET, num_warps=max(4, min(8, block_m * block_n // _PER_WARP)))
     return out
