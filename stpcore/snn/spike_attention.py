@@ -3,8 +3,8 @@
 The attention population's current is ``softmax(q k^T / sqrt(d) + mask) v`` with real-valued
 queries ``q`` (fp32 currents) and Key and Value *spikes* ``k, v`` (0/1). 0 and 1 are exact in
 bf16, and every fp32 value is the exact sum of three bf16 values (:func:`_split3`: 8 + 8 + 8
-significant bits; for magnitudes below 2**-110 the smallest piece may be subnormal and the sum
-off by under 2**-126, nothing against sums of order 1), so both products run as three bf16 tensor-core products each, summed into
+significant bits, for magnitudes up to 2**127; below 2**-110 the smallest piece may be subnormal
+and the sum off by under 2**-126, nothing against sums of order 1), so both products run as three bf16 tensor-core products each, summed into
 one fp32 accumulator, smallest piece first: every partial product is exact and only the fp32
 sums round, as in an fp32 product (the tensor cores' accumulation order and rounding differ from
 a CUDA-core fp32 sum's: ``bench/exactness.py`` measures what that does to the rates). The
