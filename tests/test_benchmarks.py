@@ -275,7 +275,7 @@ def test_gemm_table_and_reading(tmp_path):
     assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))
 
 
-def test_profile_table_groups_kernels_and_reading_computes_the_floor(tmp_path):
+def test_profile_table_groups_kernels_and_reading_computes_the_ceilings(tmp_path):
     k = lambda ms: {"ms": ms, "calls": 1}
     run = lambda wall, **kernels: {"wall_ms": wall, "kernel_ms": sum(v["ms"] for v in kernels.values()),
                                    "kernels": {name.replace("__", " "): v for name, v in kernels.items()}}
@@ -305,3 +305,10 @@ def test_profile_table_groups_kernels_and_reading_computes_the_floor(tmp_path):
     assert "every other kernel (1.5 ms) as measured, 92.3x" in text   # 600 / (0.001 + 5 + 1.5)
     assert "Ceilings" not in intpath.profile_reading(path)          # no bench record: no ceilings
     assert "bench/profile_sim.py" in intpath.profile_table(tmp_path / "none.json")
+    # the split-bf16 attention: three bf16 products per product, 96000 FLOPs at 0.096 TFLOP/s 1 us
+    kernels = rec["runs"]["dense_int8"]["kernels"]
+    kernels[intpath.SPLIT_KERNEL] = kernels.pop("fmha_cutlassF_f32")
+    path.write_text(json.dumps(rec))
+    text = intpath.profile_reading(path, {**bench, "peaks": {**bench["peaks"], "matmul_bf16_tflops": 0.096}})
+    assert "three bf16 tensor-core products each" in text and "0.001 ms at the measured bf16 matmul peak" in text
+    assert "with nothing else, 3e+05x" in text and "as measured, 92.3x" in text

@@ -13,9 +13,9 @@ softmax is fp32 and normalised before the second product, as :meth:`SpikingEncod
 One program owns ``BLOCK_M`` queries of one head of one sequence and holds all its keys
 (``BLOCK_N`` >= sequence length, up to :data:`MAX_TOKENS`): no online rescaling, no ``[N, N]``
 tensor in memory. The tile is a fixed function of the sequence length, not autotuned: the
-tensor-core instructions, and so the fp32 sums' rounding, depend on it (measured on the H200:
-an autotuned kernel gave int8 and fp32 spikes different contexts), and a simulation must give
-the same spikes on every run. PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
+tensor-core instructions, and so the fp32 sums' rounding, can depend on it, and a simulation
+must give the same spikes on every run (on the H200 an autotuned version gave int8 and fp32
+spikes contexts that differed in rounding; with one tile per length they agree bit for bit). PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
 kernel time of the dense int8 simulation at paper size (bench/results/profile_sim_cuda.json).
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
