@@ -1,28 +1,31 @@
-"""The integer path's attention on the tensor cores, as accurate as fp32 (:mod:`stpcore.snn.integer`).
+"""The integer path's attention on the tensor cores, as accurate as fp32 (:mod:`.integer`).
 
 The attention population's current is ``softmax(q k^T / sqrt(d) + mask) v`` with real-valued
 queries ``q`` (fp32 currents) and Key and Value *spikes* ``k, v`` (0/1). 0 and 1 are exact in
 bf16, and every fp32 value is the exact sum of three bf16 values (:func:`_split3`: 8 + 8 + 8
-significant bits, for magnitudes up to 2**127; below 2**-110 the smallest piece may be subnormal
-and the sum off by under 2**-126, nothing against sums of order 1), so both products run as three bf16 tensor-core products each, summed into
-one fp32 accumulator, smallest piece first: every partial product is exact and only the fp32
-sums round, as in an fp32 product (the tensor cores' accumulation order and rounding differ from
-a CUDA-core fp32 sum's: ``bench/exactness.py`` measures what that does to the rates). The
-softmax is fp32 and normalised before the second product, as :meth:`SpikingEncoderLayer.attend`.
+significant bits, for magnitudes up to 2**127; below 2**-110 the smallest piece may be
+subnormal and the sum off by under 2**-126, nothing against sums of order 1). So both products
+run as three bf16 tensor-core products each, summed into one fp32 accumulator, smallest piece
+first: every partial product is exact and only the fp32 sums round, as in an fp32 product (the
+tensor cores' accumulation order and rounding differ from a CUDA-core fp32 sum's:
+``bench/exactness.py`` measures what that does to the rates). The softmax is fp32 and
+normalised before the second product, as in :meth:`SpikingEncoderLayer.attend`.
 
 One program owns ``BLOCK_M`` queries of one head of one sequence and holds all its keys
 (``BLOCK_N`` >= sequence length, up to :data:`MAX_TOKENS`): no online rescaling, no ``[N, N]``
 tensor in memory. The tile is a fixed function of the sequence length, not autotuned: the
 tensor-core instructions, and so the fp32 sums' rounding, can depend on it, and a simulation
 must give the same spikes on every run (on the H200 an autotuned version gave int8 and fp32
-spikes contexts that differed in rounding; with one tile per length they agree bit for bit). PyTorch's fused fp32 attention (CUDA cores, SIMT) took 20 of the 70 ms of
-kernel time of the dense int8 simulation at paper size (bench/results/profile_sim_cuda.json).
+spikes contexts that differed in rounding; with one tile per length they agree bit for bit).
+In the dense int8 simulation at paper size on the H200 it takes 8.6 ms where PyTorch's fused
+fp32 attention (CUDA cores) took 20.3 (bench/results/profile_sim_cuda.json, at 654268c and at
+7f06678).
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
 ``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
 Runs under ``TRITON_INTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
-(triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the GPU,
-so on CPU the tests check the indexing, masks and softmax, and the split products on CUDA.
+(triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the
+GPU, so on CPU the tests check the indexing, masks and softmax, and on CUDA the split products.
 """
 from __future__ import annotations
 
