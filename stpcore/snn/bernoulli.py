@@ -1,10 +1,11 @@
 """Bernoulli spikes for Eq. 11's executor (:mod:`stpcore.snn.sequential`): torch's draws, faster.
 
 ``torch.empty(shape, dtype).bernoulli_(p)`` on CUDA (PyTorch's ``bernoulli_tensor_cuda_kernel``)
-gives element ``i`` of the flattened output the uniform
+gives element ``i`` of the flattened output the uniform::
 
     u_i = float(x) * 2**-32 + 2**-33,   x = Philox4x32-10(ctr, key)[i % 4]
-    ctr = (offset / 4 low, high 32 bits, i // 4 low, high 32 bits),  key = (seed low, high)
+    ctr = (low and high 32 bits of offset / 4, low and high 32 bits of i // 4)
+    key = (low and high 32 bits of seed)
 
 (``curand_init(seed, subsequence=i // 4, offset)`` then ``curand_uniform4``), fires where
 ``u_i <= p_i`` with ``p`` cast to fp32, and advances the generator's Philox offset by 12 per
@@ -30,7 +31,7 @@ if triton is not None:
 #: Philox offset PyTorch's Bernoulli kernel reserves per call (``philox_cuda_state(10)``,
 #: rounded up to a multiple of 4).
 OFFSET_PER_CALL = 12
-#: fp32 output types of the kernel (float64 keeps ``bernoulli_``: module doc).
+#: The spike dtypes the kernel writes (float64 spikes keep ``bernoulli_``, see the module doc).
 DTYPES = (torch.int8, torch.bfloat16, torch.float16, torch.float32)
 _BLOCK = 256        # groups of 4 draws per program
 
