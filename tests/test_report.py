@@ -151,6 +151,30 @@ def test_every_module_is_on_the_api_page():
     assert set(API_MODULES) - found == set()
 
 
+def test_api_page_attribute_docs_get_no_type_from_a_colon():
+    """Napoleon reads the first line of an attribute's or property's doc as ``type: text`` when
+    it holds a colon outside code (``#: Things: a, b`` rendered as type "Things" on the API
+    page, 20 times until this test): every such first line must keep its colons inside code."""
+    import importlib
+    import inspect
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import GoogleDocstring
+    from sphinx.pycode import ModuleAnalyzer
+    from stpcore.report.book import API_MODULES
+    typed = []
+    for name in API_MODULES:
+        docs = {".".join(key): lines for key, lines in ModuleAnalyzer.for_module(name).find_attr_docs().items()}
+        for cls in vars(importlib.import_module(name)).values():
+            if inspect.isclass(cls) and cls.__module__ == name:
+                docs |= {f"{cls.__name__}.{k}": inspect.getdoc(v).splitlines() for k, v in vars(cls).items()
+                         if isinstance(v, property) and v.__doc__}
+        for attr, lines in docs.items():
+            out = GoogleDocstring(list(lines), Config(), what="attribute", name=attr).lines()
+            if any(line.startswith(":type:") for line in out):
+                typed.append(f"{name}.{attr}")
+    assert typed == []
+
+
 def test_encode_example_tokenizes_one_sentence_or_a_pair(tokenizer):
     from stpcore.report import spikes
     one = spikes.encode_example("sst2", {"sentence": "a charming journey .", "label": 1})

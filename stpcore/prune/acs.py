@@ -37,7 +37,7 @@ CONNECTIONS = (
     ("output", "intermediate", "neuron"),
 )
 
-#: The postsynaptic population of each connection: the one whose timesteps count its ACs.
+#: The postsynaptic population of each connection, the one whose timesteps count its ACs.
 POSTSYNAPTIC = {"query": "attention", "key": "key", "value": "value", "scores": "attention",
                 "context": "attention", "attention_output": "attention_output",
                 "intermediate": "intermediate", "output": "output"}

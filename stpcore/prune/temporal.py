@@ -21,7 +21,7 @@ from ..snn.layer import POPULATIONS
 from ..train.loop import model_inputs, to_device
 
 GRANULARITIES = ("sublayer", "layer")
-#: Trace readings of :func:`population_components`: (rate, aggregation).
+#: Trace readings of :func:`population_components` as (rate, aggregation) pairs.
 READINGS = {"running/tokens": ("running", "tokens"), "step/tokens": ("step", "tokens"),
             "running/examples": ("running", "examples"), "step/examples": ("step", "examples")}
 

@@ -21,11 +21,11 @@ from .plots import _RC, _new_figure
 from ..runs.records import REPO_ROOT
 from .tables import NO_METRIC
 
-#: Records the page expects: the CPU smoke run and the GPU runs (plain, fused LIF kernel, 1-bit).
+#: Records the page expects, the CPU smoke run and the GPU runs (plain, fused LIF kernel, 1-bit).
 EXPECTED = ("sim_small_cpu", "sim_paper_cuda", "sim_paper_fused_cuda", "sim_paper_binary_cuda")
 MET, NOT_MET, NA = "yes", "no", "n-a"
 T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0.75, 180.0
-#: Issue 12's targets of the integer path: its speed-up vs the reference loop, and its throughput
+#: Issue 12's targets of the integer path, its speed-up vs the reference loop, and its throughput
 #: relative to bf16 at which it becomes the default for 1-bit models on CUDA.
 T_INT, T_INT_DEFAULT = 30.0, 1.0
 DTYPES, INT8 = ("fp32", "bf16"), "int8"

@@ -178,7 +178,7 @@ def seed_noise_reading(records: SeededRecords, task: str, stage: str = "baseline
 
 
 # ---------------------------------------------------------------------------- issue 14's targets
-#: Issue 14's targets, NOT the paper's numbers: the dev accuracy (%) that the mean over the
+#: Issue 14's targets, NOT the paper's numbers; the dev accuracy (%) that the mean over the
 #: training seeds :data:`TARGET_SEEDS` of ``(task, stage)`` must reach (>=).
 ISSUE_14_TARGETS = {("sst2", "spiking_fp"): 85.0, ("sst2", "baseline"): 84.0, ("mrpc", "baseline"): 73.0}
 #: The training seeds whose mean dev accuracy the targets are about.

@@ -184,7 +184,7 @@ def integer_path_summary(record: dict) -> str:
 PROFILE_RECORD = RESULTS / "profile_sim_cuda.json"
 #: The integer path's attention kernel's name (stpcore.snn.spike_attention) in a profile.
 SPLIT_KERNEL = "_spike_attention_kernel"
-#: Kernel groups of a simulation profile: (label, substrings of the kernel name), first match wins.
+#: Kernel groups of a simulation profile as (label, substrings of the kernel name); first match wins.
 KERNEL_GROUPS = (
     ("int8 product + LIF (Triton)", ("_binary_linear_lif_kernel",)),
     ("int8 product (Triton)", ("_binary_linear_kernel",)),

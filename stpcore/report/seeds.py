@@ -19,7 +19,7 @@ from .tables import NO_METRIC, NOT_RUN, TABLE_STAGES, fmt_missing
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 REFERENCE = ("baseline", 0)
-#: The seeds the foundation (teacher, full-precision and 1-bit students) is trained at: two, as
+#: The seeds the foundation (teacher, full-precision and 1-bit students) is trained at, two as
 #: the baseline issue asks (``scripts/gpu_session.sh``'s FOUND_SEEDS); the pruning stages run at
 #: more seeds, all from the seed-0 baseline, so a foundation stage's seed 2 is never requested.
 FOUNDATION_SEEDS = (0, 1)

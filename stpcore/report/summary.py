@@ -18,7 +18,7 @@ STAGE_LABELS = {"teacher": "Teacher (fine-tuned BERT-family encoder)",
                 "baseline": "SpikingBERT, 1-bit (ours; the paper's baseline)"}
 
 
-#: The headline claim's three checks (:func:`stpcore.report.verdicts.headline_verdicts`): accuracy change >= -tolerance (points);
+#: The headline claim's three checks (:func:`stpcore.report.verdicts.headline_verdicts`), accuracy change >= -tolerance (points);
 #: ACs kept <= the paper's share + slack; latency kept <= the paper's share + slack (points of
 #: % of T_conv). With the paper's Table III that is SST-2 <= 67.4 % of T_conv, MRPC <= 54.1 %.
 ACCURACY_TOLERANCE, ACS_SLACK, LATENCY_SLACK = 1.0, 5.0, 5.0

@@ -35,7 +35,7 @@ TABLE_STAGES: dict[str, tuple[str, ...]] = {
     "fig_5": ("random_mask", "spatial_retrain", "spatial_fisher_asr"),
 }
 
-#: Table I rows: key of :func:`stpcore.runs.profiles.hyperparameters` -> the paper's row label.
+#: Table I rows, as keys of :func:`stpcore.runs.profiles.hyperparameters` (-> the paper's row label).
 TABLE_I_KEYS = ("t_conv", "initial_vth", "ac_penalty_lambda", "pca_variance", "train_batch_size",
                 "eval_batch_size", "learning_rate", "ac_budget", "pca_base", "activity_eta")
 

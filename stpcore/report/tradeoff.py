@@ -23,7 +23,7 @@ from .tables import NO_METRIC, NOT_RUN
 #: post-training temporal model (its retrained version's starting point).
 TRADEOFF_STAGES = ("spatial_retrain", "temporal_pca", "temporal_retrain", "two_stage", "joint_retrain",
                    "random_mask", "baseline_adaptive", "adaptive_threshold")
-#: Head-to-head claims of the paper between two pruned models: (stage, other, the table whose
+#: Head-to-head claims of the paper between two pruned models, as (stage, other, the table whose
 #: accuracies the paper's difference comes from). Table V: pruning with the adaptive threshold beats
 #: the baseline with it (86.58 against 82.8); Table IV: sequential beats joint retraining.
 PAIRS = (("adaptive_threshold", "baseline_adaptive", "table_v"), ("two_stage", "joint_retrain", "table_iv"))

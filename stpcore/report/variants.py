@@ -27,7 +27,7 @@ from .summary import paper_latency_percent
 #: name -> the task, the stages the variant reruns, and the knob it changes.
 VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base",
                                    "stages": ("spatial_retrain", "two_stage", "adaptive_threshold")}}
-#: The PCA bases :func:`match_base` tries: 1.0 (exclusive) to 1.03 in steps of 0.0005.
+#: The PCA bases :func:`match_base` tries, from 1.0 (exclusive) to 1.03 in steps of 0.0005.
 BASE_GRID = tuple(round(1.0 + 0.0005 * i, 4) for i in range(1, 61))
 
 

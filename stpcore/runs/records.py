@@ -73,12 +73,12 @@ def source_digest(package: Path = Path(__file__).resolve().parents[1], exclude: 
     return digest.hexdigest()
 
 
-#: The folders whose code only renders results (tables, figures, the book): a change there does
+#: The folders whose code only renders results (tables, figures, the book); a change there does
 #: not change what a stage computes, so it leaves the records reusable (``compute_sha256``).
 RENDER_ONLY = ("report",)
 SOURCE_SHA256 = source_digest()     # at import time: the code this process runs
 COMPUTE_SHA256 = source_digest(exclude=RENDER_ONLY)     # the part of it that computes results
-#: Compute digests of earlier commits whose stages compute exactly what this code computes: their
+#: Compute digests of earlier commits whose stages compute exactly what this code computes; their
 #: computing source differs from this one in bookkeeping only (the diff is named). A pruning
 #: record made under one of them is reused like one made now. Add an entry only with that diff.
 COMPUTE_EQUIVALENT = {

@@ -161,7 +161,7 @@ class SpikingBertConfig(PretrainedConfig):
 
     @property
     def per_layer_timesteps(self) -> list[int]:
-        """``[t^1..t^L]``: the configured list, or T_conv for every layer. With
+        """``[t^1..t^L]``, the configured list or T_conv for every layer. With
         ``population_timesteps`` set: each layer's largest population timesteps (the number of
         steps the layer is busy), not a cost or latency -- use ``per_population_timesteps``."""
         if self.population_timesteps is not None:
@@ -170,7 +170,7 @@ class SpikingBertConfig(PretrainedConfig):
 
     @property
     def per_population_timesteps(self) -> dict:
-        """``{"embedding": t, "layers": [[t per POPULATIONS] per layer]}`` (a fresh copy): the
+        """``{"embedding": t, "layers": [[t per POPULATIONS] per layer]}`` (a fresh copy), the
         configured ``population_timesteps``; else from ``layer_timesteps`` (every population of
         layer l runs t^l, the embedding t^1); else T_conv everywhere."""
         if self.population_timesteps is not None:

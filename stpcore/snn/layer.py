@@ -29,7 +29,7 @@ from .spike_attention import attention_mode, spike_attention, use_spike_attentio
 #: The six spiking populations of an encoder layer, in simulation order (Appendix A).
 POPULATIONS = ("key", "value", "attention", "attention_output", "intermediate", "output")
 
-#: Each population's presynaptic populations ("input": the layer input), Eq. 11's sources.
+#: Each population's presynaptic populations (where "input" is the layer input), Eq. 11's sources.
 PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "key", "value"),
                "attention_output": ("attention", "input"), "intermediate": ("attention_output",),
                "output": ("intermediate", "attention_output")}
