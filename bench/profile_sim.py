@@ -9,7 +9,9 @@ dense, temporally pruned (sequential executor) and spatially pruned (masks), as
 ``bench_sim.bench_pruning`` times them (``bench_sim.pruned_settings``), in bf16 and, for the
 1-bit model, int8 (fp32 with ``--fp32``). For each run the record keeps the wall time
 (``bench_sim.Timer``), the summed kernel time (on CPU: the operators' self time) and every
-kernel name with its time and calls; ``stpcore.report.intpath`` groups the names. Writes
+kernel name with its time and calls (``stpcore.report.intpath`` groups the names), and on CUDA
+where the device waited (:func:`device_gaps`: idle time inside the run, the longest gaps
+between kernels, the host operators with the most CPU time). Writes
 ``bench/results/profile_sim_<device>.json``.
 """
 from __future__ import annotations
@@ -64,7 +66,31 @@ def profile_run(bert, batch, dtype, device, timer) -> dict:
             torch.cuda.synchronize()
     kernels = kernel_times(prof, device)
     return {"wall_ms": wall * 1e3, "kernel_ms": sum(k["ms"] for k in kernels.values()),
-            "kernels": kernels}
+            "kernels": kernels, **(device_gaps(prof) if device.type == "cuda" else {})}
+
+
+def device_gaps(prof, top: int = 8) -> dict:
+    """Where the device waited in the profiled run: ``device_span_ms`` (first kernel start to
+    last kernel end), ``device_idle_ms`` (the span less the union of kernel intervals), the
+    ``top`` longest gaps between kernels with the kernels on either side, and the host
+    operators with the most self CPU time (``host_ops``: what the host was doing meanwhile)."""
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    if not spans:
+        return {}
+    busy, gaps, end, last = 0.0, [], spans[0][0], spans[0][2]
+    for start, stop, name in spans:                     # microseconds
+        if start > end:
+            gaps.append({"ms": (start - end) / 1e3, "after": last[:80], "before": name[:80]})
+        busy += max(stop - max(start, end), 0.0)
+        if stop > end:
+            end, last = stop, name
+    host = sorted(((e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()
+                   if e.device_type == torch.autograd.DeviceType.CPU), key=lambda x: -x[1])[:top]
+    return {"device_span_ms": (end - spans[0][0]) / 1e3,
+            "device_idle_ms": (end - spans[0][0] - busy) / 1e3,
+            "longest_gaps": sorted(gaps, key=lambda g: -g["ms"])[:top],
+            "host_ops": {k: {"ms": us / 1e3, "calls": n} for k, us, n in host}}
 
 
 def main(argv=None) -> dict:
@@ -92,7 +118,8 @@ def main(argv=None) -> dict:
         apply_setting(model.spiking_bert, setting, *pruned)
         for name, dtype in dtypes:
             runs[f"{setting}_{name}"] = r = profile_run(model.spiking_bert, batch, dtype, device, timer)
-            print(f"{setting:>8} {name:>4}: wall {r['wall_ms']:8.2f} ms, kernels {r['kernel_ms']:8.2f} ms; "
+            idle = f", device idle {r['device_idle_ms']:.1f} ms" if "device_idle_ms" in r else ""
+            print(f"{setting:>8} {name:>4}: wall {r['wall_ms']:8.2f} ms, kernels {r['kernel_ms']:8.2f} ms{idle}; "
                   + ", ".join(f"{k[:40]} {v['ms']:.1f}" for k, v in list(r["kernels"].items())[:3]),
                   flush=True)
     apply_setting(model.spiking_bert, "dense", *pruned)

@@ -96,3 +96,19 @@ def test_profile_sim_rejects_an_unknown_setting():
     from profile_sim import apply_setting
     with pytest.raises(ValueError, match="`setting` must be one of"):
         apply_setting(None, "both", [], None, None)
+
+
+def test_device_gaps_measure_idle_time_between_overlapping_kernels():
+    """Kernels [0, 100] and [50, 150] overlap (busy 150 us), then gaps of 250 and 20 us before
+    [400, 500] and [520, 530]: span 530 us, idle 270 us, longest gap first with its neighbours."""
+    from types import SimpleNamespace as NS
+    from profile_sim import device_gaps
+    cuda = torch.autograd.DeviceType.CUDA
+    events = [NS(time_range=NS(start=a, end=b), name=n, device_type=cuda)
+              for a, b, n in ((400, 500, "c"), (0, 100, "a"), (50, 150, "b"), (520, 530, "d"))]
+    prof = NS(events=lambda: events, key_averages=lambda: [])
+    got = device_gaps(prof)
+    assert got["device_span_ms"] == pytest.approx(0.53) and got["device_idle_ms"] == pytest.approx(0.27)
+    assert got["longest_gaps"][0] == {"ms": pytest.approx(0.25), "after": "b", "before": "c"}
+    assert [g["before"] for g in got["longest_gaps"]] == ["c", "d"] and got["host_ops"] == {}
+    assert device_gaps(NS(events=lambda: [], key_averages=lambda: [])) == {}
