@@ -45,7 +45,7 @@ from stpcore.train.teacher import DEFAULT_TEACHER, load_tokenizer  # noqa: E402
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 #: On CUDA also the integer path with PyTorch's fused fp32 attention instead of its split-bf16
 #: kernel (``STP_INT_ATTENTION=sdpa``; on CPU both are the fp32 path's attention).
-VARIANTS = {"int8_sdpa": (torch.int8, "sdpa")}
+VARIANTS = {"int8_sdpa": ("int8", "sdpa")}
 CHECKPOINTS = REPO_ROOT / "data" / "checkpoints"
 RANDOM = dict(vocab_size=1000, hidden_size=384, intermediate_size=1536, num_hidden_layers=4,
               num_attention_heads=12)
@@ -85,16 +85,16 @@ def measure(model, batch: dict, device: torch.device) -> dict:
     out = {}
     for name, (dtype, attention) in runs(device).items():
         with patch.dict(os.environ, {"STP_INT_ATTENTION": attention}):
-            sim = run(dtype)
-        out[name] = {**compare_rates(sim, as_ref), **currents[name.split("_")[0]],
+            sim = run(DTYPES[dtype])
+        out[name] = {**compare_rates(sim, as_ref), **currents[dtype],
                      "predictions_equal_float64": int((predict(sim) == predict(ref)).sum())}
     return out
 
 
 def runs(device: torch.device) -> dict:
-    """``{name: (dtype, STP_INT_ATTENTION)}`` measured on ``device``: :data:`DTYPES` with the
-    default attention, and on CUDA :data:`VARIANTS`."""
-    return ({n: (d, "split") for n, d in DTYPES.items()}
+    """``{name: (DTYPES key, STP_INT_ATTENTION)}`` measured on ``device``: :data:`DTYPES` with
+    the default attention, and on CUDA :data:`VARIANTS`."""
+    return ({n: (n, "split") for n in DTYPES}
             | (VARIANTS if device.type == "cuda" else {}))
 
 

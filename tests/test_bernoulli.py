@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from stpcore.snn import bernoulli
-from stpcore.snn.bernoulli import DTYPES, draw_bernoulli, philox_bernoulli
+from stpcore.snn.bernoulli import draw_bernoulli, philox_bernoulli
+from stpcore.snn.kernels import SPIKE_DTYPES as DTYPES
 
 from test_int_kernels import CUDA, DEVICES
 

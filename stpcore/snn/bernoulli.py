@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .kernels import triton
+from .kernels import SPIKE_DTYPES, triton
 from .lif import use_fused_lif
 
 if triton is not None:
@@ -31,8 +31,6 @@ if triton is not None:
 #: Philox offset PyTorch's Bernoulli kernel reserves per call (``philox_cuda_state(10)``,
 #: rounded up to a multiple of 4).
 OFFSET_PER_CALL = 12
-#: The spike dtypes the kernel writes (float64 spikes keep ``bernoulli_``, see the module doc).
-DTYPES = (torch.int8, torch.bfloat16, torch.float16, torch.float32)
 _BLOCK = 256        # groups of 4 draws per program
 
 
@@ -56,11 +54,11 @@ if triton is not None:
 
 def philox_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype, seed: int,
                      offset: int) -> torch.Tensor:
-    """Spikes ``[steps, *rate.shape]`` in ``dtype`` (:data:`DTYPES`), drawn as
-    ``bernoulli_(rate.expand(...))`` draws them from Philox ``seed`` at ``offset`` (module doc);
+    """Spikes ``[steps, *rate.shape]`` in ``dtype`` (:data:`stpcore.snn.kernels.SPIKE_DTYPES`),
+    drawn as ``bernoulli_(rate.expand(...))`` draws them from Philox ``seed`` at ``offset`` (module doc);
     the generator is neither read nor advanced."""
-    if dtype not in DTYPES:
-        raise ValueError(f"philox_bernoulli: `dtype` must be one of {DTYPES}; got {dtype}")
+    if dtype not in SPIKE_DTYPES:
+        raise ValueError(f"philox_bernoulli: `dtype` must be one of {SPIKE_DTYPES}; got {dtype}")
     if offset % 4 or not 0 <= offset < 2 ** 66 or not 0 <= seed < 2 ** 64:
         raise ValueError(f"philox_bernoulli: `offset` must be a multiple of 4 in [0, 2**66) and "
                          f"`seed` in [0, 2**64); got {offset}, {seed}")
@@ -80,7 +78,8 @@ def draw_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype,
     generator state ``torch.empty(...).bernoulli_(rate.expand(...), generator=generator)``
     gives (module doc), through :func:`philox_bernoulli` on CUDA."""
     shape = (steps, *rate.shape)
-    if not (rate.is_cuda and triton is not None and dtype in DTYPES and use_fused_lif(rate.device)):
+    if not (rate.is_cuda and triton is not None and dtype in SPIKE_DTYPES
+            and use_fused_lif(rate.device)):
         return torch.empty(shape, dtype=dtype, device=rate.device).bernoulli_(rate.expand(shape),
                                                                               generator=generator)
     index = rate.device.index if rate.device.index is not None else torch.cuda.current_device()

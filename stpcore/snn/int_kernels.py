@@ -21,18 +21,15 @@ Import is safe without triton (:func:`int_kernels_available` is False); under
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .kernels import SPIKE_DTYPES, triton
+from .kernels import INTERPRET, SPIKE_DTYPES, triton
 
 if triton is not None:
     import triton.language as tl
 
     from .kernels import _lif_step
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def int_kernels_available() -> bool:
@@ -47,7 +44,7 @@ GROUP_M = 8
 def _configs(lif: bool):
     """Autotuning candidates (one under the interpreter). The LIF kernel holds an int32
     accumulator and fp32 membrane and spike tiles in registers: smaller tiles."""
-    if _INTERPRET:
+    if INTERPRET:
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2},
                               num_warps=4)]
     shapes = ([(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 8, 3), (64, 128, 64, 4, 4),

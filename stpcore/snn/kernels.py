@@ -19,6 +19,8 @@ imports and :func:`fused_lif_available` is False. The kernel also runs under
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 try:
@@ -30,6 +32,8 @@ except ImportError:         # CPU-only installs have no triton
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: The dtypes spikes are written and summed in by the kernels here and in :mod:`.int_kernels`.
 SPIKE_DTYPES = (torch.int8, *_DTYPES)
+#: Whether the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``).
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def fused_lif_available() -> bool:

@@ -23,7 +23,7 @@ fp32 attention (CUDA cores) took 20.3 (bench/results/profile_sim_cuda.json, at 6
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
 ``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
-Runs under ``TRITON_INTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
+Runs under ``TRITONINTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
 (triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the
 GPU, so on CPU the tests check the indexing, masks and softmax, and on CUDA the split products.
 """
@@ -34,12 +34,11 @@ import os
 
 import torch
 
-from .kernels import triton
+from .kernels import INTERPRET, triton
 
 if triton is not None:
     import triton.language as tl
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 #: Longest sequence one program holds (a [BLOCK_M, MAX_TOKENS] fp32 score tile in registers).
 MAX_TOKENS = 512
 #: Score-tile elements per program (BLOCK_M * BLOCK_N), and per warp.
@@ -58,8 +57,13 @@ def use_spike_attention(q: torch.Tensor, head_size: int) -> bool:
     """Whether :func:`spike_attention` takes ``q [..., N, width]``: triton, the ``split`` mode,
     a power-of-two head size of at least 16 (the tensor cores' smallest inner dimension), and
     ``N <= MAX_TOKENS``."""
-    return (triton is not None and attention_mode() == "split" and head_size >= 16
-            and head_size & (head_size - 1) == 0 and q.shape[-2] <= MAX_TOKENS)
+    return (triton is not None and attention_mode() == "split" and _tensor_core_head(head_size)
+            and q.shape[-2] <= MAX_TOKENS)
+
+
+def _tensor_core_head(head_size: int) -> bool:
+    """A power of two of at least 16 (the tensor cores' smallest inner dimension)."""
+    return head_size >= 16 and head_size & (head_size - 1) == 0
 
 
 if triton is not None:
@@ -127,7 +131,7 @@ def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     if q.dtype != torch.float32 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"spike_attention: `q` must be fp32 and `k`, `v` its shape; got q "
                          f"{tuple(q.shape)} {q.dtype}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    if width % head_size or not 16 <= head_size == 1 << (head_size.bit_length() - 1):
+    if width % head_size or not _tensor_core_head(head_size):
         raise ValueError(f"spike_attention: `head_size` must be a power of two >= 16 dividing "
                          f"the width {width}; got {head_size}")
     if n > MAX_TOKENS:
@@ -138,9 +142,9 @@ def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
         return out.zero_()
     rows = mask.to(torch.float32).expand(*lead, 1, 1, n).reshape(seqs, n).contiguous()
     block_n = max(16, triton.next_power_of_2(n))
-    block_m = 16 if _INTERPRET else max(16, min(128, _TILE // block_n))
+    block_m = 16 if INTERPRET else max(16, min(128, _TILE // block_n))
     _spike_attention_kernel[(triton.cdiv(n, block_m), seqs * (width // head_size))](
         q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n, width,
         1.0 / math.sqrt(head_size), HEAD=head_size, BLOCK_M=block_m, BLOCK_N=block_n,
-        SPLIT=not _INTERPRET, num_warps=max(4, min(8, block_m * block_n // _PER_WARP)))
+        SPLIT=not INTERPRET, num_warps=max(4, min(8, block_m * block_n // _PER_WARP)))
     return out
