@@ -1,7 +1,7 @@
 """The integer path's products on CUDA: ``torch._int_mm`` (both weight layouts), stpcore's Triton
 kernels and a bf16 product of the same shape, at the simulator's GEMM shapes.
 
-    PYTHONPATH=. python bench/gemm_int8.py          # one H200: about a minute (autotuning)
+    PYTHONPATH=. python bench/gemm_int8.py          # one H200: about two minutes
 
 For each shape ``(M, K, N)`` (``M = t B N`` rows of a time-folded block, K the fan-in, N the
 fan-out; plus an 8192^3 square for the peaks): the median of 5 timed calls (``bench_sim.Timer``:
@@ -16,8 +16,10 @@ CUDA events, after 3 warm-up calls) of
 * ``bf16_matmul``: ``x @ w.t()`` in bf16.
 
 It first checks, at every shape, that ``binary_linear`` equals ``alpha * acc + bias`` computed in
-float64 from the exact integer product and rounded once. Writes
-``bench/results/gemm_int8_cuda.json`` (numbers, autotuned configs, provenance).
+float64 from the exact integer product and rounded once. At the simulator's shapes it then
+times each kernel at every tile of :data:`TILES` (``tiles``: ms per tile, and whether the output
+equals the default tile's), the evidence for ``int_kernels._tile``'s fixed choice (``configs``).
+Writes ``bench/results/gemm_int8_cuda.json`` (numbers, tiles, provenance).
 """
 from __future__ import annotations
 
@@ -32,8 +34,7 @@ from bench_sim import Timer  # noqa: E402
 
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
                                   describe_device, git_commit)
-from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_kernel,  # noqa: E402
-                                     binary_linear, binary_linear_lif)
+from stpcore.snn.int_kernels import _tile, binary_linear, binary_linear_lif  # noqa: E402
 
 #: (t, B N, K, N): a time chunk of 32 steps at batch 32 x 128 tokens; t = 0 marks the square.
 #: The last two: a spatially pruned intermediate population (60 % of 3072 neurons) padded to a
@@ -41,6 +42,34 @@ from stpcore.snn.int_kernels import (_binary_linear_kernel, _binary_linear_lif_k
 SHAPES = [(0, 8192, 8192, 8192), (32, 4096, 768, 768), (32, 4096, 768, 3072),
           (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384),
           (32, 4096, 1848, 768), (32, 4096, 1856, 768)]
+
+#: Candidate tiles per kernel, ``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``.
+TILES = {"binary_linear": [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (256, 128, 128, 8, 3),
+                           (128, 256, 128, 8, 3), (128, 128, 64, 8, 4)],
+         "binary_linear_lif": [(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
+                               (128, 128, 128, 8, 3), (64, 64, 256, 4, 2), (128, 64, 128, 8, 3)]}
+
+
+def as_tile(m: int, n: int, k: int, warps: int, stages: int) -> dict:
+    return {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "num_warps": warps,
+            "num_stages": stages}
+
+
+def sweep_tiles(fns: dict, timer) -> dict:
+    """``{kernel: {tile: {"ms", "same"}}}``: each kernel of ``fns`` (``name: tile -> output``)
+    at each of its :data:`TILES`, ``same`` whether the output equals the default tile's."""
+    out = {}
+    for name, fn in fns.items():
+        ref, out[name] = fn(None), {}
+        for tile in TILES[name]:
+            call = lambda: fn(as_tile(*tile))
+            same = bool(all(torch.equal(a, b) for a, b in zip(_flat(call()), _flat(ref))))
+            out[name][str(tile)] = {"ms": 1e3 * timer(call, 5, warmup=2), "same": same}
+    return out
+
+
+def _flat(value) -> list:
+    return [value] if isinstance(value, torch.Tensor) else [v for x in value for v in _flat(x)]
 
 
 def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
@@ -72,8 +101,13 @@ def main() -> dict:
         for name, fn in fns.items():
             ms = 1e3 * timer(fn, 5, warmup=3)
             row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
-        row["configs"] = {"binary_linear": str(_binary_linear_kernel.best_config),
-                          "binary_linear_lif": str(_binary_linear_lif_kernel.best_config) if t else None}
+        row["configs"] = {"binary_linear": _tile(False, n),
+                          "binary_linear_lif": _tile(True, n) if t else None}
+        if t:
+            row["tiles"] = sweep_tiles({
+                "binary_linear": lambda tile: binary_linear(flat, signs, alpha, bias, tile),
+                "binary_linear_lif": lambda tile: binary_linear_lif(x, signs, alpha, bias, vth, tile=tile)},
+                timer)
         rows.append(row)
         print(f"t={t:>2} M={row['M']:>6} K={k:>4} N={n:>4} exact={row['exact']} | "
               + " | ".join(f"{name} {row[name]['ms']:.3f} ms {row[name]['tera_ops_per_s']:.0f} T/s"

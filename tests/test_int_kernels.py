@@ -71,6 +71,39 @@ def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
     assert 0 < want.mean() < 1                           # some neurons fire, not all
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_lif_starts_from_any_given_state(device):
+    """Step 0 resets by the given last spikes even where they disagree with u >= vth (the kernel
+    carries only u and derives the later resets from it), with a positive and a negative
+    threshold."""
+    t, m, k, n = 3, 20, 40, 24
+    signs, alpha, bias = make_layer(k, n, seed=3, device=device)
+    x = draw_spikes(t, m, k, seed=4).to(device)
+    gen = torch.Generator().manual_seed(5)
+    u0, s0 = torch.randn(m, n, generator=gen), (torch.rand(m, n, generator=gen) < 0.5).float()
+    u0, s0 = u0.to(device), s0.to(device)
+    cur = binary_linear(x, signs, alpha, bias)
+    for v in (0.6, -0.2):
+        vth = torch.tensor(v, device=device)
+        assert ((s0 != 0) != (u0 >= vth)).any()          # the case the first step is peeled for
+        want, (u_want, s_want) = lif_scan_loop(cur, vth, state=(u0, s0))
+        got, (u, s) = binary_linear_lif(x, signs, alpha, bias, vth, state=(u0, s0))
+        assert torch.equal(got.float(), want) and torch.equal(u, u_want) and torch.equal(s, s_want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_explicit_tile_gives_the_same_outputs(device):
+    """``tile`` (for benchmarks) changes the launch, not the result: integer sums are exact."""
+    tile = {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 1, "num_warps": 4,
+            "num_stages": 2}
+    signs, alpha, bias = make_layer(130, 70, seed=6, device=device)
+    x = draw_spikes(2, 50, 130, seed=7).to(device)
+    vth = torch.tensor(0.6, device=device)
+    assert torch.equal(binary_linear(x, signs, alpha, bias, tile), binary_linear(x, signs, alpha, bias))
+    got, want = (binary_linear_lif(x, signs, alpha, bias, vth, tile=tl)[0] for tl in (tile, None))
+    assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda s, a, b: binary_linear(torch.ones(4, 8), s, a, b), TypeError, "`x` and `signs` must be int8"),
     (lambda s, a, b: binary_linear(torch.ones(4, 9, dtype=torch.int8), s, a, b), ValueError, "must agree"),
@@ -81,6 +114,8 @@ def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
      ValueError, r"\[T, ..., K\]"),
     (lambda s, a, b: binary_linear_lif(torch.ones(2, 4, 8, dtype=torch.int8), s, a, b, torch.tensor(0.5),
                                        spike_dtype=torch.int32), ValueError, "`spike_dtype` must be one of"),
+    (lambda s, a, b: binary_linear(torch.ones(4, 8, dtype=torch.int8), s, a, b, {"BLOCK_M": 64}),
+     ValueError, "`tile` must be None or a dict with the keys"),
 ])
 def test_bad_inputs_are_refused_before_any_kernel(call, error, match, monkeypatch):
     monkeypatch.setattr(int_kernels, "triton", None)        # nothing may be launched

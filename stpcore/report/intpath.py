@@ -139,7 +139,34 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
             f"the bf16 product's time and {span(lambda r: ms(r, 'binary_linear') / ms(r, 'int_mm_colmajor'))}x "
             f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
             f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
-            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}")
+            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}"
+            f"{tile_reading(shapes)}")
+
+
+def tile_key(tile: dict) -> str:
+    """A tile dict (``int_kernels._tile``) as the sweep's key, ``(BLOCK_M, BLOCK_N, BLOCK_K,
+    num_warps, num_stages)``."""
+    return str(tuple(tile[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")))
+
+
+def tile_reading(shapes: list[dict]) -> str:
+    """The tile sweep (``tiles`` of the shapes that have one) in words: how far the fixed tile of
+    each kernel is from the best tile tried, at its worst shape, and whether every tile gave
+    the same output."""
+    swept = [r for r in shapes if "tiles" in r]
+    if not swept:
+        return ""
+    parts, same = [], all(c["same"] for r in swept for cells in r["tiles"].values() for c in cells.values())
+    for kernel in GEMM_COLUMNS:
+        rows = [r for r in swept if kernel in r["tiles"] and r["configs"].get(kernel)]
+        if rows:
+            over = [r["tiles"][kernel][tile_key(r["configs"][kernel])]["ms"]
+                    / min(c["ms"] for c in r["tiles"][kernel].values()) for r in rows]
+            parts.append(f"`{kernel}`'s is {_g(100 * (max(over) - 1))} % slower than the best of "
+                         f"{len(rows[0]['tiles'][kernel])} tiles at its worst shape")
+    return (f" The kernels' tiles are fixed per shape (`int_kernels._tile`), not autotuned; of the "
+            f"tiles swept at these shapes, {' and '.join(parts)}; every tile gave "
+            f"{'the same outputs' if same else 'NOT the same outputs'}.")
 
 
 def integer_path_summary(record: dict) -> str:

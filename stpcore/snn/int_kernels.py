@@ -10,7 +10,8 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
 * :func:`binary_linear`: the currents ``[M, N]`` fp32 (a GEMM with that epilogue);
 * :func:`binary_linear_lif`: the currents of ``x [T, M, K]`` and the LIF scan (Eq. 1-3) behind
   them in one launch. Each program owns a ``[BLOCK_M, BLOCK_N]`` tile of neurons, keeps their
-  membranes and last spikes in registers and walks the time axis, re-reading its weight tile
+  membranes in registers (the last spike is ``u >= vth``, so only ``u`` is carried; the first
+  step resets by the given state's spikes) and walks the time axis, re-reading its weight tile
   (from L2) every step; the currents never reach memory, only spikes do (int8, or fp32 for
   the attention to read). The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the
   spikes equal :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit
@@ -41,24 +42,26 @@ def int_kernels_available() -> bool:
 GROUP_M = 8
 
 
-def _configs(lif: bool):
-    """Autotuning candidates (one under the interpreter). The LIF kernel holds an int32
-    accumulator and fp32 membrane and spike tiles in registers: smaller tiles."""
+def _tile(lif: bool, n: int) -> dict:
+    """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: a fixed
+    function of the shape, not autotuned (as the attention's: one tile, one rounding, and no
+    autotuning in every process). Chosen from ``bench/gemm_int8.py``'s sweep on an H200 at the
+    simulator's shapes (its record's ``tiles``): the product alone is fastest with
+    128 x 128 x 64 tiles, the product with the LIF scan with 64 x 64 x 128, and with
+    64 x 128 x 128 for N >= 2048. Under the interpreter, small tiles."""
     if INTERPRET:
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2},
-                              num_warps=4)]
-    shapes = ([(64, 64, 128, 4, 3), (64, 128, 128, 4, 3), (128, 64, 128, 8, 3), (64, 128, 64, 4, 4),
-               (128, 128, 64, 8, 3)]
-              if lif else [(128, 128, 128, 8, 3), (128, 128, 64, 4, 4), (128, 256, 64, 8, 3),
-                           (64, 128, 128, 4, 4)])
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": GROUP_M},
-                          num_warps=w, num_stages=s)
-            for m, n, k, w, s in shapes]
+        m, bn, bk, warps, stages = 32, 32, 32, 4, 1
+    elif lif:
+        m, bn, bk, warps, stages = 64, 128 if n >= 2048 else 64, 128, 4, 3
+    else:
+        m, bn, bk, warps, stages = 128, 128, 64, 4, 4
+    return {"BLOCK_M": m, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M if not INTERPRET else 2,
+            "num_warps": warps, "num_stages": stages}
 
 
-def _grid(m: int, n: int):
+def _grid(m: int, n: int, tile: dict) -> tuple:
     """A 1-D launch of every ``[BLOCK_M, BLOCK_N]`` tile (:func:`_tile_of` orders them)."""
-    return lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+    return (triton.cdiv(m, tile["BLOCK_M"]) * triton.cdiv(n, tile["BLOCK_N"]),)
 
 
 if triton is not None:
@@ -91,7 +94,6 @@ if triton is not None:
             acc = tl.dot(a, b, acc, out_dtype=tl.int32)
         return tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
 
-    @triton.autotune(configs=_configs(False), key=["M", "N", "K"])
     @triton.jit
     def _binary_linear_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, out_ptr, M, N, K,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -105,7 +107,6 @@ if triton is not None:
         tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
                  mask=(offs_m[:, None] < M) & live_n[None, :])
 
-    @triton.autotune(configs=_configs(True), key=["M", "N", "K"])
     @triton.jit
     def _binary_linear_lif_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
                                   s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
@@ -119,15 +120,32 @@ if triton is not None:
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         vth = tl.load(vth_ptr).to(tl.float32)
         u = tl.load(u_in + tile, mask=live, other=0.0)
-        s = tl.load(s_in + tile, mask=live, other=0.0)
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
-        for t in range(T):
+        # step 0 peeled: it resets by the given last spike; later steps by u >= vth, the spike
+        # the previous step fired (_lif_step), so only u is carried across the time loop
+        cur = _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
+                             BLOCK_M, BLOCK_N, BLOCK_K)
+        u, first = _lif_step(u, tl.load(s_in + tile, mask=live, other=0.0), cur, vth, leak,
+                             LEAK_ONE)
+        tl.store(spk_ptr + tile, first.to(spk_ptr.dtype.element_ty), mask=live)
+        for t in range(1, T):
             cur = _tile_currents(x_ptr + t * step_x, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
                                  BLOCK_M, BLOCK_N, BLOCK_K)
-            u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
-            tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
+            u, spike = _lif_step(u, tl.where(u >= vth, 1.0, 0.0), cur, vth, leak, LEAK_ONE)
+            tl.store(spk_ptr + t * step_s + tile, spike.to(spk_ptr.dtype.element_ty), mask=live)
         tl.store(u_out + tile, u, mask=live)
-        tl.store(s_out + tile, s, mask=live)
+        tl.store(s_out + tile, tl.where(u >= vth, 1.0, 0.0), mask=live)
+
+
+def _check_tile(tile: dict | None, lif: bool, n: int) -> dict:
+    """``tile`` as given (after checking its keys), or :func:`_tile`'s."""
+    if tile is None:
+        return _tile(lif, n)
+    keys = set(_tile(lif, n))
+    if not isinstance(tile, dict) or set(tile) != keys:
+        raise ValueError(f"int kernels: `tile` must be None or a dict with the keys {sorted(keys)}; "
+                         f"got {tile!r}")
+    return tile
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
@@ -140,25 +158,28 @@ def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torc
 
 
 def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
-                  bias: torch.Tensor) -> torch.Tensor:
+                  bias: torch.Tensor, tile: dict | None = None) -> torch.Tensor:
     """``alpha * (x @ signs^T) + bias`` of int8 spikes ``x [..., K]``: fp32 ``[..., N]``, each
     value the exact current rounded once. ``alpha``, ``bias``: ``[N]``, any float dtype, read as
     they are and cast to fp32 in the kernel (fp32 must hold them exactly, as it does the scales
-    and biases of a 1-bit layer, which :class:`stpcore.snn.integer.BinaryLinear` keeps in float64)."""
+    and biases of a 1-bit layer, which :class:`stpcore.snn.integer.BinaryLinear` keeps in float64).
+    ``tile``: the launch's tile (:func:`_tile`'s keys; None: :func:`_tile`'s choice), for
+    benchmarks."""
     _check(x, signs, alpha, bias)
+    tile = _check_tile(tile, False, signs.shape[0])
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     (m, k), n = x2.shape, signs.shape[0]
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
-        _binary_linear_kernel[_grid(m, n)](x2, signs.contiguous(), alpha.contiguous(),
-                                           bias.contiguous(), out, m, n, k)
+        _binary_linear_kernel[_grid(m, n, tile)](x2, signs.contiguous(), alpha.contiguous(),
+                                                 bias.contiguous(), out, m, n, k, **tile)
     return out.reshape(*x.shape[:-1], n)
 
 
 def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
                       bias: torch.Tensor, threshold: torch.Tensor, leak: float = 1.0,
                       state: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      spike_dtype: torch.dtype = torch.int8):
+                      spike_dtype: torch.dtype = torch.int8, tile: dict | None = None):
     """Eq. 1-3 driven by ``alpha * (x[t] @ signs^T) + bias``, in one launch (module doc).
 
     Args:
@@ -168,11 +189,13 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         leak: gamma in (0, 1].
         state: ``(u, s)`` shaped ``[..., N]`` (fp32), or None to start at rest.
         spike_dtype: int8 or a float dtype (0/1 are exact in each).
+        tile: as :func:`binary_linear`'s.
 
     Returns:
         ``(spikes [T, ..., N], (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
     """
     _check(x, signs, alpha, bias)
+    tile = _check_tile(tile, True, signs.shape[0])
     if spike_dtype not in SPIKE_DTYPES:
         raise ValueError(f"binary_linear_lif: `spike_dtype` must be one of {SPIKE_DTYPES}; "
                          f"got {spike_dtype}")
@@ -191,9 +214,10 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     m = u.numel() // max(n, 1)
     if m == 0 or n == 0:
         return spikes, (u, s)
-    u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart, so that autotuning's
-    _binary_linear_lif_kernel[_grid(m, n)](x.contiguous(), signs.contiguous(), alpha.contiguous(),
-                                           bias.contiguous(), spikes, u, s, u_out, s_out,
-                                           threshold.reshape(1), float(leak), steps, m, n,
-                                           x.shape[-1], LEAK_ONE=float(leak) == 1.0)
-    return spikes, (u_out, s_out)                               # reruns start alike
+    u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
+    _binary_linear_lif_kernel[_grid(m, n, tile)](x.contiguous(), signs.contiguous(),
+                                                 alpha.contiguous(), bias.contiguous(), spikes, u,
+                                                 s, u_out, s_out, threshold.reshape(1), float(leak),
+                                                 steps, m, n, x.shape[-1],
+                                                 LEAK_ONE=float(leak) == 1.0, **tile)
+    return spikes, (u_out, s_out)
