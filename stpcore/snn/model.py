@@ -239,16 +239,19 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                 rates[l]["intermediate"] = _expand(rates[l]["intermediate"], neurons,
                                                    cfg.intermediate_size)
         n_tok = valid.sum()
-        mean = lambda r: float((r * valid).sum() / (n_tok * max(r.shape[-1], 1)))
+        mean = lambda r: (r * valid).sum() / (n_tok * max(r.shape[-1], 1))
 
         def pop_rate(l, p):             # Key and Value: over the kept heads, the neurons that
             cols, r = kept[l][0], rates[l][p]                       # feed kept connections
             if cols is not None and p in ("key", "value"):
                 r = r[..., cols]
             return mean(r)
-        pop = {"embedding": mean(emb_rate), "layers": [[pop_rate(l, p) for p in POPULATIONS]
-                                                       for l in range(L)]}
-        return Simulation(emb_rate, rates, pop, steps, int(n_tok), traces, pop_steps, pop_traces)
+        # on device, then to the host at once: one synchronisation, not one per population
+        *means, n = torch.stack([mean(emb_rate), *(pop_rate(l, p) for l in range(L)
+                                                    for p in POPULATIONS), n_tok]).tolist()
+        pop = {"embedding": means[0], "layers": [means[1 + l * len(POPULATIONS):][:len(POPULATIONS)]
+                                                 for l in range(L)]}
+        return Simulation(emb_rate, rates, pop, steps, int(n), traces, pop_steps, pop_traces)
 
     def _simulate_unrolled(self, x, ext, valid, vth, weights, kv_cols, dtype, steps,
                            record_traces):
