@@ -221,7 +221,7 @@ class SpikingEncoderLayer(nn.Module):
             pre, residual, ln = (("attention", "input", self.ln_attention)
                                  if name == "attention_output" else
                                  ("intermediate", "attention_output", self.ln_output))
-            current, res = lin(s[pre], name), s[residual].float()
+            current, res = lin(s[pre], name), s[residual]    # 0/1 spikes: exact in any dtype
             if fused:
                 spikes, state[name] = fused_norm_lif_scan(current, res, ln, vth, leak,
                                                           state.get(name), spike_dtype=dt)
