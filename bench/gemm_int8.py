@@ -101,8 +101,7 @@ def main() -> dict:
         for name, fn in fns.items():
             ms = 1e3 * timer(fn, 5, warmup=3)
             row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
-        row["configs"] = {"binary_linear": _tile(False, n),
-                          "binary_linear_lif": _tile(True, n) if t else None}
+        row["configs"] = {"binary_linear": _tile(False), "binary_linear_lif": _tile(True) if t else None}
         if t:
             row["tiles"] = sweep_tiles({
                 "binary_linear": lambda tile: binary_linear(flat, signs, alpha, bias, tile),
