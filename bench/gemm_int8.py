@@ -40,7 +40,7 @@ from stpcore.snn.int_kernels import _tile, binary_linear, binary_linear_lif  # n
 #: The last two: a spatially pruned intermediate population (60 % of 3072 neurons) padded to a
 #: multiple of 8 (1848) and of 16 (1856, ``stpcore.snn.layer.ALIGN``), feeding the output layer.
 SHAPES = [(0, 8192, 8192, 8192), (32, 4096, 768, 768), (32, 4096, 768, 3072),
-          (32, 4096, 3072, 768), (32, 4096, 384, 1536), (32, 4096, 1536, 384),
+          (32, 4096, 3072, 768), (32, 4096, 384, 384), (32, 4096, 384, 1536), (32, 4096, 1536, 384),
           (32, 4096, 1848, 768), (32, 4096, 1856, 768)]
 
 #: Candidate tiles per kernel, ``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)``.
@@ -55,16 +55,22 @@ def as_tile(m: int, n: int, k: int, warps: int, stages: int) -> dict:
             "num_stages": stages}
 
 
-def sweep_tiles(fns: dict, timer) -> dict:
+def sweep_tiles(fns: dict, timer, rounds: int = 5) -> dict:
     """``{kernel: {tile: {"ms", "same"}}}``: each kernel of ``fns`` (``name: tile -> output``)
-    at each of its :data:`TILES`, ``same`` whether the output equals the default tile's."""
+    at each of its :data:`TILES`, ``ms`` the median over ``rounds`` rounds that time every tile
+    in turn (so that a drifting clock moves all tiles alike), ``same`` whether the output equals
+    the default tile's."""
     out = {}
     for name, fn in fns.items():
-        ref, out[name] = fn(None), {}
-        for tile in TILES[name]:
-            call = lambda: fn(as_tile(*tile))
-            same = bool(all(torch.equal(a, b) for a, b in zip(_flat(call()), _flat(ref))))
-            out[name][str(tile)] = {"ms": 1e3 * timer(call, 5, warmup=2), "same": same}
+        ref = _flat(fn(None))
+        calls = {str(tile): (lambda tile=tile: fn(as_tile(*tile))) for tile in TILES[name]}
+        same = {key: bool(all(torch.equal(a, b) for a, b in zip(_flat(call()), ref)))
+                for key, call in calls.items()}
+        times = {key: [] for key in calls}
+        for _ in range(rounds):
+            for key, call in calls.items():
+                times[key].append(1e3 * timer(call, 3, warmup=1))
+        out[name] = {key: {"ms": sorted(t)[len(t) // 2], "same": same[key]} for key, t in times.items()}
     return out
 
 
@@ -101,7 +107,9 @@ def main() -> dict:
         for name, fn in fns.items():
             ms = 1e3 * timer(fn, 5, warmup=3)
             row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
-        row["configs"] = {"binary_linear": _tile(False), "binary_linear_lif": _tile(True) if t else None}
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        row["configs"] = {"binary_linear": _tile(False),
+                          "binary_linear_lif": _tile(True, m, n, sms) if t else None}
         if t:
             row["tiles"] = sweep_tiles({
                 "binary_linear": lambda tile: binary_linear(flat, signs, alpha, bias, tile),

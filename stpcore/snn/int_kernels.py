@@ -42,21 +42,23 @@ def int_kernels_available() -> bool:
 GROUP_M = 8
 
 
-def _tile(lif: bool) -> dict:
+def _tile(lif: bool, m: int = 0, n: int = 0, sms: int = 0) -> dict:
     """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: a fixed
     function of the shape, not autotuned (as the attention's: one tile, one rounding, and no
-    autotuning in every process). Chosen from ``bench/gemm_int8.py``'s sweep on an H200 at the
-    simulator's shapes (its record's ``tiles``): 128 x 128 x 64 for the product alone and
-    64 x 128 x 128 for the product with the LIF scan were each within about 1 % of the fastest
-    tile tried at every aligned shape (two sweeps; the same tile's time moved by up to 20 %
-    between them). Under the interpreter, small tiles."""
+    autotuning in every process). The product alone: 128 x 128 x 64. The product with the LIF
+    scan (``m`` neuron rows per step, ``n`` columns, ``sms`` multiprocessors): its programs
+    each walk the whole time axis, so there are only ``m n / (BLOCK_M BLOCK_N)`` of them; it takes
+    64 x 128 x 128 where that gives at least two programs per multiprocessor, else 64 x 64 x 128.
+    Chosen from ``bench/gemm_int8.py``'s sweeps on an H200 at the simulator's shapes (its
+    record's ``tiles``). Under the interpreter, small tiles."""
     if INTERPRET:
-        m, bn, bk, warps, stages = 32, 32, 32, 4, 1
+        bm, bn, bk, warps, stages = 32, 32, 32, 4, 1
     elif lif:
-        m, bn, bk, warps, stages = 64, 128, 128, 4, 3
+        wide = triton.cdiv(m, 64) * triton.cdiv(n, 128) >= 2 * sms
+        bm, bn, bk, warps, stages = 64, 128 if wide else 64, 128, 4, 3
     else:
-        m, bn, bk, warps, stages = 128, 128, 64, 4, 4
-    return {"BLOCK_M": m, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M if not INTERPRET else 2,
+        bm, bn, bk, warps, stages = 128, 128, 64, 4, 4
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M if not INTERPRET else 2,
             "num_warps": warps, "num_stages": stages}
 
 
@@ -138,15 +140,19 @@ if triton is not None:
         tl.store(s_out + tile, tl.where(u >= vth, 1.0, 0.0), mask=live)
 
 
-def _check_tile(tile: dict | None, lif: bool) -> dict:
-    """``tile`` as given (after checking its keys), or :func:`_tile`'s."""
-    if tile is None:
-        return _tile(lif)
-    keys = set(_tile(lif))
-    if not isinstance(tile, dict) or set(tile) != keys:
+def _check_tile(tile: dict | None) -> None:
+    keys = set(_tile(False))
+    if tile is not None and (not isinstance(tile, dict) or set(tile) != keys):
         raise ValueError(f"int kernels: `tile` must be None or a dict with the keys {sorted(keys)}; "
                          f"got {tile!r}")
-    return tile
+
+
+def _launch_tile(tile: dict | None, lif: bool, m: int, n: int, device: torch.device) -> dict:
+    """``tile``, or :func:`_tile`'s choice for this launch where it is None."""
+    if tile is not None:
+        return tile
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    return _tile(lif, m, n, sms)
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
@@ -167,9 +173,10 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     ``tile``: the launch's tile (:func:`_tile`'s keys; None: :func:`_tile`'s choice), for
     benchmarks."""
     _check(x, signs, alpha, bias)
-    tile = _check_tile(tile, False)
+    _check_tile(tile)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     (m, k), n = x2.shape, signs.shape[0]
+    tile = _launch_tile(tile, False, m, n, x.device)
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
         _binary_linear_kernel[_grid(m, n, tile)](x2, signs.contiguous(), alpha.contiguous(),
@@ -196,7 +203,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         ``(spikes [T, ..., N], (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
     """
     _check(x, signs, alpha, bias)
-    tile = _check_tile(tile, True)
+    _check_tile(tile)
     if spike_dtype not in SPIKE_DTYPES:
         raise ValueError(f"binary_linear_lif: `spike_dtype` must be one of {SPIKE_DTYPES}; "
                          f"got {spike_dtype}")
@@ -213,6 +220,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         u, s = (v.to(torch.float32).contiguous() for v in state)
     spikes = torch.empty(shape, dtype=spike_dtype, device=x.device)
     m = u.numel() // max(n, 1)
+    tile = _launch_tile(tile, True, m, n, x.device)
     if m == 0 or n == 0:
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
