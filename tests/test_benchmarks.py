@@ -333,3 +333,14 @@ def test_profile_table_groups_kernels_and_reading_computes_the_ceilings(tmp_path
     text = intpath.profile_reading(path, {**bench, "peaks": {**bench["peaks"], "matmul_bf16_tflops": 0.096}})
     assert "three bf16 tensor-core products each" in text and "0.001 ms at the measured bf16 matmul peak" in text
     assert "with nothing else, 3e+05x" in text and "as measured, 92.3x" in text
+    assert "sat idle" not in text                                     # an older record: no gaps
+    gaps = lambda idle, span, longest, launches: {
+        "device_idle_ms": idle, "device_span_ms": span, "longest_gaps": [{"ms": longest}, {"ms": 0.1}],
+        "host_ops": {"cudaLaunchKernel": {"ms": 1.0, "calls": launches - 10},
+                     "cuLaunchKernelEx": {"ms": 1.0, "calls": 10}, "aten::add": {"ms": 1.0, "calls": 99}}}
+    rec["runs"]["dense_int8"].update(gaps(16.1, 69.8, 0.32, 826))
+    rec["runs"]["dense_bf16"].update(gaps(9.6, 60.5, 0.35, 778))
+    path.write_text(json.dumps(rec))
+    text = intpath.profile_reading(path)
+    assert ("idle inside the run for int8 16.1 of 69.8 ms, the longest gap 0.32 ms, 826 launches; "
+            "bf16 9.6 of 60.5 ms, the longest gap 0.35 ms, 778 launches") in text

@@ -253,6 +253,29 @@ def _profile_frame(rec: dict) -> pd.DataFrame:
     return pd.DataFrame(cols).round(1).rename_axis("ms per simulation")
 
 
+#: The host's kernel-launch calls in a profile's ``host_ops`` (CUDA runtime and driver).
+LAUNCH_OPS = ("cudaLaunchKernel", "cuLaunchKernelEx", "cuLaunchKernel")
+
+
+def idle_reading(runs: dict) -> str:
+    """Where the dense runs' devices waited (``bench/profile_sim.py``'s ``device_gaps`` fields,
+    absent from older records): idle time inside the profiled span, the longest single gap, and
+    the kernel launches the host issued meanwhile."""
+    parts = []
+    for name in ("dense_int8", "dense_bf16"):
+        r = runs.get(name, {})
+        if "device_idle_ms" not in r:
+            return ""
+        launches = sum(v["calls"] for k, v in r.get("host_ops", {}).items() if k in LAUNCH_OPS)
+        longest = max((g["ms"] for g in r.get("longest_gaps", [])), default=0.0)
+        parts.append(f"{name.split('_')[1]} {_g(r['device_idle_ms'])} of {_g(r['device_span_ms'])} ms, "
+                     f"the longest gap {_g(longest)} ms" + (f", {launches} launches" if launches else ""))
+    return (f"Under the profiler the device sat idle inside the run for {'; '.join(parts)}: no single "
+            f"wait but many short ones, where the host, issuing one launch per kernel and elementwise "
+            f"operation, falls behind the device (a launch-bound run; the profiler itself slows the "
+            f"host, so the wall times above, measured without it, show less). ")
+
+
 def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None) -> str:
     """The profile in words: where the dense int8 simulation's time goes, against bf16; what the
     Bernoulli sampling costs the temporally pruned runs; and the fastest the integer path could
@@ -269,6 +292,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
     text = (f"On {rec['provenance'].get('device', '?')} at width {rec['width']} the dense int8 simulation "
             f"takes {_g(i8['wall'])} ms ({_g(i8['all kernels'])} ms in kernels: {parts}); bf16 takes "
             f"{_g(b16['wall'])} ms. ")
+    text += idle_reading(rec["runs"])
     samp = "Bernoulli sampling (Eq. 11)"
     temporal = [c for c in table.columns if c.startswith("temporal")]
     text += ("In the temporally pruned runs (Eq. 11's executor) drawing the Bernoulli input spikes takes "
