@@ -45,12 +45,15 @@ GROUP_M = 8
 def _tile(lif: bool, m: int = 0, n: int = 0, sms: int = 0) -> dict:
     """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: a fixed
     function of the shape, not autotuned (as the attention's: one tile, one rounding, and no
-    autotuning in every process). The product alone: 128 x 128 x 64. The product with the LIF
-    scan (``m`` neuron rows per step, ``n`` columns, ``sms`` multiprocessors): its programs
-    each walk the whole time axis, so there are only ``m n / (BLOCK_M BLOCK_N)`` of them; it takes
+    autotuning in every process). The product alone: 128 x 128 x 64, the fastest of the tiles
+    swept at every aligned simulator shape. The product with the LIF scan (``m`` neuron rows per
+    step, ``n`` columns, ``sms`` multiprocessors), whose programs each walk the whole time axis:
     64 x 128 x 128 where that gives at least two programs per multiprocessor, else 64 x 64 x 128.
-    Chosen from ``bench/gemm_int8.py``'s sweeps on an H200 at the simulator's shapes (its
-    record's ``tiles``). Under the interpreter, small tiles."""
+    No tile won at every shape in ``bench/gemm_int8.py``'s sweeps on an H200 (its record's
+    ``tiles``; single timings moved by up to 20 % between sweeps), and at the shapes the
+    simulator runs this kernel at (Key, Value, intermediate) this choice was up to 16 % behind the
+    best tile at one shape and within 5 % of the best single tile summed over a layer. Under
+    the interpreter, small tiles."""
     if INTERPRET:
         bm, bn, bk, warps, stages = 32, 32, 32, 4, 1
     elif lif:
