@@ -289,7 +289,11 @@ def test_gemm_table_and_reading(tmp_path):
                       for k in ("binary_linear", "binary_linear_lif")}
     path.write_text(json.dumps(rec))
     text = intpath.gemm_reading(path)
-    assert "`binary_linear`'s is 25 % slower than the best of 2 tiles at its worst shape" in text
+    assert "`binary_linear`'s is 25 % slower than the best of 2 tiles at its worst shape (K = 32, N = 16)" in text
+    for r in rec["shapes"][1:3]:
+        r["tiles"]["binary_linear_lif"][intpath.tile_key(tile(64))]["ms"] = 1.0
+    path.write_text(json.dumps(rec))
+    assert "`binary_linear_lif`'s is the fastest of 2 tiles at every shape" in intpath.gemm_reading(path)
     assert "every tile gave the same outputs" in text
     rec["shapes"][2]["tiles"]["binary_linear"][intpath.tile_key(tile(128))]["same"] = False
     path.write_text(json.dumps(rec))

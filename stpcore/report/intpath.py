@@ -160,10 +160,13 @@ def tile_reading(shapes: list[dict]) -> str:
     for kernel in GEMM_COLUMNS:
         rows = [r for r in swept if kernel in r["tiles"] and r["configs"].get(kernel)]
         if rows:
-            over = [r["tiles"][kernel][tile_key(r["configs"][kernel])]["ms"]
-                    / min(c["ms"] for c in r["tiles"][kernel].values()) for r in rows]
-            parts.append(f"`{kernel}`'s is {_g(100 * (max(over) - 1))} % slower than the best of "
-                         f"{len(rows[0]['tiles'][kernel])} tiles at its worst shape")
+            over = {(r["K"], r["N"]): r["tiles"][kernel][tile_key(r["configs"][kernel])]["ms"]
+                    / min(c["ms"] for c in r["tiles"][kernel].values()) for r in rows}
+            (k, n), worst = max(over.items(), key=lambda kv: kv[1])
+            tried = len(rows[0]["tiles"][kernel])
+            parts.append(f"`{kernel}`'s is the fastest of {tried} tiles at every shape" if worst < 1.005
+                         else f"`{kernel}`'s is {_g(100 * (worst - 1))} % slower than the best of "
+                              f"{tried} tiles at its worst shape (K = {k}, N = {n})")
     return (f" The kernels' tiles are fixed per shape (`int_kernels._tile`), not autotuned; of the "
             f"tiles swept at these shapes, {' and '.join(parts)}; every tile gave "
             f"{'the same outputs' if same else 'NOT the same outputs'}.")
