@@ -78,6 +78,26 @@ def test_bench_times_the_int8_path_only_for_1bit_models():
     assert 0 <= cmp["max_abs_asr_diff"] <= 1 and 0 <= cmp["frac_rates_differing"] < 0.5
 
 
+def test_bench_training_times_a_step_in_every_simulation_dtype(monkeypatch):
+    """bench_sim's training bench: fp32 at the top level, bf16 and int8 under ``dtypes``, each
+    forward and step simulating in its own dtype (issue 12 bounds int8's step)."""
+    from bench_sim import SIZES, Timer, bench_training
+    model = random_model(seed=0, vocab_size=100, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, timesteps=6)
+    model.spiking_bert.set_binary_weights(True)
+    seen, simulate = [], model.spiking_bert.simulate
+    monkeypatch.setattr(model.spiking_bert, "simulate",
+                        lambda *a, **k: seen.append(k["dtype"]) or simulate(*a, **k))
+    ids = torch.randint(1, 100, (2, 5), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    cpu = torch.device("cpu")
+    res = bench_training(model, batch, torch.tensor([0, 1]), Timer(cpu), {**SIZES["small"], "reps": 1}, cpu)
+    assert set(res["dtypes"]) == {"bf16", "int8"} and "peak_gib_chunk32" not in res     # memory: CUDA
+    for r in (res, *res["dtypes"].values()):
+        assert r["train_step_s"] > 0 and r["train_over_forward"] == r["train_step_s"] / r["forward_s"]
+    assert seen.count(torch.int8) == seen.count(torch.bfloat16) == seen.count(torch.float32) == 4
+
+
 def test_profile_sim_records_every_setting_and_dtype(tmp_path):
     """bench/profile_sim.py at smoke size on CPU: one run per pruning setting and dtype, each
     with a wall time and a non-empty kernel breakdown that sums to its kernel time."""
