@@ -1,7 +1,7 @@
 """The integer path's products on CUDA: ``torch._int_mm`` (both weight layouts), stpcore's Triton
 kernels and a bf16 product of the same shape, at the simulator's GEMM shapes.
 
-    PYTHONPATH=. python bench/gemm_int8.py          # one H200: about two minutes
+    PYTHONPATH=. python bench/gemm_int8.py          # one H200: about 30 s
 
 For each shape ``(M, K, N)`` (``M = t B N`` rows of a time-folded block, K the fan-in, N the
 fan-out; plus an 8192^3 square for the peaks): the median of 5 timed calls (``bench_sim.Timer``:
