@@ -34,7 +34,8 @@ from bench_sim import Timer  # noqa: E402
 
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
                                   describe_device, git_commit)
-from stpcore.snn.int_kernels import _tile, binary_linear, binary_linear_lif  # noqa: E402
+from stpcore.snn.int_kernels import (GROUP_M, TILE_KEYS, _tile, binary_linear,  # noqa: E402
+                                     binary_linear_lif)
 
 #: (t, B N, K, N): a time chunk of 32 steps at batch 32 x 128 tokens; t = 0 marks the square.
 #: The last two: a spatially pruned intermediate population (60 % of 3072 neurons) padded to a
@@ -51,8 +52,7 @@ TILES = {"binary_linear": [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (256, 12
 
 
 def as_tile(m: int, n: int, k: int, warps: int, stages: int) -> dict:
-    return {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "num_warps": warps,
-            "num_stages": stages}
+    return dict(zip(TILE_KEYS, (m, n, k, GROUP_M, warps, stages)))
 
 
 def sweep_tiles(fns: dict, timer, rounds: int = 5) -> dict:
@@ -88,6 +88,7 @@ def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
 def main() -> dict:
     start, gen = time.perf_counter(), torch.Generator(device="cuda").manual_seed(0)
     timer = Timer(torch.device("cuda"))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for t, m, k, n in SHAPES:
         x, signs, alpha, bias = make_data(t, m, k, n, gen)
@@ -107,7 +108,6 @@ def main() -> dict:
         for name, fn in fns.items():
             ms = 1e3 * timer(fn, 5, warmup=3)
             row[name] = {"ms": ms, "tera_ops_per_s": 2 * flat.shape[0] * n * k / ms / 1e9}
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
         row["configs"] = {"binary_linear": _tile(False),
                           "binary_linear_lif": _tile(True, m, n, sms) if t else None}
         if t:

@@ -12,10 +12,10 @@ gives element ``i`` of the flattened output the uniform::
 call. The kernel here computes the same draws (:func:`philox_bernoulli`) straight into the
 simulation dtype, reading the rates once: 12.0 ms of a temporally pruned bf16 simulation at
 paper size on the H200, where PyTorch's kernel spent 32.4 of its 78 ms
-(bench/results/profile_sim_cuda.json at 654268c and at 7f06678). :func:`draw_bernoulli` takes it on CUDA and keeps the generator's state as
-``bernoulli_`` would, so recorded runs reproduce spike for spike (tests/test_bernoulli.py checks
-both against ``bernoulli_`` on CUDA); float64 spikes (the exactness reference compares a double
-``p``) and other devices take ``bernoulli_`` itself. ``STP_FUSED_LIF=0`` turns the kernel off
+(bench/results/profile_sim_cuda.json at 654268c and at 7f06678). :func:`draw_bernoulli` takes it
+on CUDA and keeps the generator's state as ``bernoulli_`` would, so recorded runs reproduce spike
+for spike (tests/test_bernoulli.py checks both against ``bernoulli_`` on CUDA); float64 spikes
+(the exactness reference compares a double ``p``) and other devices take ``bernoulli_`` itself. ``STP_FUSED_LIF=0`` turns the kernel off
 with the other Triton kernels (:func:`stpcore.snn.lif.use_fused_lif`).
 """
 from __future__ import annotations

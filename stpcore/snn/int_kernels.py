@@ -22,6 +22,8 @@ Import is safe without triton (:func:`int_kernels_available` is False); under
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .kernels import INTERPRET, SPIKE_DTYPES, triton
@@ -40,6 +42,8 @@ def int_kernels_available() -> bool:
 
 #: Row blocks per launch group (``_tile_of``).
 GROUP_M = 8
+#: The keys of a launch tile (:func:`_tile`, the kernels' ``tile`` argument).
+TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
 
 
 def _tile(lif: bool, m: int = 0, n: int = 0, sms: int = 0) -> dict:
@@ -55,14 +59,11 @@ def _tile(lif: bool, m: int = 0, n: int = 0, sms: int = 0) -> dict:
     best tile at one shape and within 5 % of the best single tile summed over a layer. Under
     the interpreter, small tiles."""
     if INTERPRET:
-        bm, bn, bk, warps, stages = 32, 32, 32, 4, 1
-    elif lif:
+        return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))
+    if lif:
         wide = triton.cdiv(m, 64) * triton.cdiv(n, 128) >= 2 * sms
-        bm, bn, bk, warps, stages = 64, 128 if wide else 64, 128, 4, 3
-    else:
-        bm, bn, bk, warps, stages = 128, 128, 64, 4, 4
-    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M if not INTERPRET else 2,
-            "num_warps": warps, "num_stages": stages}
+        return dict(zip(TILE_KEYS, (64, 128 if wide else 64, 128, GROUP_M, 4, 3)))
+    return dict(zip(TILE_KEYS, (128, 128, 64, GROUP_M, 4, 4)))
 
 
 def _grid(m: int, n: int, tile: dict) -> tuple:
@@ -144,18 +145,21 @@ if triton is not None:
 
 
 def _check_tile(tile: dict | None) -> None:
-    keys = set(_tile(False))
-    if tile is not None and (not isinstance(tile, dict) or set(tile) != keys):
-        raise ValueError(f"int kernels: `tile` must be None or a dict with the keys {sorted(keys)}; "
-                         f"got {tile!r}")
+    if tile is not None and (not isinstance(tile, dict) or set(tile) != set(TILE_KEYS)):
+        raise ValueError(f"int kernels: `tile` must be None or a dict with the keys "
+                         f"{sorted(TILE_KEYS)}; got {tile!r}")
+
+
+@lru_cache(maxsize=None)
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
 
 
 def _launch_tile(tile: dict | None, lif: bool, m: int, n: int, device: torch.device) -> dict:
     """``tile``, or :func:`_tile`'s choice for this launch where it is None."""
     if tile is not None:
         return tile
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-    return _tile(lif, m, n, sms)
+    return _tile(lif, m, n, _multiprocessors(device) if lif else 0)
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):

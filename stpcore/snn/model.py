@@ -249,8 +249,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         # on device, then to the host at once: one synchronisation, not one per population
         *means, n = torch.stack([mean(emb_rate), *(pop_rate(l, p) for l in range(L)
                                                     for p in POPULATIONS), n_tok]).tolist()
-        pop = {"embedding": means[0], "layers": [means[1 + l * len(POPULATIONS):][:len(POPULATIONS)]
-                                                 for l in range(L)]}
+        P = len(POPULATIONS)
+        pop = {"embedding": means[0], "layers": [means[1 + l * P:1 + (l + 1) * P] for l in range(L)]}
         return Simulation(emb_rate, rates, pop, steps, int(n), traces, pop_steps, pop_traces)
 
     def _simulate_unrolled(self, x, ext, valid, vth, weights, kv_cols, dtype, steps,

@@ -23,7 +23,7 @@ fp32 attention (CUDA cores) took 20.3 (bench/results/profile_sim_cuda.json, at 6
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
 ``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
-Runs under ``TRITONINTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
+Runs under ``TRITON_INTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
 (triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the
 GPU, so on CPU the tests check the indexing, masks and softmax, and on CUDA the split products.
 """
