@@ -13,7 +13,11 @@ CUDA events, after 3 warm-up calls) of
   fp32 current, one FMA, written);
 * ``binary_linear_lif``: :func:`stpcore.snn.int_kernels.binary_linear_lif` over the ``t`` steps of
   the block (product, current and LIF, int8 spikes written), where the shape has a ``t``;
-* ``bf16_matmul``: ``x @ w.t()`` in bf16.
+* ``bf16_matmul``: ``x @ w.t()`` in bf16;
+* ``fp8_scaled_mm``: ``torch._scaled_mm`` (cuBLASLt) of the same 0/1 and +-1 values as
+  ``float8_e4m3fn``, unit scales, fp32 out: the integer product without stpcore's epilogue, where
+  K is a multiple of 16 (cuBLASLt's condition). ``fp8_exact``: whether it equals the int32
+  product on these inputs and on all-ones spikes against all-plus signs (the largest sum, K).
 
 It first checks, at every shape, that ``binary_linear`` equals ``alpha * acc + bias`` computed in
 float64 from the exact integer product and rounded once. At the simulator's shapes it then
@@ -78,6 +82,20 @@ def _flat(value) -> list:
     return [value] if isinstance(value, torch.Tensor) else [v for x in value for v in _flat(x)]
 
 
+FP8 = torch.float8_e4m3fn
+
+
+def fp8_exact(x8, w8, flat, signs) -> bool:
+    """Whether cuBLASLt's fp8 product equals the exact int32 one, on the data and on the
+    largest sums (all-ones rows against all-plus signs)."""
+    one = torch.ones((), device="cuda")
+    prod = lambda a, b: torch._scaled_mm(a, b.t(), one, one, out_dtype=torch.float32)
+    ones, plus = torch.ones_like(x8[:64]), torch.ones_like(w8)
+    return bool(torch.equal(prod(x8, w8), torch._int_mm(flat, signs.t()).float())
+                and torch.equal(prod(ones, plus), torch.full((64, w8.shape[0]), float(w8.shape[1]),
+                                                             device="cuda")))
+
+
 def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
     x = (torch.rand(max(t, 1), m, k, generator=gen, device="cuda") < 0.2).to(torch.int8)
     signs = torch.randint(-1, 2, (n, k), generator=gen, device="cuda", dtype=torch.int8)
@@ -103,6 +121,10 @@ def main() -> dict:
                "int_mm_colmajor": lambda: torch._int_mm(flat, signs.t()),
                "binary_linear": lambda: binary_linear(flat, signs, alpha, bias),
                "bf16_matmul": lambda: xb @ wb.t()}
+        if k % 16 == 0:
+            x8, w8, one = flat.to(FP8), signs.to(FP8), torch.ones((), device="cuda")
+            fns["fp8_scaled_mm"] = lambda: torch._scaled_mm(x8, w8.t(), one, one, out_dtype=torch.float32)
+            row["fp8_exact"] = fp8_exact(x8, w8, flat, signs)
         if t:
             fns["binary_linear_lif"] = lambda: binary_linear_lif(x, signs, alpha, bias, vth)
         for name, fn in fns.items():
@@ -119,7 +141,7 @@ def main() -> dict:
         print(f"t={t:>2} M={row['M']:>6} K={k:>4} N={n:>4} exact={row['exact']} | "
               + " | ".join(f"{name} {row[name]['ms']:.3f} ms {row[name]['tera_ops_per_s']:.0f} T/s"
                            for name in fns), flush=True)
-        del x, flat, w_row, xb, wb
+        del x, flat, w_row, xb, wb, fns
         torch.cuda.empty_cache()
     record = {"name": "gemm_int8", "shapes": rows,
               "provenance": {**git_commit(), "source_sha256": SOURCE_SHA256,

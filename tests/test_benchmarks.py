@@ -298,6 +298,17 @@ def test_gemm_table_and_reading(tmp_path):
     rec["shapes"][2]["tiles"]["binary_linear"][intpath.tile_key(tile(128))]["same"] = False
     path.write_text(json.dumps(rec))
     assert "NOT the same outputs" in intpath.gemm_reading(path)
+    assert "fp8" not in text
+    for r, ms in zip(rec["shapes"][:3], (0.5, 0.8, 1.0)):
+        r["fp8_scaled_mm"], r["fp8_exact"] = cell(ms), True
+    path.write_text(json.dumps(rec))
+    text = intpath.gemm_reading(path)
+    assert "fp32 output (2 TFLOP/s on the square) gave the exact integer sums at every shape" in text
+    assert "`binary_linear` takes 1.5-2.5x its time" in text
+    assert intpath.gemm_table(path).loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
+    rec["shapes"][0]["fp8_exact"] = False
+    path.write_text(json.dumps(rec))
+    assert "were NOT exact at every shape" in intpath.gemm_reading(path)
 
 
 def test_profile_table_groups_kernels_and_reading_computes_the_ceilings(tmp_path):

@@ -52,7 +52,8 @@ def test_numpy_philox_gives_random123s_known_answers():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed, offset, shape", [(7, 0, (3, 5, 7)), (2 ** 63 + 12345, 12 * 9, (2, 33)),
-                                                 (0, 2 ** 34 + 4, (1, 1)), (123, 24, (4, 250))])
+                                                 (0, 2 ** 34 + 4, (1, 1)), (123, 24, (4, 250)),
+                                                 (5, 0, (3, 700))])
 def test_kernel_draws_the_formula(seed, offset, shape, device):
     """Odd sizes (a last group of fewer than 4 draws), a 64-bit seed, an offset past 2**32
     counters, rates of 0 and 1 at the ends. Under the interpreter not bf16: triton 3.6's

@@ -27,7 +27,8 @@ GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
                 "int_mm_colmajor": "torch._int_mm, column-major weight",
                 "binary_linear": "stpcore binary_linear (current written)",
                 "binary_linear_lif": "stpcore binary_linear_lif (spikes written)",
-                "bf16_matmul": "bf16 product"}
+                "bf16_matmul": "bf16 product",
+                "fp8_scaled_mm": "cuBLASLt fp8 product, fp32 out (no epilogue)"}
 
 
 def _load(path: Path) -> dict | str:
@@ -140,7 +141,25 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
             f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
             f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
             f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}"
-            f"{tile_reading(shapes)}")
+            f"{fp8_reading(shapes, square)}{tile_reading(shapes)}")
+
+
+def fp8_reading(shapes: list, square: dict | None) -> str:
+    """What cuBLASLt's fp8 product of the same 0/1 and +-1 values says about the tensor cores'
+    headroom (``fp8_scaled_mm``, ``fp8_exact`` in the record; empty where they are absent)."""
+    timed = [r for r in shapes if "fp8_scaled_mm" in r]
+    if not timed:
+        return ""
+    ms = lambda r, k: r[k]["ms"]
+    exact = all(r.get("fp8_exact") for r in timed + ([square] if square and "fp8_exact" in square else []))
+    lo, hi = (f(ms(r, "binary_linear") / ms(r, "fp8_scaled_mm") for r in timed) for f in (min, max))
+    top = (f" ({_g(square['fp8_scaled_mm']['tera_ops_per_s'])} TFLOP/s on the square)"
+           if square and "fp8_scaled_mm" in square else "")
+    return (f" The same 0/1 spikes and +-1 signs as fp8 (e4m3) through cuBLASLt's `_scaled_mm` with "
+            f"fp32 output{top} {'gave the exact integer sums at every shape, including the largest (all ones)' if exact else 'were NOT exact at every shape'}"
+            f", and `binary_linear` takes {_g(lo)}-{_g(hi)}x its time (it also forms and writes "
+            f"the current): the tensor cores can multiply these values faster than stpcore's Triton "
+            f"kernels do, but cuBLASLt cannot run the LIF scan behind its product.")
 
 
 def tile_key(tile: dict) -> str:

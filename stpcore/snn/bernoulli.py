@@ -36,20 +36,41 @@ _BLOCK = 256        # groups of 4 draws per program
 
 if triton is not None:
     @triton.jit
-    def _bernoulli_kernel(rate_ptr, out_ptr, n_rate, total, seed, ctr0, ctr1,
-                          BLOCK: tl.constexpr):
-        group = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)   # curand subsequence
-        zero = tl.zeros((BLOCK,), tl.uint32)
+    def _uniform_draws(seed, ctr0, ctr1, group):
+        """``[BLOCK, 4]`` uniforms of Philox groups ``group`` (int64 ``[BLOCK]``): draw ``4 g + w``
+        is word ``w`` of group ``g`` (module doc)."""
+        zero = tl.zeros(group.shape, tl.uint32)
         x0, x1, x2, x3 = tl.philox(seed, (zero + ctr0).to(tl.uint32), (zero + ctr1).to(tl.uint32),
                                    group.to(tl.uint32), (group >> 32).to(tl.uint32))
-        word = tl.arange(0, 4)[None, :]                 # draw i takes word i % 4 of group i // 4
+        word = tl.arange(0, 4)[None, :]
         x = tl.where(word == 0, x0[:, None], tl.where(word == 1, x1[:, None],
                                                       tl.where(word == 2, x2[:, None], x3[:, None])))
-        idx = group[:, None] * 4 + word
+        return x.to(tl.float32) * 2.3283064365386963e-10 + 1.1641532182693481e-10
+
+    @triton.jit
+    def _bernoulli_kernel(rate_ptr, out_ptr, n_rate, total, seed, ctr0, ctr1,
+                          BLOCK: tl.constexpr):
+        """Any ``n_rate``: programs walk the flattened draws; rate ``i % n_rate``."""
+        group = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)   # curand subsequence
+        idx = group[:, None] * 4 + tl.arange(0, 4)[None, :]
         live = idx < total
         p = tl.load(rate_ptr + idx % n_rate, mask=live, other=0.0).to(tl.float32)
-        u = x.to(tl.float32) * 2.3283064365386963e-10 + 1.1641532182693481e-10
+        u = _uniform_draws(seed, ctr0, ctr1, group)
         tl.store(out_ptr + idx, (u <= p).to(out_ptr.dtype.element_ty), mask=live)
+
+    @triton.jit
+    def _bernoulli_steps_kernel(rate_ptr, out_ptr, n_rate, steps, seed, ctr0, ctr1,
+                                BLOCK: tl.constexpr):
+        """``n_rate % 4 == 0``: no group spans two steps, so a program reads its rates once and
+        walks the steps (no per-draw modulo, the rates read once instead of ``steps`` times)."""
+        col = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)    # group within a step
+        idx = col[:, None] * 4 + tl.arange(0, 4)[None, :]
+        live = idx < n_rate
+        p = tl.load(rate_ptr + idx, mask=live, other=0.0).to(tl.float32)
+        n_rate = n_rate.to(tl.int64)
+        for t in range(steps):
+            u = _uniform_draws(seed, ctr0, ctr1, t * (n_rate // 4) + col)
+            tl.store(out_ptr + t * n_rate + idx, (u <= p).to(out_ptr.dtype.element_ty), mask=live)
 
 
 def philox_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype, seed: int,
@@ -65,10 +86,15 @@ def philox_bernoulli(rate: torch.Tensor, steps: int, dtype: torch.dtype, seed: i
     out = torch.empty((steps, *rate.shape), dtype=dtype, device=rate.device)
     total = out.numel()
     if total:
-        ctr = offset // 4
-        _bernoulli_kernel[(triton.cdiv(triton.cdiv(total, 4), _BLOCK),)](
-            rate.contiguous(), out, rate.numel(), total, seed, ctr & 0xFFFFFFFF, ctr >> 32,
-            BLOCK=_BLOCK)
+        ctr, n_rate = offset // 4, rate.numel()
+        if n_rate % 4:
+            _bernoulli_kernel[(triton.cdiv(triton.cdiv(total, 4), _BLOCK),)](
+                rate.contiguous(), out, n_rate, total, seed, ctr & 0xFFFFFFFF, ctr >> 32,
+                BLOCK=_BLOCK)
+        else:
+            _bernoulli_steps_kernel[(triton.cdiv(n_rate // 4, _BLOCK),)](
+                rate.contiguous(), out, n_rate, steps, seed, ctr & 0xFFFFFFFF, ctr >> 32,
+                BLOCK=_BLOCK)
     return out
 
 
