@@ -56,8 +56,9 @@ def _binary(record, speedup):
     for r in rec["widths"].values():
         r["simulation"]["int8"] = _sim(speedup, 0.1, tflops=2.0, gbps=8.0)
     rec["widths"]["768/3072"]["pruning"].update({f"{k}_int8": _prune(1.5, 1.6) for k in ("temporal", "spatial")})
-    rec["widths"]["768/3072"]["training"]["dtypes"]["int8"] = {"forward_s": 1.0, "train_step_s": 1.12,
-                                                               "train_over_forward": 1.12}
+    rec["widths"]["768/3072"]["training"]["dtypes"]["int8"] = {
+        "forward_s": 1.0, "train_step_s": 1.12, "train_over_forward": 1.12,
+        "implicit_bf16": {"train_step_s": 1.05, "train_over_forward": 1.05}}
     return rec
 
 
@@ -205,6 +206,9 @@ def test_int8_rows_only_in_a_record_with_int8_results():
         assert _met(i8, "temporal efficiency") == ["yes"] and _met(i8, "spatial efficiency") == ["yes"]
         train = i8[i8["metric"] == "training step / forward"].iloc[0]      # 1.12: above issue 12's
         assert (train["target"], train["met?"]) == ("<= 1.1x", "no")         # 1.1 (float paths: 1.15)
+        bf16 = i8[i8["metric"] == "training step, Eq. 4 pass in bf16 / forward"].iloc[0]
+        assert (bf16["value"], bf16["target"], bf16["met?"]) == (1.05, "<= 1.1x", "yes")
+        assert "training step, Eq. 4 pass in bf16 / forward" not in set(t[t["dtype"] == "fp32"]["metric"])
         card = benchmarks.scorecard({"sim_paper_binary_cuda": rec, "sim_paper_cuda": _record(True)})
         label = "1-bit weights, LIF auto, chunk 32"
         assert list(card.columns) == ["target", label, "LIF auto, chunk 32"]

@@ -309,3 +309,23 @@ def test_bf16_context_is_the_attention_of_attend_up_to_rounding(tiny_model):
     fast = layer.context(q.bfloat16(), k.bfloat16(), v.bfloat16(), ext)
     assert fast.dtype == torch.bfloat16 and fast.shape == exact.shape
     torch.testing.assert_close(fast.float(), exact, atol=3e-2, rtol=3e-2)
+
+
+def test_implicit_dtype_moves_only_the_gradients(tiny_batch):
+    """The Eq. 4 pass under bf16 autocast: the same logits and loss (the forward values are the
+    simulated rates), gradients close to fp32's but not equal (its products did run in bf16)."""
+    model = make_tiny_model(binary_weights=True)
+    inputs = {k: v for k, v in tiny_batch.items() if k != "labels"}
+    outs, grads = [], []
+    for dtype in (torch.float32, torch.bfloat16):
+        model.zero_grad(set_to_none=True)
+        out = model(**inputs, labels=tiny_batch["labels"], implicit=True, implicit_dtype=dtype)
+        out.loss.backward()
+        outs.append(out)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.equal(outs[0].logits, outs[1].logits) and torch.equal(outs[0].loss, outs[1].loss)
+    assert grads[0].shape == grads[1].shape and not torch.equal(grads[0], grads[1])
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+    with pytest.raises(ValueError, match="`implicit_dtype` must be torch.float32, torch.bfloat16 "
+                                         "or torch.float16; got torch.float64"):
+        model(**inputs, implicit_dtype=torch.float64)

@@ -88,6 +88,9 @@ def test_bench_training_times_a_step_in_every_simulation_dtype(monkeypatch):
     seen, simulate = [], model.spiking_bert.simulate
     monkeypatch.setattr(model.spiking_bert, "simulate",
                         lambda *a, **k: seen.append(k["dtype"]) or simulate(*a, **k))
+    autocast, equilibrium = [], model.spiking_bert.equilibrium      # the Eq. 4 pass's dtype
+    monkeypatch.setattr(model.spiking_bert, "equilibrium", lambda *a, **k: autocast.append(
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu")) or equilibrium(*a, **k))
     ids = torch.randint(1, 100, (2, 5), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     cpu = torch.device("cpu")
@@ -95,7 +98,13 @@ def test_bench_training_times_a_step_in_every_simulation_dtype(monkeypatch):
     assert set(res["dtypes"]) == {"bf16", "int8"} and "peak_gib_chunk32" not in res     # memory: CUDA
     for r in (res, *res["dtypes"].values()):
         assert r["train_step_s"] > 0 and r["train_over_forward"] == r["train_step_s"] / r["forward_s"]
-    assert seen.count(torch.int8) == seen.count(torch.bfloat16) == seen.count(torch.float32) == 4
+    for r in res["dtypes"].values():        # and again with the Eq. 4 pass in bf16
+        b = r["implicit_bf16"]
+        assert b["train_step_s"] > 0 and b["train_over_forward"] == b["train_step_s"] / r["forward_s"]
+    assert "implicit_bf16" not in res
+    # Timer: a warm-up and one timed call each; fp32 forward + step, others forward + 2 steps
+    assert seen.count(torch.float32) == 4 and seen.count(torch.int8) == seen.count(torch.bfloat16) == 6
+    assert autocast.count(torch.bfloat16) == 4 and autocast.count(False) == 6
 
 
 def test_profile_sim_records_every_setting_and_dtype(tmp_path):

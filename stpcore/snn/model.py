@@ -31,7 +31,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import SpikingBertConfig
-from .layer import POPULATIONS, SpikingEncoderLayer, _attach
+from .layer import LOW_PRECISION, POPULATIONS, SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan, spike_counts
 from .packed import packed_weights_file, unpack_state
 from .quant import QuantLinear
@@ -340,19 +340,28 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, head_mask=None,
                 neuron_mask=None, executor=None, implicit=None, record_traces=False,
-                sim_dtype=torch.float32, **_):
+                sim_dtype=torch.float32, implicit_dtype=torch.float32, **_):
         """Simulate, then (when gradients are on, or ``implicit=True``) run the Eq. 4 pass.
 
         ``head_mask``/``neuron_mask`` override the installed masks in the gradient pass only
-        (soft or grad-requiring masks); the simulation always uses the installed 0/1 masks."""
+        (soft or grad-requiring masks); the simulation always uses the installed 0/1 masks.
+        ``implicit_dtype``: float32 (default) or bfloat16/float16, under which the Eq. 4 pass runs
+        in autocast (its products, forward and backward, in that dtype). The forward values are
+        the simulated rates either way (:func:`stpcore.snn.layer._attach`), so logits and loss
+        are unchanged; only the gradients move."""
+        if implicit_dtype not in (torch.float32, *LOW_PRECISION):
+            raise ValueError(f"`implicit_dtype` must be torch.float32, torch.bfloat16 or "
+                             f"torch.float16; got {implicit_dtype!r}")
         bert = self.spiking_bert
         sim = bert.simulate(input_ids, attention_mask, token_type_ids, executor=executor,
                             record_traces=record_traces, dtype=sim_dtype,
                             prune_kv=head_mask is None)
         implicit = torch.is_grad_enabled() if implicit is None else implicit
         if implicit:
-            hidden, attentions = bert.equilibrium(input_ids, attention_mask, token_type_ids, sim,
-                                                  head_mask, neuron_mask)
+            with torch.autocast(input_ids.device.type, dtype=implicit_dtype,
+                                enabled=implicit_dtype != torch.float32):
+                hidden, attentions = bert.equilibrium(input_ids, attention_mask, token_type_ids,
+                                                      sim, head_mask, neuron_mask)
         else:
             hidden, attentions = [sim.embedding_rate] + [r["output"] for r in sim.rates], []
         logits = self.classify(hidden[-1][:, 0])
