@@ -30,6 +30,7 @@ from reference_loop import random_model  # noqa: E402
 
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
                                   describe_device, git_commit)
+from stpcore.snn import sequential  # noqa: E402
 
 SETTINGS = ("dense", "temporal", "spatial")
 
@@ -55,18 +56,36 @@ def kernel_times(prof, device: torch.device) -> dict:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["ms"]))
 
 
+def count_draws(run) -> int:
+    """Run ``run()`` and return how many Bernoulli spikes Eq. 11's executor drew in it
+    (``steps * rate.numel()`` summed over its ``draw_bernoulli`` calls)."""
+    draw, drawn = sequential.draw_bernoulli, [0]
+
+    def counting(rate, steps, *args, **kwargs):
+        drawn[0] += steps * rate.numel()
+        return draw(rate, steps, *args, **kwargs)
+    sequential.draw_bernoulli = counting
+    try:
+        run()
+    finally:
+        sequential.draw_bernoulli = draw
+    return drawn[0]
+
+
 def profile_run(bert, batch, dtype, device, timer) -> dict:
-    """Wall time (median of 3) and the kernel breakdown of one ``simulate`` in ``dtype``."""
+    """Wall time (median of 3), the kernel breakdown of one ``simulate`` in ``dtype`` and the
+    Bernoulli spikes it drew (``bernoulli_draws``, 0 outside Eq. 11's executor)."""
     run = lambda: bert.simulate(**batch, dtype=dtype)
     wall = timer(run, 3)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
-        run()
+        draws = count_draws(run)
         if device.type == "cuda":
             torch.cuda.synchronize()
     kernels = kernel_times(prof, device)
     return {"wall_ms": wall * 1e3, "kernel_ms": sum(k["ms"] for k in kernels.values()),
-            "kernels": kernels, **(device_gaps(prof) if device.type == "cuda" else {})}
+            "kernels": kernels, "bernoulli_draws": draws,
+            **(device_gaps(prof) if device.type == "cuda" else {})}
 
 
 def device_gaps(prof, top: int = 8) -> dict:

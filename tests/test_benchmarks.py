@@ -307,7 +307,7 @@ def test_gemm_table_and_reading(tmp_path):
         r["fp8_scaled_mm"], r["fp8_exact"] = cell(ms), True
     path.write_text(json.dumps(rec))
     text = intpath.gemm_reading(path)
-    assert "fp32 output (2 TFLOP/s on the square) gave the exact integer sums at every shape" in text
+    assert "fp32 output (2 TOP/s on the square) gave the exact integer sums at every shape" in text
     assert "`binary_linear` takes 1.5-2.5x its time" in text
     assert intpath.gemm_table(path).loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
     rec["shapes"][0]["fp8_exact"] = False
@@ -337,19 +337,33 @@ def test_profile_table_groups_kernels_and_reading_computes_the_ceilings(tmp_path
     # attention: 2 * 10 tokens * 2 * 10 * 8 * 10 steps = 32000 FLOPs, at 0.032 TFLOP/s 1 us
     bench = {"peaks": {"matmul_int8_tflops": 0.1024, "matmul_fp32_tflops": 0.032},
              "widths": {"8/16": {"simulation": {"reference_s": 0.6}}}}
-    text = intpath.profile_reading(path, bench)
+    none = tmp_path / "none.json"
+    text = intpath.profile_reading(path, bench, none)
     assert "takes 20 ms (15.5 ms in kernels: int8 product + LIF (Triton) 6 ms, attention 5 ms" in text
     assert "12 of 30 ms (int8)" in text
     assert "take 0.001 ms" in text and "0.001 ms at the measured fp32 matmul peak" in text
     assert "with nothing else, 3e+05x" in text                      # 600 ms / 0.002 ms
     assert "every other kernel (1.5 ms) as measured, 92.3x" in text   # 600 / (0.001 + 5 + 1.5)
     assert "Ceilings" not in intpath.profile_reading(path)          # no bench record: no ceilings
+    assert "fp8" not in text and "G spikes" not in text    # no GEMM record, no draw count
+    gemm = tmp_path / "g.json"                             # fp8 at 4x the int8 peak: 0.00025 ms
+    square = {"t": 0, "M": 64, "fp8_exact": True, "fp8_scaled_mm": {"tera_ops_per_s": 0.4096}}
+    gemm.write_text(json.dumps({"shapes": [square]}))
+    rec["runs"]["temporal_int8"]["bernoulli_draws"] = 6e9          # in 12 ms: 500 G per second
+    path.write_text(json.dumps(rec))
+    text = intpath.profile_reading(path, bench, gemm)
+    assert "draw 6 G spikes, 500 G per second: one Philox4x32-10" in text
+    assert "cuBLASLt's fp8 one (0 TOP/s on the 64^3 square" in text
+    assert "take 0.00025 ms, and with the attention and every other kernel as measured the integer path would run 92.3x" in text
+    square["fp8_exact"] = False
+    gemm.write_text(json.dumps({"shapes": [square]}))
+    assert "fp8" not in intpath.profile_reading(path, bench, gemm)
     assert "bench/profile_sim.py" in intpath.profile_table(tmp_path / "none.json")
     # the split-bf16 attention: three bf16 products per product, 96000 FLOPs at 0.096 TFLOP/s 1 us
     kernels = rec["runs"]["dense_int8"]["kernels"]
     kernels[intpath.SPLIT_KERNEL] = kernels.pop("fmha_cutlassF_f32")
     path.write_text(json.dumps(rec))
-    text = intpath.profile_reading(path, {**bench, "peaks": {**bench["peaks"], "matmul_bf16_tflops": 0.096}})
+    text = intpath.profile_reading(path, {**bench, "peaks": {**bench["peaks"], "matmul_bf16_tflops": 0.096}}, none)
     assert "three bf16 tensor-core products each" in text and "0.001 ms at the measured bf16 matmul peak" in text
     assert "with nothing else, 3e+05x" in text and "as measured, 92.3x" in text
     assert "sat idle" not in text                                     # an older record: no gaps

@@ -111,6 +111,7 @@ def test_profile_sim_records_every_setting_and_dtype(tmp_path):
     """bench/profile_sim.py at smoke size on CPU: one run per pruning setting and dtype, each
     with a wall time and a non-empty kernel breakdown that sums to its kernel time."""
     import json
+    from bench_sim import SIZES
     from profile_sim import SETTINGS, main
     main(["--device", "cpu", "--size", "small", "--out", str(tmp_path / "p.json")])
     rec = json.loads((tmp_path / "p.json").read_text())
@@ -119,6 +120,14 @@ def test_profile_sim_records_every_setting_and_dtype(tmp_path):
         assert run["wall_ms"] > 0 and run["kernels"]
         assert abs(sum(k["ms"] for k in run["kernels"].values()) - run["kernel_ms"]) < 1e-6
     assert any("bernoulli" in k for k in rec["runs"]["temporal_int8"]["kernels"])   # Eq. 11 samples
+    # every population draws [t^l, B, N, width] from each presynaptic population's rates
+    from stpcore.snn.layer import PRESYNAPTIC
+    (hidden, inter), s = SIZES["small"]["widths"][0], SIZES["small"]
+    per_step = sum(inter if q == "intermediate" else hidden for qs in PRESYNAPTIC.values() for q in qs)
+    want = sum(rec["layer_timesteps"]) * s["batch"] * s["seq"] * per_step
+    assert per_step == 9 * hidden + inter
+    for name, run in rec["runs"].items():
+        assert run["bernoulli_draws"] == (want if name.startswith("temporal") else 0)
 
 
 def test_profile_sim_rejects_an_unknown_setting():

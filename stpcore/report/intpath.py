@@ -153,7 +153,7 @@ def fp8_reading(shapes: list, square: dict | None) -> str:
     ms = lambda r, k: r[k]["ms"]
     exact = all(r.get("fp8_exact") for r in timed + ([square] if square and "fp8_exact" in square else []))
     lo, hi = (f(ms(r, "binary_linear") / ms(r, "fp8_scaled_mm") for r in timed) for f in (min, max))
-    top = (f" ({_g(square['fp8_scaled_mm']['tera_ops_per_s'])} TFLOP/s on the square)"
+    top = (f" ({square['fp8_scaled_mm']['tera_ops_per_s']:.0f} TOP/s on the square)"
            if square and "fp8_scaled_mm" in square else "")
     return (f" The same 0/1 spikes and +-1 signs as fp8 (e4m3) through cuBLASLt's `_scaled_mm` with "
             f"fp32 output{top} {'gave the exact integer sums at every shape, including the largest (all ones)' if exact else 'were NOT exact at every shape'}"
@@ -298,12 +298,14 @@ def idle_reading(runs: dict) -> str:
             f"host, so the wall times above, measured without it, show less). ")
 
 
-def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None) -> str:
+def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None,
+                    gemm_path: str | Path = GEMM_RECORD) -> str:
     """The profile in words: where the dense int8 simulation's time goes, against bf16; what the
     Bernoulli sampling costs the temporally pruned runs; and the fastest the integer path could
     be under issue 12's constraints (every product at the measured int8 peak of ``bench``, a
     1-bit bench record, and the attention at fp32 accuracy, as measured and at the peak of the
-    units it runs on), as a multiple of the reference loop."""
+    units it runs on), as a multiple of the reference loop, and with the products at the rate of
+    the fastest exact product in the GEMM record at ``gemm_path`` (cuBLASLt's fp8)."""
     rec = _load(Path(path))
     if isinstance(rec, str):
         return profile_table(path)
@@ -320,6 +322,14 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
     text += ("In the temporally pruned runs (Eq. 11's executor) drawing the Bernoulli input spikes takes "
              + ", ".join(f"{_g(table.loc[samp, c])} of {_g(table.loc['wall', c])} ms ({c.split()[1]})"
                          for c in temporal) + ": time the AC count does not see. ")
+    draws = {c: rec["runs"][c.replace(" ", "_")].get("bernoulli_draws") for c in temporal}
+    if all(draws.values()) and all(table.loc[samp, c] > 0 for c in temporal):
+        rate = [n / table.loc[samp, c] / 1e6 for c, n in draws.items()]      # per ms / 1e6: G/s
+        lo, hi = _g(min(rate)), _g(max(rate))
+        text += (f"Those runs draw {_g(next(iter(draws.values())) / 1e9)} G spikes, "
+                 f"{lo if lo == hi else f'{lo}-{hi}'} G per second: one Philox4x32-10 evaluation (ten "
+                 f"rounds of two 32-bit multiplies) per four draws, fixed work as long as the draws "
+                 f"are `torch.bernoulli`'s. ")
     setup, peaks = rec["setup"], (bench or {}).get("peaks", {})
     ref = ((bench or {}).get("widths", {}).get(rec["width"], {}).get("simulation", {}).get("reference_s"))
     split = any(SPLIT_KERNEL in name for name in rec["runs"]["dense_int8"]["kernels"])
@@ -341,4 +351,14 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
                  f"the int8 peak but the attention ({_g(i8['attention'])} ms) and every other kernel ({_g(rest)} ms) "
                  f"as measured, {_g(ref * 1e3 / practical)}x. So issue 12's 30x needs nearly every kernel at its "
                  f"device peak and the launch gaps gone.")
+        fp8 = _load(Path(gemm_path))
+        square = None if isinstance(fp8, str) else next(
+            (r for r in fp8["shapes"] if not r["t"] and r.get("fp8_exact") and "fp8_scaled_mm" in r), None)
+        if square:
+            top = square["fp8_scaled_mm"]["tera_ops_per_s"]
+            fast = lin_ms * peaks["matmul_int8_tflops"] / top
+            text += (f" The fastest exact product measured is cuBLASLt's fp8 one ({top:.0f} TOP/s on the "
+                     f"{square['M']}^3 square, exact on these values: the products section): at that rate the "
+                     f"linear layers take {_g(fast)} ms, and with the attention and every other kernel as "
+                     f"measured the integer path would run {_g(ref * 1e3 / (fast + i8['attention'] + rest))}x.")
     return text

@@ -9,13 +9,16 @@ gives element ``i`` of the flattened output the uniform::
 
 (``curand_init(seed, subsequence=i // 4, offset)`` then ``curand_uniform4``), fires where
 ``u_i <= p_i`` with ``p`` cast to fp32, and advances the generator's Philox offset by 12 per
-call. The kernel here computes the same draws (:func:`philox_bernoulli`) straight into the
-simulation dtype, reading the rates once: 12.0 ms of a temporally pruned bf16 simulation at
-paper size on the H200, where PyTorch's kernel spent 32.4 of its 78 ms
-(bench/results/profile_sim_cuda.json at 654268c and at 7f06678). :func:`draw_bernoulli` takes it
-on CUDA and keeps the generator's state as ``bernoulli_`` would, so recorded runs reproduce spike
-for spike (tests/test_bernoulli.py checks both against ``bernoulli_`` on CUDA); float64 spikes
-(the exactness reference compares a double ``p``) and other devices take ``bernoulli_`` itself. ``STP_FUSED_LIF=0`` turns the kernel off
+call. The kernels here compute the same draws (:func:`philox_bernoulli`) straight into the
+simulation dtype. Where the rates' size is a multiple of 4 (the simulator's widths are), no
+group of four draws spans two steps, so each program reads its rates once and walks the steps:
+8.7 ms of a temporally pruned bf16 simulation at paper size on the H200 (bench/results/
+profile_sim_cuda.json at 29b3e96), where one program per group of draws, reading the rate of
+each draw through an int64 modulo, took 12.0 (at 654268c) and PyTorch's kernel 32.4 of its 78 ms
+(at 7f06678). :func:`draw_bernoulli` takes them on CUDA and keeps the generator's state as
+``bernoulli_`` would, so recorded runs reproduce spike for spike (tests/test_bernoulli.py checks
+both against ``bernoulli_`` on CUDA); float64 spikes (the exactness reference compares a double
+``p``) and other devices take ``bernoulli_`` itself. ``STP_FUSED_LIF=0`` turns the kernels off
 with the other Triton kernels (:func:`stpcore.snn.lif.use_fused_lif`).
 """
 from __future__ import annotations
