@@ -92,6 +92,24 @@ def test_fused_lif_starts_from_any_given_state(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_tma_and_pointer_loads_give_the_same_outputs(device, monkeypatch):
+    """K = 64 rows are 16-byte aligned, so the kernels read them through TMA descriptors; forcing
+    pointer loads gives the same currents and spikes. 50 rows per step with 32-row blocks: a
+    block's TMA rows run past the step into the next one (which feeds only unstored rows)."""
+    signs, alpha, bias = make_layer(64, 40, seed=8, device=device)
+    x = draw_spikes(3, 50, 64, seed=9).to(device)
+    vth = torch.tensor(0.6, device=device)
+    assert int_kernels._use_tma(x.reshape(-1, 64), signs)
+    assert not int_kernels._use_tma(x[..., :60].reshape(-1, 60).contiguous(), signs[:, :60].contiguous())
+    with_tma = binary_linear(x, signs, alpha, bias), binary_linear_lif(x, signs, alpha, bias, vth)
+    monkeypatch.setattr(int_kernels, "_use_tma", lambda *_: False)
+    pointers = binary_linear(x, signs, alpha, bias), binary_linear_lif(x, signs, alpha, bias, vth)
+    assert torch.equal(with_tma[0], pointers[0]) and torch.equal(with_tma[1][0], pointers[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(with_tma[1][1], pointers[1][1]))
+    assert 0 < with_tma[1][0].float().mean() < 1
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_an_explicit_tile_gives_the_same_outputs(device):
     """``tile`` (for benchmarks) changes the launch, not the result: integer sums are exact."""
     tile = {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 1, "num_warps": 4,

@@ -17,12 +17,16 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
   spikes equal :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit
   for bit.
 
+Both load their operand tiles through TMA tensor descriptors (Hopper's tensor memory
+accelerator; out-of-range rows and columns read as zeros) where the rows are 16-byte aligned
+(K a multiple of 16, as the simulator pads its widths: :data:`stpcore.snn.layer.ALIGN`), and
+through masked pointer loads otherwise (:func:`_use_tma`); the sums are the same integers either
+way.
+
 Import is safe without triton (:func:`int_kernels_available` is False); under
 ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which the tests use.
 """
 from __future__ import annotations
-
-from functools import lru_cache
 
 import torch
 
@@ -30,6 +34,7 @@ from .kernels import INTERPRET, SPIKE_DTYPES, triton
 
 if triton is not None:
     import triton.language as tl
+    from triton.tools.tensor_descriptor import TensorDescriptor
 
     from .kernels import _lif_step
 
@@ -46,23 +51,18 @@ GROUP_M = 8
 TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
 
 
-def _tile(lif: bool, m: int = 0, n: int = 0, sms: int = 0) -> dict:
-    """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: a fixed
-    function of the shape, not autotuned (as the attention's: one tile, one rounding, and no
-    autotuning in every process). The product alone: 128 x 128 x 64, the fastest of the tiles
-    swept at every aligned simulator shape. The product with the LIF scan (``m`` neuron rows per
-    step, ``n`` columns, ``sms`` multiprocessors), whose programs each walk the whole time axis:
-    64 x 128 x 128 where that gives at least two programs per multiprocessor, else 64 x 64 x 128.
-    No tile won at every shape in ``bench/gemm_int8.py``'s sweeps on an H200 (its record's
-    ``tiles``; single timings moved by up to 20 % between sweeps), and at the shapes the
-    simulator runs this kernel at (Key, Value, intermediate) this choice was up to 16 % behind the
-    best tile at one shape and within 5 % of the best single tile summed over a layer. Under
-    the interpreter, small tiles."""
+def _tile(lif: bool) -> dict:
+    """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: fixed,
+    not autotuned (as the attention's: one tile, one rounding, and no autotuning in every
+    process). The product alone: 128 x 128 x 64. The product with the LIF scan, whose programs
+    each walk the whole time axis: 128 x 64 x 128. Both were the fastest or near it at every
+    simulator shape in ``bench/gemm_int8.py``'s sweeps on an H200 (its record's ``tiles``, which
+    the benchmarks page reads; single timings move by up to 20 % between sweeps, so they do not
+    rank close tiles). Under the interpreter, small tiles."""
     if INTERPRET:
         return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))
     if lif:
-        wide = triton.cdiv(m, 64) * triton.cdiv(n, 128) >= 2 * sms
-        return dict(zip(TILE_KEYS, (64, 128 if wide else 64, 128, GROUP_M, 4, 3)))
+        return dict(zip(TILE_KEYS, (128, 64, 128, GROUP_M, 4, 3)))
     return dict(zip(TILE_KEYS, (128, 128, 64, GROUP_M, 4, 4)))
 
 
@@ -74,7 +74,7 @@ def _grid(m: int, n: int, tile: dict) -> tuple:
 if triton is not None:
     @triton.jit
     def _tile_of(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-        """Row and column offsets of this program's tile. Grouped launch order: programs launched
+        """The first row and column of this program's tile. Grouped launch order: programs launched
         together walk the column blocks of ``GROUP_M`` row blocks, so a block of spike rows is
         read from memory once and then from L2 (the first kernels ran row blocks fastest and
         re-read every spike row once per column block: bench/results/gemm_int8_cuda.json)."""
@@ -83,43 +83,53 @@ if triton is not None:
         rows = tl.minimum(blocks_m - first_m, GROUP_M)
         pid_m = first_m + (pid % (GROUP_M * blocks_n)) % rows
         pid_n = (pid % (GROUP_M * blocks_n)) // rows
-        return (pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M),
-                pid_n * BLOCK_N + tl.arange(0, BLOCK_N))
+        return pid_m * BLOCK_M, pid_n * BLOCK_N
 
     @triton.jit
-    def _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """``alpha * (x[offs_m] @ signs[offs_n]^T) + bias`` of one tile, fp32 (one FMA)."""
-        offs_k = tl.arange(0, BLOCK_K)
+    def _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, TMA: tl.constexpr):
+        """``alpha * (x[rows] @ signs[cols]^T) + bias`` of the tile at ``(row0, col0)``, fp32 (one
+        FMA). ``x``, ``w``: tensor descriptors of the ``[rows, K]`` spikes and ``[N, K]`` signs
+        (``TMA``), or their pointers with ``M`` valid rows from ``row0`` on."""
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
-        for k0 in range(0, K, BLOCK_K):
-            kk = k0 + offs_k
-            a = tl.load(x_ptr + offs_m[:, None] * K + kk[None, :],
-                        mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
-            b = tl.load(w_ptr + offs_n[None, :].to(tl.int64) * K + kk[:, None],
-                        mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
-            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        if TMA:
+            for k0 in range(0, K, BLOCK_K):
+                acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
+        else:
+            offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
+            offs_n = col0 + tl.arange(0, BLOCK_N)
+            for k0 in range(0, K, BLOCK_K):
+                kk = k0 + tl.arange(0, BLOCK_K)
+                a = tl.load(x + offs_m[:, None] * K + kk[None, :],
+                            mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
+                b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
+                            mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
+                acc = tl.dot(a, b, acc, out_dtype=tl.int32)
         return tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
 
     @triton.jit
-    def _binary_linear_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, out_ptr, M, N, K,
+    def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                              GROUP_M: tl.constexpr):
-        offs_m, offs_n = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+                              GROUP_M: tl.constexpr, TMA: tl.constexpr):
+        row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
+        offs_n = col0 + tl.arange(0, BLOCK_N)
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
-        cur = _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
-                             BLOCK_M, BLOCK_N, BLOCK_K)
+        cur = _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
         tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
                  mask=(offs_m[:, None] < M) & live_n[None, :])
 
     @triton.jit
-    def _binary_linear_lif_kernel(x_ptr, w_ptr, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
+    def _binary_linear_lif_kernel(x, w, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
                                   s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
                                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                  BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-        offs_m, offs_n = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+                                  BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                                  TMA: tl.constexpr):
+        row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
+        offs_n = col0 + tl.arange(0, BLOCK_N)
         live_n = offs_n < N
         tile = offs_m[:, None] * N + offs_n[None, :]
         live = (offs_m[:, None] < M) & live_n[None, :]
@@ -129,15 +139,20 @@ if triton is not None:
         u = tl.load(u_in + tile, mask=live, other=0.0)
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
         # step 0 peeled: it resets by the given last spike; later steps by u >= vth, the spike
-        # the previous step fired (_lif_step), so only u is carried across the time loop
-        cur = _tile_currents(x_ptr, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
-                             BLOCK_M, BLOCK_N, BLOCK_K)
+        # the previous step fired (_lif_step), so only u is carried across the time loop. Step
+        # t's rows: TMA, rows t M + row0 of the [T M, K] spikes (rows past M belong to step t + 1
+        # or read as zeros, and only feed rows that are not stored); pointers, offset t M K.
+        cur = _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
         u, first = _lif_step(u, tl.load(s_in + tile, mask=live, other=0.0), cur, vth, leak,
                              LEAK_ONE)
         tl.store(spk_ptr + tile, first.to(spk_ptr.dtype.element_ty), mask=live)
         for t in range(1, T):
-            cur = _tile_currents(x_ptr + t * step_x, w_ptr, alpha, bias, offs_m, offs_n, M, N, K,
-                                 BLOCK_M, BLOCK_N, BLOCK_K)
+            if TMA:
+                cur = _tile_currents(x, w, row0 + t * M, col0, alpha, bias, M, N, K,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+            else:
+                cur = _tile_currents(x + t * step_x, w, row0, col0, alpha, bias, M, N, K,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, TMA)
             u, spike = _lif_step(u, tl.where(u >= vth, 1.0, 0.0), cur, vth, leak, LEAK_ONE)
             tl.store(spk_ptr + t * step_s + tile, spike.to(spk_ptr.dtype.element_ty), mask=live)
         tl.store(u_out + tile, u, mask=live)
@@ -150,16 +165,21 @@ def _check_tile(tile: dict | None) -> None:
                          f"{sorted(TILE_KEYS)}; got {tile!r}")
 
 
-@lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+def _operands(x2: torch.Tensor, signs: torch.Tensor, tile: dict) -> tuple:
+    """``(x, w, TMA)`` kernel arguments for the ``[rows, K]`` spikes ``x2`` and the signs: tensor
+    descriptors with the tile's blocks where TMA can read them (:func:`_use_tma`), else the
+    tensors (pointers)."""
+    if not _use_tma(x2, signs):
+        return x2, signs, False
+    return (TensorDescriptor.from_tensor(x2, [tile["BLOCK_M"], tile["BLOCK_K"]]),
+            TensorDescriptor.from_tensor(signs, [tile["BLOCK_N"], tile["BLOCK_K"]]), True)
 
 
-def _launch_tile(tile: dict | None, lif: bool, m: int, n: int, device: torch.device) -> dict:
-    """``tile``, or :func:`_tile`'s choice for this launch where it is None."""
-    if tile is not None:
-        return tile
-    return _tile(lif, m, n, _multiprocessors(device) if lif else 0)
+def _use_tma(x2: torch.Tensor, signs: torch.Tensor) -> bool:
+    """TMA needs 16-byte aligned rows and base addresses and int32 row coordinates: K a
+    multiple of 16, both tensors 16-byte aligned, fewer than 2**31 rows."""
+    return (x2.shape[1] % 16 == 0 and x2.data_ptr() % 16 == 0 and signs.data_ptr() % 16 == 0
+            and x2.shape[0] < 2 ** 31)
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
@@ -181,13 +201,14 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     benchmarks."""
     _check(x, signs, alpha, bias)
     _check_tile(tile)
-    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    x2, signs = x.reshape(-1, x.shape[-1]).contiguous(), signs.contiguous()
     (m, k), n = x2.shape, signs.shape[0]
-    tile = _launch_tile(tile, False, m, n, x.device)
+    tile = tile or _tile(False)
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
-        _binary_linear_kernel[_grid(m, n, tile)](x2, signs.contiguous(), alpha.contiguous(),
-                                                 bias.contiguous(), out, m, n, k, **tile)
+        xo, wo, tma = _operands(x2, signs, tile)
+        _binary_linear_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
+                                                 out, m, n, k, TMA=tma, **tile)
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -227,13 +248,13 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         u, s = (v.to(torch.float32).contiguous() for v in state)
     spikes = torch.empty(shape, dtype=spike_dtype, device=x.device)
     m = u.numel() // max(n, 1)
-    tile = _launch_tile(tile, True, m, n, x.device)
+    tile = tile or _tile(True)
     if m == 0 or n == 0:
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
-    _binary_linear_lif_kernel[_grid(m, n, tile)](x.contiguous(), signs.contiguous(),
-                                                 alpha.contiguous(), bias.contiguous(), spikes, u,
-                                                 s, u_out, s_out, threshold.reshape(1), float(leak),
-                                                 steps, m, n, x.shape[-1],
-                                                 LEAK_ONE=float(leak) == 1.0, **tile)
+    xo, wo, tma = _operands(x.reshape(-1, x.shape[-1]).contiguous(), signs.contiguous(), tile)
+    _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
+                                                 spikes, u, s, u_out, s_out, threshold.reshape(1),
+                                                 float(leak), steps, m, n, x.shape[-1],
+                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma, **tile)
     return spikes, (u_out, s_out)
