@@ -55,10 +55,11 @@ def _tile(lif: bool) -> dict:
     """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: fixed,
     not autotuned (as the attention's: one tile, one rounding, and no autotuning in every
     process). The product alone: 128 x 128 x 64. The product with the LIF scan, whose programs
-    each walk the whole time axis: 128 x 64 x 128. Both were the fastest or near it at every
-    simulator shape in ``bench/gemm_int8.py``'s sweeps on an H200 (its record's ``tiles``, which
-    the benchmarks page reads; single timings move by up to 20 % between sweeps, so they do not
-    rank close tiles). Under the interpreter, small tiles."""
+    each walk the whole time axis: 128 x 64 x 128. In ``bench/gemm_int8.py``'s sweep on an H200
+    (its record's ``tiles``, which the benchmarks page reads) the first was the fastest of its
+    tiles at every simulator shape and the second within 5 % of the fastest (single timings move
+    by up to 20 % between sweeps, so they do not rank close tiles). Under the interpreter, small
+    tiles."""
     if INTERPRET:
         return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))
     if lif:
