@@ -202,6 +202,8 @@ def test_int8_rows_only_in_a_record_with_int8_results():
         assert list(speed["met?"]) == [want] * 2
         # int8 throughput / bf16's (bf16: 30x the reference at 768, 25x at 384; 4 digits)
         ratio = i8[i8["metric"] == "throughput / bf16 throughput"]
+        assert set(ratio["target"]) == {">= 1x beyond a 5 % tie (default for 1-bit models)"}
+        assert list(ratio["met?"]) == ["no", "yes"]       # 30/30 and 29/30: a tie; 1.2 and 1.16
         assert list(ratio["value"]) == pytest.approx([speedup / 30.0, speedup / 25.0], rel=1e-3)
         assert _met(i8, "temporal efficiency") == ["yes"] and _met(i8, "spatial efficiency") == ["yes"]
         train = i8[i8["metric"] == "training step / forward"].iloc[0]      # 1.12: above issue 12's
@@ -232,6 +234,9 @@ def test_dtype_table_and_integer_path_summary():
     fast = intpath.integer_path_summary(_binary(_record(True), 40.0))
     assert "met at every width" in fast and "default at width 768/3072, 384/1536" in fast
     assert "no int8 results" in intpath.integer_path_summary(_record(True))
+    tie = intpath.integer_path_summary(_binary(_record(True), 31.0))       # 31/30 and 31/25 of bf16
+    assert "At width 768/3072 the two tie: within 5 % of each other" in tie
+    assert "it would be the default at width 384/1536." in tie
     labels = {t.get_text() for t in benchmarks.plot_roofline(rec).axes[0].texts}
     assert {"int8 768/3072", "int8 384/1536"} <= labels
 

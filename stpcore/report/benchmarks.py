@@ -29,6 +29,10 @@ T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0
 #: relative to bf16 at which it becomes the default for 1-bit models on CUDA, and its training
 #: step over a forward.
 T_INT, T_INT_DEFAULT, T_INT_TRAIN = 30.0, 1.0, 1.10
+#: Throughput ratios within this of 1 are a tie, not a lead: one dtype's simulation time at paper
+#: size moves by about this much between runs on the H200 (bf16 at width 768: 54.9, 55.5 and
+#: 57.5 ms in the 1-bit records at 59a4528, 29b3e96 and 544ee5a).
+T_INT_TIE = 0.05
 DTYPES, INT8 = ("fp32", "bf16"), "int8"
 COLUMNS = ["width", "dtype", "metric", "value", "unit", "target", "met?"]
 
@@ -116,7 +120,8 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
                     f">= {T_INT:g}x", lambda v: v >= T_INT)
                 own, bf16 = x.get("example_steps_per_s"), sim.get("bf16", {}).get("example_steps_per_s")
                 add(width, d, "throughput / bf16 throughput", own / bf16 if own and bf16 else None, "x",
-                    f">= {T_INT_DEFAULT:g}x (default for 1-bit models)", lambda v: v >= T_INT_DEFAULT)
+                    f">= {T_INT_DEFAULT:g}x beyond a {T_INT_TIE * 100:g} % tie (default for 1-bit models)",
+                    lambda v: v >= T_INT_DEFAULT + T_INT_TIE)
             else:
                 add(width, d, "speed-up vs reference loop", x.get("speedup_vs_reference"), "x",
                     f">= {T_FORWARD:g}x (aim {T_AIM:g}x)", lambda v: v >= T_FORWARD)

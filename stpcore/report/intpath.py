@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..runs.records import REPO_ROOT
-from .benchmarks import INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT, _g, dtype_table, record_dtypes
+from .benchmarks import (INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT, T_INT_TIE, _g, dtype_table,
+                         record_dtypes)
 from .tables import NO_METRIC
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -221,11 +222,17 @@ def integer_path_summary(record: dict) -> str:
                  + " and ".join(f"{_g(bf16['achieved TFLOP/s'][w])}" for w in above)
                  + " TFLOP/s, above that peak, so there the integer path could not match bf16 even at the full "
                    "int8 peak.")
-    default = [w for w in int8.index if isinstance(ratio[w], float) and ratio[w] >= T_INT_DEFAULT]
-    rule = ("By issue 12's rule (the integer path is the default for 1-bit models on CUDA wherever it is at "
-            "least as fast as bf16) " + (f"it would be the default at width {', '.join(default)}." if default
-                                         else "bf16 stays the default, and int8 stays selectable through the "
-                                              "API (`simulate(dtype=torch.int8)`)."))
+    timed = [w for w in int8.index if isinstance(ratio[w], float)]
+    default = [w for w in timed if ratio[w] >= T_INT_DEFAULT + T_INT_TIE]
+    tied = [w for w in timed if abs(ratio[w] - T_INT_DEFAULT) < T_INT_TIE]
+    tie = (f"At width {' and '.join(tied)} the two tie: within {T_INT_TIE * 100:g} % of each other, about "
+           f"how much one dtype's time moves between runs here (`T_INT_TIE`), which does not show the "
+           f"integer path at least as fast. " if tied else "")
+    rule = (tie + "By issue 12's rule (the integer path is the default for 1-bit models on CUDA wherever it "
+            "is at least as fast as bf16) " + (
+                f"it would be the default at width {', '.join(default)}." if default
+                else "bf16 stays the default, and int8 stays selectable through the "
+                     "API (`simulate(dtype=torch.int8)`)."))
     return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
             f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
 
