@@ -347,7 +347,7 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
         (soft or grad-requiring masks); the simulation always uses the installed 0/1 masks.
         ``implicit_dtype``: float32 (default) or bfloat16/float16, under which the Eq. 4 pass runs
         in autocast (its products, forward and backward, in that dtype). The forward values are
-        the simulated rates either way (:func:`stpcore.snn.layer._attach`), so logits and loss
+        the simulated rates either way (``stpcore.snn.layer._attach``), so logits and loss
         are unchanged; only the gradients move."""
         if implicit_dtype not in (torch.float32, *LOW_PRECISION):
             raise ValueError(f"`implicit_dtype` must be torch.float32, torch.bfloat16 or "
