@@ -29,8 +29,8 @@ T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0
 #: relative to bf16 at which it becomes the default for 1-bit models on CUDA, and its training
 #: step over a forward.
 T_INT, T_INT_DEFAULT, T_INT_TRAIN = 30.0, 1.0, 1.10
-#: Throughput ratios within this of 1 are a tie, not a lead: one dtype's simulation time at paper
-#: size moves by about this much between runs on the H200 (bf16 at width 768: 54.9, 55.5 and
+#: Throughput ratios within this of 1 are a tie, not a lead. One dtype's simulation time at paper
+#: size moves by about this much between runs on the H200 (bf16 at width 768 took 54.9, 55.5 and
 #: 57.5 ms in the 1-bit records at 59a4528, 29b3e96 and 544ee5a).
 T_INT_TIE = 0.05
 DTYPES, INT8 = ("fp32", "bf16"), "int8"
