@@ -85,15 +85,19 @@ def _flat(value) -> list:
 FP8 = torch.float8_e4m3fn
 
 
+def fp8_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b^T`` of fp8 ``a [M, K]`` and ``b [N, K]`` through cuBLASLt, unit scales, fp32 out."""
+    one = torch.ones((), device=a.device)
+    return torch._scaled_mm(a, b.t(), one, one, out_dtype=torch.float32)
+
+
 def fp8_exact(x8, w8, flat, signs) -> bool:
     """Whether cuBLASLt's fp8 product equals the exact int32 one, on the data and on the
     largest sums (all-ones rows against all-plus signs)."""
-    one = torch.ones((), device="cuda")
-    prod = lambda a, b: torch._scaled_mm(a, b.t(), one, one, out_dtype=torch.float32)
     ones, plus = torch.ones_like(x8[:64]), torch.ones_like(w8)
-    return bool(torch.equal(prod(x8, w8), torch._int_mm(flat, signs.t()).float())
-                and torch.equal(prod(ones, plus), torch.full((64, w8.shape[0]), float(w8.shape[1]),
-                                                             device="cuda")))
+    return bool(torch.equal(fp8_product(x8, w8), torch._int_mm(flat, signs.t()).float())
+                and torch.equal(fp8_product(ones, plus),
+                                torch.full((64, w8.shape[0]), float(w8.shape[1]), device="cuda")))
 
 
 def make_data(t: int, m: int, k: int, n: int, gen: torch.Generator):
@@ -121,8 +125,8 @@ def main() -> dict:
                "binary_linear": lambda: binary_linear(flat, signs, alpha, bias),
                "bf16_matmul": lambda: xb @ wb.t()}
         if k % 16 == 0:
-            x8, w8, one = flat.to(FP8), signs.to(FP8), torch.ones((), device="cuda")
-            fns["fp8_scaled_mm"] = lambda: torch._scaled_mm(x8, w8.t(), one, one, out_dtype=torch.float32)
+            x8, w8 = flat.to(FP8), signs.to(FP8)
+            fns["fp8_scaled_mm"] = lambda: fp8_product(x8, w8)
             row["fp8_exact"] = fp8_exact(x8, w8, flat, signs)
         if t:
             fns["binary_linear_lif"] = lambda: binary_linear_lif(x, signs, alpha, bias, vth)

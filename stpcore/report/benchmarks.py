@@ -137,7 +137,8 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
         if "training" in r:
             b = r["training"]
             for d in dtypes:                # fp32's at the top level (records before the others)
-                limit, x = T_INT_TRAIN if d == INT8 else T_TRAIN, b if d == "fp32" else b.get("dtypes", {}).get(d, {})
+                limit = T_INT_TRAIN if d == INT8 else T_TRAIN
+                x = b if d == "fp32" else b.get("dtypes", {}).get(d, {})
                 met = lambda v, limit=limit: v <= limit
                 add(width, d, "training step / forward", x.get("train_over_forward"), "x",
                     f"<= {limit:g}x", met)

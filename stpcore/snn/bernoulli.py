@@ -71,8 +71,9 @@ if triton is not None:
         live = idx < n_rate
         p = tl.load(rate_ptr + idx, mask=live, other=0.0).to(tl.float32)
         n_rate = n_rate.to(tl.int64)
+        groups = n_rate // 4
         for t in range(steps):
-            u = _uniform_draws(seed, ctr0, ctr1, t * (n_rate // 4) + col)
+            u = _uniform_draws(seed, ctr0, ctr1, t * groups + col)
             tl.store(out_ptr + t * n_rate + idx, (u <= p).to(out_ptr.dtype.element_ty), mask=live)
 
 

@@ -87,18 +87,18 @@ if triton is not None:
         return pid_m * BLOCK_M, pid_n * BLOCK_N
 
     @triton.jit
-    def _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M: tl.constexpr,
-                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, TMA: tl.constexpr):
-        """``alpha * (x[rows] @ signs[cols]^T) + bias`` of the tile at ``(row0, col0)``, fp32 (one
-        FMA). ``x``, ``w``: tensor descriptors of the ``[rows, K]`` spikes and ``[N, K]`` signs
-        (``TMA``), or their pointers with ``M`` valid rows from ``row0`` on."""
+    def _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                       TMA: tl.constexpr):
+        """``alpha * (x[rows] @ signs[cols]^T) + bias`` of the tile at ``(row0, col0)`` (rows
+        ``offs_m``, columns ``offs_n``), fp32 (one FMA). ``x``, ``w``: tensor descriptors of the
+        ``[rows, K]`` spikes and ``[N, K]`` signs (``TMA``: reads at ``row0``, ``col0``), or their
+        pointers with ``M`` valid rows (reads at ``offs_m``, ``offs_n``)."""
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         if TMA:
             for k0 in range(0, K, BLOCK_K):
                 acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
         else:
-            offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
-            offs_n = col0 + tl.arange(0, BLOCK_N)
             for k0 in range(0, K, BLOCK_K):
                 kk = k0 + tl.arange(0, BLOCK_K)
                 a = tl.load(x + offs_m[:, None] * K + kk[None, :],
@@ -118,7 +118,8 @@ if triton is not None:
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
-        cur = _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+        cur = _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
+                             BLOCK_M, BLOCK_N, BLOCK_K, TMA)
         tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
                  mask=(offs_m[:, None] < M) & live_n[None, :])
 
@@ -143,17 +144,18 @@ if triton is not None:
         # the previous step fired (_lif_step), so only u is carried across the time loop. Step
         # t's rows: TMA, rows t M + row0 of the [T M, K] spikes (rows past M belong to step t + 1
         # or read as zeros, and only feed rows that are not stored); pointers, offset t M K.
-        cur = _tile_currents(x, w, row0, col0, alpha, bias, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+        cur = _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
+                             BLOCK_M, BLOCK_N, BLOCK_K, TMA)
         u, first = _lif_step(u, tl.load(s_in + tile, mask=live, other=0.0), cur, vth, leak,
                              LEAK_ONE)
         tl.store(spk_ptr + tile, first.to(spk_ptr.dtype.element_ty), mask=live)
         for t in range(1, T):
             if TMA:
-                cur = _tile_currents(x, w, row0 + t * M, col0, alpha, bias, M, N, K,
-                                     BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+                cur = _tile_currents(x, w, row0 + t * M, col0, offs_m, offs_n, alpha, bias, M, N,
+                                     K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
             else:
-                cur = _tile_currents(x + t * step_x, w, row0, col0, alpha, bias, M, N, K,
-                                     BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+                cur = _tile_currents(x + t * step_x, w, row0, col0, offs_m, offs_n, alpha, bias,
+                                     M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
             u, spike = _lif_step(u, tl.where(u >= vth, 1.0, 0.0), cur, vth, leak, LEAK_ONE)
             tl.store(spk_ptr + t * step_s + tile, spike.to(spk_ptr.dtype.element_ty), mask=live)
         tl.store(u_out + tile, u, mask=live)
