@@ -32,24 +32,25 @@ def collect_mask_grads(model, loader, device, num_samples: int, sim_dtype=torch.
     head_g, neuron_g, seen, tokens = [], [], 0, 0
     head_r, neuron_r = torch.zeros_like(bert.head_mask).cpu(), torch.zeros_like(bert.neuron_mask).cpu()
     heads = bert.config.num_attention_heads
-    for batch in loader:
-        if seen >= num_samples:
-            break
-        batch = to_device(batch, device)
-        hm = torch.ones_like(bert.head_mask, requires_grad=True)
-        nm = torch.ones_like(bert.neuron_mask, requires_grad=True)
-        with torch.enable_grad():
-            out = model(**model_inputs(batch), labels=batch["labels"], head_mask=hm,
-                        neuron_mask=nm, implicit=True, sim_dtype=sim_dtype)
-            gh, gn = torch.autograd.grad(out.loss, (hm, nm))
-        head_g.append(gh.detach().cpu())
-        neuron_g.append(gn.detach().cpu())
-        valid = batch["attention_mask"].float()[..., None]
-        for l, r in enumerate(out.simulation.rates):
-            head_r[l] += (r["attention"] * valid).sum((0, 1)).view(heads, -1).sum(-1).cpu()
-            neuron_r[l] += (r["intermediate"] * valid).sum((0, 1)).cpu()
-        tokens += int(valid.sum())
-        seen += len(batch["labels"])
+    with bert.cache_weights():       # the simulations' weights prepared once (stpcore.snn.prepared)
+        for batch in loader:
+            if seen >= num_samples:
+                break
+            batch = to_device(batch, device)
+            hm = torch.ones_like(bert.head_mask, requires_grad=True)
+            nm = torch.ones_like(bert.neuron_mask, requires_grad=True)
+            with torch.enable_grad():
+                out = model(**model_inputs(batch), labels=batch["labels"], head_mask=hm,
+                            neuron_mask=nm, implicit=True, sim_dtype=sim_dtype)
+                gh, gn = torch.autograd.grad(out.loss, (hm, nm))
+            head_g.append(gh.detach().cpu())
+            neuron_g.append(gn.detach().cpu())
+            valid = batch["attention_mask"].float()[..., None]
+            for l, r in enumerate(out.simulation.rates):
+                head_r[l] += (r["attention"] * valid).sum((0, 1)).view(heads, -1).sum(-1).cpu()
+                neuron_r[l] += (r["intermediate"] * valid).sum((0, 1)).cpu()
+            tokens += int(valid.sum())
+            seen += len(batch["labels"])
     head_size = bert.config.hidden_size // bert.config.num_attention_heads
     return (torch.stack(head_g), torch.stack(neuron_g),
             head_r / (tokens * head_size), neuron_r / tokens)

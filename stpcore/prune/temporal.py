@@ -153,21 +153,22 @@ def collect_population_traces(model, loader, device, sim_dtype=torch.float32,
     ``{"embedding": trace, "layers": [[trace per POPULATIONS]]}`` on the CPU."""
     model.eval()
     sums, parts, tokens = None, [], 0
-    for batch in loader:
-        batch = to_device(batch, device)
-        inputs = model_inputs(batch)
-        sim = model.spiking_bert.simulate(inputs["input_ids"], inputs["attention_mask"],
-                                          inputs.get("token_type_ids"), record_traces=True,
-                                          dtype=sim_dtype)
-        pt = sim.population_traces
-        flat = [pt["embedding"], *(row[p] for row in pt["layers"] for p in POPULATIONS)]
-        if per_example:
-            n = inputs["attention_mask"].float().sum(1).clamp_min(1)          # [B]
-            parts.append([(tr / n[None, :, None]).cpu() for tr in flat])      # [t, B, width]
-        else:
-            flat = [tr.sum(1).cpu() for tr in flat]
-            sums = flat if sums is None else [a + b for a, b in zip(sums, flat)]
-            tokens += sim.num_tokens
+    with model.spiking_bert.cache_weights():     # weights prepared once (stpcore.snn.prepared)
+        for batch in loader:
+            batch = to_device(batch, device)
+            inputs = model_inputs(batch)
+            sim = model.spiking_bert.simulate(inputs["input_ids"], inputs["attention_mask"],
+                                              inputs.get("token_type_ids"), record_traces=True,
+                                              dtype=sim_dtype)
+            pt = sim.population_traces
+            flat = [pt["embedding"], *(row[p] for row in pt["layers"] for p in POPULATIONS)]
+            if per_example:
+                n = inputs["attention_mask"].float().sum(1).clamp_min(1)          # [B]
+                parts.append([(tr / n[None, :, None]).cpu() for tr in flat])      # [t, B, width]
+            else:
+                flat = [tr.sum(1).cpu() for tr in flat]
+                sums = flat if sums is None else [a + b for a, b in zip(sums, flat)]
+                tokens += sim.num_tokens
     if per_example:
         out = [torch.cat([p[i] for p in parts], dim=1) for i in range(len(parts[0]))]
         out = [tr.reshape(tr.shape[0], -1) for tr in out]      # [t, examples x width]

@@ -3,8 +3,9 @@
 (:mod:`~stpcore.snn.quant`) and the integer path's kernels (:mod:`~stpcore.snn.int_kernels`,
 :mod:`~stpcore.snn.spike_attention`), the encoder layer with its six populations
 (:data:`~stpcore.snn.layer.POPULATIONS`), SpikingBERT with its executors (Eq. 4; Eq. 11,
-population by population, in :mod:`~stpcore.snn.sequential`) and its packed 1-bit checkpoint
-file (:mod:`~stpcore.snn.packed`).
+population by population, in :mod:`~stpcore.snn.sequential`), the weights a simulation prepares
+and their cache (:mod:`~stpcore.snn.prepared`) and its packed 1-bit checkpoint file
+(:mod:`~stpcore.snn.packed`).
 
 Imports nothing else from ``stpcore``: train, prune, runs and report build on it.
 """

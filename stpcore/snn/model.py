@@ -34,6 +34,7 @@ from .config import SpikingBertConfig
 from .layer import LOW_PRECISION, POPULATIONS, SpikingEncoderLayer, _attach
 from .lif import equilibrium_rate, lif_scan, spike_counts
 from .packed import packed_weights_file, unpack_state
+from .prepared import WeightCaching, expand_rates, prepare_weights
 from .quant import QuantLinear
 from .sequential import simulate_populations
 
@@ -69,18 +70,6 @@ class SpikingOutput:
     hidden_rates: list[torch.Tensor] = field(default_factory=list)   # embedding + each layer output
     attentions: list[torch.Tensor] = field(default_factory=list)     # [B, heads, N, N] per layer
     simulation: Simulation | None = None
-
-
-def _kept(mask: torch.Tensor) -> torch.Tensor | None:
-    """Indices of the kept units of a 0/1 mask row, or None when all are kept."""
-    return None if bool((mask != 0).all()) else mask.nonzero().flatten()
-
-
-def _expand(rate: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
-    """Scatter compact rates ``[..., >= len(index)]`` into zeros ``[..., width]``."""
-    full = rate.new_zeros(*rate.shape[:-1], width)
-    full[..., index] = rate[..., :len(index)]           # drops the padding units
-    return full
 
 
 class SpikingBertPreTrainedModel(PreTrainedModel):
@@ -121,6 +110,7 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
             mask = getattr(config, name)     # validated by the config
             self.register_buffer(name, torch.ones(config.num_hidden_layers, width) if mask is None
                                  else torch.tensor(mask, dtype=torch.float32))
+        self.weight_cache = None        # a stpcore.snn.prepared.WeightCache while cache_weights()
         self.post_init()
 
     # ---- configuration -------------------------------------------------------------------
@@ -164,6 +154,14 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         except ValueError:
             self.config.layer_timesteps, self.config.population_timesteps = saved
             raise
+
+    def cache_weights(self, enabled: bool = True) -> WeightCaching:
+        """Reuse each simulation dtype's prepared weights and kept units between calls of
+        :meth:`simulate` while no parameter or buffer changes (:mod:`stpcore.snn.prepared`; at
+        paper size this saves several milliseconds and a host synchronisation per mask per call).
+        Takes effect at once; ``with bert.cache_weights(): ...`` restores the previous setting
+        on exit. Writes through ``tensor.data`` are not seen: leave it off around them."""
+        return WeightCaching(self, enabled)
 
     def vth(self) -> torch.Tensor:
         return self.thresholds.clamp(min=1e-3)
@@ -215,12 +213,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         valid = attention_mask.float()[..., None]                       # [B, N, 1]
         vth = self.vth().detach().float()
         L, chunk = len(self.layers), cfg.time_chunk
-        kept = []                   # per layer: kept heads' hidden columns, kept neurons (or None)
-        for layer, hm, nm in zip(self.layers, self.head_mask, self.neuron_mask):
-            heads = _kept(hm)
-            kept.append((None if heads is None else layer.head_columns(heads), _kept(nm)))
-        weights = [layer.weights(dtype, *kept[l], prune_kv) for l, layer in enumerate(self.layers)]
-        kv_cols = [None if prune_kv else kept[l][0] for l in range(L)]
+        kept, weights, kv_cols = (prepare_weights(self, dtype, prune_kv) if self.weight_cache is None
+                                  else self.weight_cache.get(self, dtype, prune_kv))
         if executor == "sequential":
             emb_rate, rates, pop_traces = simulate_populations(
                 self.layers, weights, x, ext, valid, vth, cfg.leak, kv_cols, dtype, chunk,
@@ -234,10 +228,10 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         for l, (cols, neurons) in enumerate(kept):         # pruned units: silent, full width
             if cols is not None:
                 for p in ("key", "value", "attention") if prune_kv else ("attention",):
-                    rates[l][p] = _expand(rates[l][p], cols, cfg.hidden_size)
+                    rates[l][p] = expand_rates(rates[l][p], cols, cfg.hidden_size)
             if neurons is not None:
-                rates[l]["intermediate"] = _expand(rates[l]["intermediate"], neurons,
-                                                   cfg.intermediate_size)
+                rates[l]["intermediate"] = expand_rates(rates[l]["intermediate"], neurons,
+                                                        cfg.intermediate_size)
         n_tok = valid.sum()
         mean = lambda r: (r * valid).sum() / (n_tok * max(r.shape[-1], 1))
 

@@ -36,6 +36,8 @@ class Distiller(nn.Module):
         self.teacher, self.layer_map, self.mode = teacher, layer_map, mode
         width = teacher.config.hidden_size
         self.fit = nn.Linear(student_width, width) if not is_spiking(teacher) else nn.Identity()
+        if is_spiking(teacher):     # frozen: its weights are prepared once (stpcore.snn.prepared)
+            teacher.spiking_bert.cache_weights()
 
     @torch.no_grad()
     def teacher_outputs(self, batch, sim_dtype):

@@ -21,6 +21,7 @@ import copy
 import math
 import os
 import sys
+from contextlib import nullcontext
 from typing import Callable, Iterable
 
 import torch
@@ -176,23 +177,25 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
     predictions, labels = [], []
     spiking = is_spiking(model)
     pop_sum, tokens, traces = None, 0, None
-    for batch in loader:
-        batch = to_device(batch, device)
-        if spiking:
-            out = model(**model_inputs(batch), implicit=False, sim_dtype=sim_dtype,
-                        record_traces=record_traces)
-            sim, n = out.simulation, out.simulation.num_tokens
-            flat = torch.tensor([sim.population_rates["embedding"]] +
-                                sum(sim.population_rates["layers"], [])) * n
-            pop_sum = flat if pop_sum is None else pop_sum + flat
-            tokens += n
-            if record_traces:
-                tr = [t.cpu() for t in sim.traces]
-                traces = tr if traces is None else [a + b for a, b in zip(traces, tr)]
-        else:
-            out = model(**model_inputs(batch))
-        predictions += out.logits.argmax(-1).tolist()
-        labels += batch["labels"].tolist()
+    cache = model.spiking_bert.cache_weights() if spiking else nullcontext()
+    with cache:                 # the weights are prepared once (stpcore.snn.prepared)
+        for batch in loader:
+            batch = to_device(batch, device)
+            if spiking:
+                out = model(**model_inputs(batch), implicit=False, sim_dtype=sim_dtype,
+                            record_traces=record_traces)
+                sim, n = out.simulation, out.simulation.num_tokens
+                flat = torch.tensor([sim.population_rates["embedding"]] +
+                                    sum(sim.population_rates["layers"], [])) * n
+                pop_sum = flat if pop_sum is None else pop_sum + flat
+                tokens += n
+                if record_traces:
+                    tr = [t.cpu() for t in sim.traces]
+                    traces = tr if traces is None else [a + b for a, b in zip(traces, tr)]
+            else:
+                out = model(**model_inputs(batch))
+            predictions += out.logits.argmax(-1).tolist()
+            labels += batch["labels"].tolist()
     total = len(labels)
     correct = sum(int(a == b) for a, b in zip(predictions, labels))
     result = {"accuracy": 100.0 * correct / max(total, 1), "examples": total,
