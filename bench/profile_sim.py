@@ -11,7 +11,8 @@ dense, temporally pruned (sequential executor) and spatially pruned (masks), as
 (``bench_sim.Timer``), the summed kernel time (on CPU: the operators' self time) and every
 kernel name with its time and calls (``stpcore.report.intpath`` groups the names), and on CUDA
 where the device waited (:func:`device_gaps`: idle time inside the run, the longest gaps
-between kernels, the host operators with the most CPU time). Writes
+between kernels, the host operators with the most CPU time), and for the dense runs the per-call
+weight preparation against the executor alone, eager and as a CUDA graph (:func:`host_split`). Writes
 ``bench/results/profile_sim_<device>.json``.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from reference_loop import random_model  # noqa: E402
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  # noqa: E402
                                   describe_device, git_commit)
 from stpcore.snn import sequential  # noqa: E402
+from stpcore.snn.prepared import prepare_weights  # noqa: E402
 
 SETTINGS = ("dense", "temporal", "spatial")
 
@@ -88,6 +90,35 @@ def profile_run(bert, batch, dtype, device, timer) -> dict:
             **(device_gaps(prof) if device.type == "cuda" else {})}
 
 
+@torch.no_grad()
+def host_split(bert, batch, dtype, timer) -> dict:
+    """A dense simulation's parts, timed apart: ``prepare_ms``, the weights each call prepares
+    (:mod:`stpcore.snn.prepared`, which ``cache_weights()`` saves in evaluation), and the
+    unrolled executor alone (``SpikingBertModel._simulate_unrolled``) eagerly, ``core_eager_ms``,
+    and on CUDA replayed as one CUDA graph, ``core_graph_ms`` (no launches, so no launch gaps;
+    ``graph_same_rates``: its rates equal the eager ones)."""
+    prep = lambda: prepare_weights(bert, dtype, True)
+    x = bert.embed(batch["input_ids"], batch["token_type_ids"]).float()
+    valid, ready = batch["attention_mask"].float()[..., None], prep()
+    args = (x, bert.extended_mask(batch["attention_mask"]), valid, bert.vth().detach().float(),
+            ready.weights, ready.kv_cols, dtype, bert.config.timesteps, False)
+    core = lambda: bert._simulate_unrolled(*args)
+    out = {"prepare_ms": timer(prep, 3) * 1e3, "core_eager_ms": timer(core, 3) * 1e3}
+    if x.is_cuda:
+        eager, side = core(), torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):                   # warm-up off the capturing stream
+            core()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            replayed = core()
+        out["core_graph_ms"] = timer(graph.replay, 3) * 1e3
+        out["graph_same_rates"] = all(torch.equal(a[p], b[p]) for a, b in zip(replayed[1], eager[1])
+                                      for p in a)
+    return out
+
+
 def device_gaps(prof, top: int = 8) -> dict:
     """Where the device waited in the profiled run: ``device_span_ms`` (first kernel start to
     last kernel end), ``device_idle_ms`` (the span less the union of kernel intervals), the
@@ -137,6 +168,8 @@ def main(argv=None) -> dict:
         apply_setting(model.spiking_bert, setting, *pruned)
         for name, dtype in dtypes:
             runs[f"{setting}_{name}"] = r = profile_run(model.spiking_bert, batch, dtype, device, timer)
+            if setting == "dense":
+                r["host_split"] = host_split(model.spiking_bert, batch, dtype, timer)
             idle = f", device idle {r['device_idle_ms']:.1f} ms" if "device_idle_ms" in r else ""
             print(f"{setting:>8} {name:>4}: wall {r['wall_ms']:8.2f} ms, kernels {r['kernel_ms']:8.2f} ms{idle}; "
                   + ", ".join(f"{k[:40]} {v['ms']:.1f}" for k, v in list(r["kernels"].items())[:3]),

@@ -128,6 +128,11 @@ def test_profile_sim_records_every_setting_and_dtype(tmp_path):
     assert per_step == 9 * hidden + inter
     for name, run in rec["runs"].items():
         assert run["bernoulli_draws"] == (want if name.startswith("temporal") else 0)
+        # the dense runs time the preparation and the executor apart (the CUDA graph: CUDA only)
+        split = run.get("host_split")
+        assert (split is not None) == name.startswith("dense")
+        assert split is None or (set(split) == {"prepare_ms", "core_eager_ms"} and
+                                 split["prepare_ms"] > 0 and split["core_eager_ms"] > 0)
 
 
 def test_profile_sim_rejects_an_unknown_setting():
