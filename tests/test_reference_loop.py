@@ -155,3 +155,14 @@ def test_device_gaps_measure_idle_time_between_overlapping_kernels():
     assert got["longest_gaps"][0] == {"ms": pytest.approx(0.25), "after": "b", "before": "c"}
     assert [g["before"] for g in got["longest_gaps"]] == ["c", "d"] and got["host_ops"] == {}
     assert device_gaps(NS(events=lambda: [], key_averages=lambda: [])) == {}
+
+
+def test_compiled_step_records_a_failure_and_restores_the_method():
+    """bench_sim.compiled_step (CUDA-only in the bench): an unusable compile mode is recorded as
+    an error, not raised, and ``equilibrium`` is the model's method again afterwards."""
+    from bench_sim import Timer, compiled_step
+    from conftest import make_tiny_model
+    bert = make_tiny_model().spiking_bert
+    out = compiled_step(bert, lambda: None, "no-such-mode", Timer(torch.device("cpu")), 1)
+    assert out["mode"] == "no-such-mode" and "no-such-mode" in out["error"]
+    assert "equilibrium" not in vars(bert) and bert.equilibrium.__func__ is type(bert).equilibrium

@@ -146,8 +146,9 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
                 add(width, d, "training step / forward", x.get("train_over_forward"), "x",
                     f"<= {limit:g}x", met)
                 for key, how in (("implicit_bf16", "in bf16"),      # the same step, its Eq. 4
-                                 ("implicit_bf16_compiled", "in bf16, compiled")):      # pass so
-                    if key in x:
+                                 ("implicit_bf16_compiled", "in bf16, compiled"),       # pass so
+                                 ("implicit_bf16_graphs", "in bf16, compiled as CUDA graphs")):
+                    if "train_over_forward" in x.get(key, {}):
                         add(width, d, f"training step, Eq. 4 pass {how} / forward",
                             x[key]["train_over_forward"], "x", f"<= {limit:g}x", met)
             chunks = sorted(int(k[len("mem_ratio_chunk"):]) for k in b if k.startswith("mem_ratio_chunk"))
