@@ -39,6 +39,7 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 
 #: Modules documented on the API page, in this order.
 API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
+               "stpcore.snn.prepared",
                "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
                "stpcore.snn.int_kernels", "stpcore.snn.spike_attention", "stpcore.snn.bernoulli",
                "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data",

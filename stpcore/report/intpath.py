@@ -383,7 +383,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
                  f"attention {how}: with nothing else, {_g(ref * 1e3 / (lin_ms + att_ms))}x. With the products at "
                  f"the int8 peak but the attention ({_g(i8['attention'])} ms) and every other kernel ({_g(rest)} ms) "
                  f"as measured, {_g(ref * 1e3 / practical)}x. So issue 12's 30x needs nearly every kernel at its "
-                 f"device peak and the launch gaps gone.")
+                 f"device peak.")
         fp8 = _load(Path(gemm_path))
         square = None if isinstance(fp8, str) else next(
             (r for r in fp8["shapes"] if not r["t"] and r.get("fp8_exact") and "fp8_scaled_mm" in r), None)

@@ -25,7 +25,8 @@ import torch
 
 class Prepared(NamedTuple):
     """Per layer: ``kept`` (the kept heads' hidden columns and the kept neurons, each an index
-    tensor or None for all), ``weights`` (:meth:`SpikingEncoderLayer.weights`) and ``kv_cols``
+    tensor or None for all), ``weights``
+    (:meth:`stpcore.snn.layer.SpikingEncoderLayer.weights`) and ``kv_cols``
     (the kept heads' columns to take from whole Key and Value weights, or None)."""
     kept: list
     weights: list
