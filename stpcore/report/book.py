@@ -39,22 +39,20 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 
 #: Modules documented on the API page, in this order.
 API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
-               "stpcore.snn.prepared",
-               "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
+               "stpcore.snn.prepared", "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
                "stpcore.snn.int_kernels", "stpcore.snn.spike_attention", "stpcore.snn.bernoulli",
-               "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data",
-               "stpcore.train.corpus", "stpcore.train.teacher", "stpcore.train.distill",
-               "stpcore.train.loop", "stpcore.prune.acs", "stpcore.prune.spatial",
-               "stpcore.prune.temporal", "stpcore.prune.retrain", "stpcore.runs.profiles",
-               "stpcore.runs.runner", "stpcore.runs.foundation", "stpcore.runs.pruning",
-               "stpcore.runs.records", "stpcore.runs.checkpoints", "stpcore.runs.validate",
-               "stpcore.runs.sweep", "stpcore.report.paper", "stpcore.report.tables",
+               "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data", "stpcore.train.corpus",
+               "stpcore.train.teacher", "stpcore.train.distill", "stpcore.train.loop", "stpcore.prune.acs",
+               "stpcore.prune.spatial", "stpcore.prune.temporal", "stpcore.prune.retrain",
+               "stpcore.runs.profiles", "stpcore.runs.runner", "stpcore.runs.foundation",
+               "stpcore.runs.pruning", "stpcore.runs.records", "stpcore.runs.checkpoints",
+               "stpcore.runs.validate", "stpcore.runs.sweep", "stpcore.report.paper", "stpcore.report.tables",
                "stpcore.report.notes", "stpcore.report.summary", "stpcore.report.plots",
-               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.book", "stpcore.report.rerun",
-               "stpcore.report.foundation", "stpcore.report.schedules", "stpcore.report.gaps",
-               "stpcore.report.granularity", "stpcore.report.penalty", "stpcore.report.seeds",
-               "stpcore.report.spikes", "stpcore.report.stats", "stpcore.report.verdicts",
-               "stpcore.report.tradeoff", "stpcore.report.variants")
+               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.book",
+               "stpcore.report.rerun", "stpcore.report.foundation", "stpcore.report.schedules",
+               "stpcore.report.gaps", "stpcore.report.granularity", "stpcore.report.penalty",
+               "stpcore.report.seeds", "stpcore.report.spikes", "stpcore.report.stats",
+               "stpcore.report.verdicts", "stpcore.report.tradeoff", "stpcore.report.variants")
 
 
 class BookError(RuntimeError):
@@ -66,8 +64,7 @@ def _log(msg: str) -> None:
 
 
 def _env() -> dict:
-    """Environment of the kernels and of the Sphinx build: repo importable, no progress bars,
-    headless matplotlib."""
+    """The kernels' and Sphinx's environment: repo importable, no progress bars, headless plots."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.setdefault("TQDM_DISABLE", "1")
