@@ -92,3 +92,18 @@ def test_writes_through_data_are_not_seen(counted, tiny_batch):
         stale = simulate(model, tiny_batch)
     assert len(counted) == 1 and same_rates(before, stale)
     assert not same_rates(stale, simulate(model, tiny_batch))
+
+
+def test_evaluation_prepares_once_and_a_spiking_teacher_keeps_its_cache(counted):
+    """evaluate() prepares the weights once for all its batches and leaves the cache off after;
+    a Distiller turns its (frozen) spiking teacher's cache on for good."""
+    from stpcore.train.distill import Distiller
+    from stpcore.train.loop import evaluate
+    from conftest import loader
+    model = make_tiny_model()
+    result = evaluate(model, loader(3), torch.device("cpu"))
+    assert result["examples"] == 9 and len(counted) == 1
+    assert model.spiking_bert.weight_cache is None
+    teacher = make_tiny_model(seed=1)
+    Distiller(teacher, [1, 2], 16, "prediction")
+    assert isinstance(teacher.spiking_bert.weight_cache, prepared.WeightCache)
