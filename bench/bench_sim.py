@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceLoop, compare_rates, random_model  # noqa: E402
 
 from stpcore.prune.acs import acs_fraction  # noqa: E402
+from stpcore.report.benchmarks import TRAIN_VARIANTS  # noqa: E402
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device,  # noqa: E402
                              git_commit)
 
@@ -283,11 +284,9 @@ def summary_rows(record) -> list[tuple[str, str, str]]:
             for d, x in {"fp32": b, **b.get("dtypes", {})}.items():
                 limit = "<= 1.10" if d == "int8" else "<= 1.15"
                 rows.append((f"[{width}] {d} train step / forward", f"{x['train_over_forward']:.2f}", limit))
-                for key, name in (("implicit_bf16", "bf16 Eq. 4"),
-                                  ("implicit_bf16_compiled", "bf16 Eq. 4 compiled"),
-                                  ("implicit_bf16_graphs", "bf16 Eq. 4 compiled, CUDA graphs")):
+                for key, how in TRAIN_VARIANTS.items():
                     if "train_over_forward" in x.get(key, {}):
-                        rows.append((f"[{width}] {d} train step ({name}) / forward",
+                        rows.append((f"[{width}] {d} train step (Eq. 4 pass {how}) / forward",
                                      f"{x[key]['train_over_forward']:.2f}", limit))
             for key in (k for k in b if k.startswith("mem_ratio")):
                 rows.append((f"[{width}] peak mem T{'/T'.join(map(str, SIZES[record['size']]['mem_steps'][::-1]))} "

@@ -29,6 +29,9 @@ T_FORWARD, T_AIM, T_TRAIN, T_MEM, T_EFF, T_SPATIAL_S = 10.0, 25.0, 1.15, 1.10, 0
 #: relative to bf16 at which it becomes the default for 1-bit models on CUDA, and its training
 #: step over a forward.
 T_INT, T_INT_DEFAULT, T_INT_TRAIN = 30.0, 1.0, 1.10
+#: A training record's variants of the step, each with its Eq. 4 pass changed (record key -> how).
+TRAIN_VARIANTS = {"implicit_bf16": "in bf16", "implicit_bf16_compiled": "in bf16, compiled",
+                  "implicit_bf16_graphs": "in bf16, compiled as CUDA graphs"}
 #: Throughput ratios within this of 1 are a tie, not a lead. One dtype's simulation time at paper
 #: size moves by about this much between runs on the H200 (bf16 at width 768 took 54.9, 55.5 and
 #: 57.5 ms in the 1-bit records at 59a4528, 29b3e96 and 544ee5a).
@@ -145,9 +148,7 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
                 met = lambda v, limit=limit: v <= limit
                 add(width, d, "training step / forward", x.get("train_over_forward"), "x",
                     f"<= {limit:g}x", met)
-                for key, how in (("implicit_bf16", "in bf16"),      # the same step, its Eq. 4
-                                 ("implicit_bf16_compiled", "in bf16, compiled"),       # pass so
-                                 ("implicit_bf16_graphs", "in bf16, compiled as CUDA graphs")):
+                for key, how in TRAIN_VARIANTS.items():
                     if "train_over_forward" in x.get(key, {}):
                         add(width, d, f"training step, Eq. 4 pass {how} / forward",
                             x[key]["train_over_forward"], "x", f"<= {limit:g}x", met)

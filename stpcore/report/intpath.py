@@ -225,8 +225,8 @@ def integer_path_summary(record: dict) -> str:
     timed = [w for w in int8.index if isinstance(ratio[w], float)]
     default = [w for w in timed if ratio[w] >= T_INT_DEFAULT + T_INT_TIE]
     second = {w: profile_ratio(record, w) for w in default}         # a second timing disagrees:
-    tied = [w for w in timed if abs(ratio[w] - T_INT_DEFAULT) < T_INT_TIE or w in second and
-            second[w] is not None and second[w] < T_INT_DEFAULT + T_INT_TIE]
+    tied = [w for w in timed if abs(ratio[w] - T_INT_DEFAULT) < T_INT_TIE
+            or (second.get(w) or float("inf")) < T_INT_DEFAULT + T_INT_TIE]
     default = [w for w in default if w not in tied]
     shown = lambda w: f"at width {w} this record has int8 at {ratio[w]:.3f}x bf16's throughput" + (
         f" and the profile of the same commit (`profile_sim_cuda`, a second timing) at "
