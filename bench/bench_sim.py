@@ -125,9 +125,12 @@ def bench_simulation(model, batch, timer, s, peaks, hidden, inter) -> dict:
     return res
 
 
-#: The training-step variants whose Eq. 4 pass is compiled: record key -> ``torch.compile`` mode
-#: ("reduce-overhead" also replays the compiled pass as CUDA graphs).
-COMPILED = {"implicit_bf16_compiled": "default", "implicit_bf16_graphs": "reduce-overhead"}
+#: The training-step variants whose Eq. 4 pass is compiled: record key -> (``torch.compile``
+#: mode, the pass's dtype); "reduce-overhead" also replays the compiled pass as CUDA graphs. The
+#: fp32 one keeps the default's fp32 gradients.
+COMPILED = {"implicit_bf16_compiled": ("default", torch.bfloat16),
+            "implicit_bf16_graphs": ("reduce-overhead", torch.bfloat16),
+            "implicit_fp32_graphs": ("reduce-overhead", torch.float32)}
 
 
 def compiled_step(bert, train_step, mode: str, timer, reps: int) -> dict:
@@ -156,7 +159,8 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
     keys) and in each other simulation dtype (``dtypes``: the step's simulation in that dtype, its
     Eq. 4 pass fp32 as by default, and under ``implicit_bf16`` the same step with the Eq. 4 pass
     in bf16 autocast, ``implicit_dtype``, and on CUDA under the keys of :data:`COMPILED` that
-    step with the Eq. 4 pass compiled, :func:`compiled_step`); peak memory vs T (fp32)."""
+    step with the Eq. 4 pass compiled in the key's dtype, :func:`compiled_step`); peak memory vs T
+    (fp32)."""
     bert = model.spiking_bert
 
     def steps(dtype, implicit_dtype=torch.float32):     # (forward, training step) in dtype
@@ -178,8 +182,9 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
             bf16_step = timer(steps(dtype, torch.bfloat16)[1], s["reps"])
             out["implicit_bf16"] = {"train_step_s": bf16_step,
                                     "train_over_forward": bf16_step / out["forward_s"]}
-        for key, mode in COMPILED.items() if dtype != torch.float32 and device.type == "cuda" else ():
-            out[key] = compiled_step(bert, steps(dtype, torch.bfloat16)[1], mode, timer, s["reps"])
+        for key, (mode, eq4) in (COMPILED.items() if dtype != torch.float32
+                                 and device.type == "cuda" else ()):
+            out[key] = compiled_step(bert, steps(dtype, eq4)[1], mode, timer, s["reps"])
             if "train_step_s" in out[key]:
                 out[key]["train_over_forward"] = out[key]["train_step_s"] / out["forward_s"]
         return out

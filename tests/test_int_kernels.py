@@ -73,9 +73,8 @@ def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fused_lif_starts_from_any_given_state(device):
-    """Step 0 resets by the given last spikes even where they disagree with u >= vth (the kernel
-    carries only u and derives the later resets from it), with a positive and a negative
-    threshold."""
+    """Step 0 resets by the given last spikes even where they disagree with u >= vth (the loop
+    derives later resets from its own spikes), with a positive and a negative threshold."""
     t, m, k, n = 3, 20, 40, 24
     signs, alpha, bias = make_layer(k, n, seed=3, device=device)
     x = draw_spikes(t, m, k, seed=4).to(device)
@@ -85,10 +84,24 @@ def test_fused_lif_starts_from_any_given_state(device):
     cur = binary_linear(x, signs, alpha, bias)
     for v in (0.6, -0.2):
         vth = torch.tensor(v, device=device)
-        assert ((s0 != 0) != (u0 >= vth)).any()          # the case the first step is peeled for
+        assert ((s0 != 0) != (u0 >= vth)).any()          # a state no step could have left
         want, (u_want, s_want) = lif_scan_loop(cur, vth, state=(u0, s0))
         got, (u, s) = binary_linear_lif(x, signs, alpha, bias, vth, state=(u0, s0))
         assert torch.equal(got.float(), want) and torch.equal(u, u_want) and torch.equal(s, s_want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_fan_in_gives_the_bias(device):
+    """K = 0 (a population fed by a width pruned to nothing): the current is the bias at every
+    step, and the LIF kernel still fires on it (its time loop runs one empty K block per step)."""
+    signs, alpha, bias = make_layer(0, 24, seed=2, device=device)
+    x = torch.zeros(3, 20, 0, dtype=torch.int8, device=device)
+    vth = torch.tensor(0.6, device=device)
+    assert torch.equal(binary_linear(x, signs, alpha, bias), bias.expand(3, 20, 24))
+    want, (u_want, s_want) = lif_scan_loop(bias.expand(3, 20, 24), vth)
+    got, (u, s) = binary_linear_lif(x, signs, alpha, bias, vth)
+    assert torch.equal(got.float(), want) and torch.equal(u, u_want) and torch.equal(s, s_want)
+    assert 0 < want.mean() < 1
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -165,6 +178,7 @@ def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, atten
         bert, batch = bert.cuda(), {k: v.cuda() for k, v in batch.items()}
         if case == "pruned":
             heads, neurons = torch.ones(2, 4), torch.ones(2, 64)
+            heads[0] = 0                    # an empty attention: attention output has K = 0
             heads[1, 2] = neurons[0, ::3] = 0
             bert.set_masks(heads.cuda(), neurons.cuda())
         if case == "sequential":

@@ -10,10 +10,12 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
 * :func:`binary_linear`: the currents ``[M, N]`` fp32 (a GEMM with that epilogue);
 * :func:`binary_linear_lif`: the currents of ``x [T, M, K]`` and the LIF scan (Eq. 1-3) behind
   them in one launch. Each program owns a ``[BLOCK_M, BLOCK_N]`` tile of neurons, keeps their
-  membranes in registers (the last spike is ``u >= vth``, so only ``u`` is carried; the first
-  step resets by the given state's spikes) and walks the time axis, re-reading its weight tile
-  (from L2) every step; the currents never reach memory, only spikes do (int8, or fp32 for
-  the attention to read). The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the
+  membranes and last spikes in registers and walks the time axis, re-reading its weight tile
+  (from L2) every step, in ONE flat loop over (step, K block): the software pipeliner then
+  loads step t + 1's first operand blocks while step t's LIF update and spike store run (a
+  loop over steps with the K loop inside it waited for each step's loads: 5 to 27 % slower at
+  the simulator's shapes on an H200). The currents never reach memory, only spikes do (int8,
+  or fp32 for the attention to read). The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the
   spikes equal :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit
   for bit.
 
@@ -27,6 +29,8 @@ Import is safe without triton (:func:`int_kernels_available` is False); under
 ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which the tests use.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -55,15 +59,15 @@ def _tile(lif: bool) -> dict:
     """The launch's tile ``{BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages}``: fixed,
     not autotuned (as the attention's: one tile, one rounding, and no autotuning in every
     process). The product alone: 128 x 128 x 64. The product with the LIF scan, whose programs
-    each walk the whole time axis: 128 x 64 x 128. In ``bench/gemm_int8.py``'s sweep on an H200
-    (its record's ``tiles``, which the benchmarks page reads) the first was the fastest of its
-    tiles at every simulator shape and the second within 5 % of the fastest (single timings move
-    by up to 20 % between sweeps, so they do not rank close tiles). Under the interpreter, small
-    tiles."""
+    each walk the whole time axis: 128 x 64 x 128, four pipeline stages. In
+    ``bench/gemm_int8.py``'s sweep on an H200 (its record's ``tiles``, which the benchmarks page
+    reads) each was the fastest of its tiles or within a few per cent of it at the simulator's
+    shapes (single timings move by up to 20 % between sweeps, so they do not rank close tiles).
+    Under the interpreter, small tiles."""
     if INTERPRET:
         return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))
     if lif:
-        return dict(zip(TILE_KEYS, (128, 64, 128, GROUP_M, 4, 3)))
+        return dict(zip(TILE_KEYS, (128, 64, 128, GROUP_M, 4, 4)))
     return dict(zip(TILE_KEYS, (128, 128, 64, GROUP_M, 4, 4)))
 
 
@@ -87,26 +91,20 @@ if triton is not None:
         return pid_m * BLOCK_M, pid_n * BLOCK_N
 
     @triton.jit
-    def _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       TMA: tl.constexpr):
-        """``alpha * (x[rows] @ signs[cols]^T) + bias`` of the tile at ``(row0, col0)`` (rows
-        ``offs_m``, columns ``offs_n``), fp32 (one FMA). ``x``, ``w``: tensor descriptors of the
-        ``[rows, K]`` spikes and ``[N, K]`` signs (``TMA``: reads at ``row0``, ``col0``), or their
-        pointers with ``M`` valid rows (reads at ``offs_m``, ``offs_n``)."""
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    def _dot_block(x, w, acc, row0, col0, k0, offs_m, offs_n, M, N, K, BLOCK_K: tl.constexpr,
+                   TMA: tl.constexpr):
+        """``acc + x[rows, k0:k0+BLOCK_K] @ signs[cols, k0:k0+BLOCK_K]^T`` (int32). ``x``, ``w``:
+        tensor descriptors of the ``[rows, K]`` spikes and ``[N, K]`` signs (``TMA``: reads at
+        ``row0``, ``col0``), or their pointers with ``M`` valid rows (reads at ``offs_m``,
+        ``offs_n``)."""
         if TMA:
-            for k0 in range(0, K, BLOCK_K):
-                acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
-        else:
-            for k0 in range(0, K, BLOCK_K):
-                kk = k0 + tl.arange(0, BLOCK_K)
-                a = tl.load(x + offs_m[:, None] * K + kk[None, :],
-                            mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
-                b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
-                            mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
-                acc = tl.dot(a, b, acc, out_dtype=tl.int32)
-        return tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
+            return tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
+        kk = k0 + tl.arange(0, BLOCK_K)
+        a = tl.load(x + offs_m[:, None] * K + kk[None, :],
+                    mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
+        b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
+                    mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
+        return tl.dot(a, b, acc, out_dtype=tl.int32)
 
     @triton.jit
     def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K,
@@ -118,8 +116,10 @@ if triton is not None:
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
-        cur = _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
-                             BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        for k0 in range(0, K, BLOCK_K):
+            acc = _dot_block(x, w, acc, row0, col0, k0, offs_m, offs_n, M, N, K, BLOCK_K, TMA)
+        cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
         tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], cur,
                  mask=(offs_m[:, None] < M) & live_n[None, :])
 
@@ -128,7 +128,7 @@ if triton is not None:
                                   s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
                                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                                  TMA: tl.constexpr):
+                                  STAGES: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
         offs_n = col0 + tl.arange(0, BLOCK_N)
@@ -139,27 +139,30 @@ if triton is not None:
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         vth = tl.load(vth_ptr).to(tl.float32)
         u = tl.load(u_in + tile, mask=live, other=0.0)
+        s = tl.load(s_in + tile, mask=live, other=0.0)     # the last spike: step 0's reset
+        blocks = tl.maximum(tl.cdiv(K, BLOCK_K), 1)         # K = 0: one all-zero block
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
-        # step 0 peeled: it resets by the given last spike; later steps by u >= vth, the spike
-        # the previous step fired (_lif_step), so only u is carried across the time loop. Step
-        # t's rows: TMA, rows t M + row0 of the [T M, K] spikes (rows past M belong to step t + 1
-        # or read as zeros, and only feed rows that are not stored); pointers, offset t M K.
-        cur = _tile_currents(x, w, row0, col0, offs_m, offs_n, alpha, bias, M, N, K,
-                             BLOCK_M, BLOCK_N, BLOCK_K, TMA)
-        u, first = _lif_step(u, tl.load(s_in + tile, mask=live, other=0.0), cur, vth, leak,
-                             LEAK_ONE)
-        tl.store(spk_ptr + tile, first.to(spk_ptr.dtype.element_ty), mask=live)
-        for t in range(1, T):
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        # one flat loop over (step, K block), so the pipeliner prefetches step t + 1's first
+        # blocks while step t's LIF runs. Step t's rows: TMA, rows t M + row0 of the [T M, K]
+        # spikes (rows past M belong to step t + 1 or read as zeros, and only feed rows that
+        # are not stored); pointers, offset t M K.
+        for i in tl.range(0, T * blocks, num_stages=STAGES):
+            t = i // blocks
+            k0 = (i - t * blocks) * BLOCK_K
             if TMA:
-                cur = _tile_currents(x, w, row0 + t * M, col0, offs_m, offs_n, alpha, bias, M, N,
-                                     K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
+                acc = _dot_block(x, w, acc, row0 + t * M, col0, k0, offs_m, offs_n, M, N, K,
+                                 BLOCK_K, TMA)
             else:
-                cur = _tile_currents(x + t * step_x, w, row0, col0, offs_m, offs_n, alpha, bias,
-                                     M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, TMA)
-            u, spike = _lif_step(u, tl.where(u >= vth, 1.0, 0.0), cur, vth, leak, LEAK_ONE)
-            tl.store(spk_ptr + t * step_s + tile, spike.to(spk_ptr.dtype.element_ty), mask=live)
+                acc = _dot_block(x + t * step_x, w, acc, row0, col0, k0, offs_m, offs_n, M, N,
+                                 K, BLOCK_K, TMA)
+            if k0 + BLOCK_K >= K:                           # the step's last block: fire
+                cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
+                u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
+                tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
+                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         tl.store(u_out + tile, u, mask=live)
-        tl.store(s_out + tile, tl.where(u >= vth, 1.0, 0.0), mask=live)
+        tl.store(s_out + tile, s, mask=live)
 
 
 def _check_tile(tile: dict | None) -> None:
@@ -180,9 +183,9 @@ def _operands(x2: torch.Tensor, signs: torch.Tensor, tile: dict) -> tuple:
 
 def _use_tma(x2: torch.Tensor, signs: torch.Tensor) -> bool:
     """TMA needs 16-byte aligned rows and base addresses and int32 row coordinates: K a
-    multiple of 16, both tensors 16-byte aligned, fewer than 2**31 rows."""
-    return (x2.shape[1] % 16 == 0 and x2.data_ptr() % 16 == 0 and signs.data_ptr() % 16 == 0
-            and x2.shape[0] < 2 ** 31)
+    positive multiple of 16, both tensors 16-byte aligned, fewer than 2**31 rows."""
+    return (0 < x2.shape[1] and x2.shape[1] % 16 == 0 and x2.data_ptr() % 16 == 0
+            and signs.data_ptr() % 16 == 0 and x2.shape[0] < 2 ** 31)
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
@@ -204,7 +207,7 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     benchmarks."""
     _check(x, signs, alpha, bias)
     _check_tile(tile)
-    x2, signs = x.reshape(-1, x.shape[-1]).contiguous(), signs.contiguous()
+    x2, signs = x.reshape(math.prod(x.shape[:-1]), x.shape[-1]).contiguous(), signs.contiguous()
     (m, k), n = x2.shape, signs.shape[0]
     tile = tile or _tile(False)
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
@@ -255,9 +258,10 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     if m == 0 or n == 0:
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
-    xo, wo, tma = _operands(x.reshape(-1, x.shape[-1]).contiguous(), signs.contiguous(), tile)
+    xo, wo, tma = _operands(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]).contiguous(), signs.contiguous(), tile)
     _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
                                                  spikes, u, s, u_out, s_out, threshold.reshape(1),
                                                  float(leak), steps, m, n, x.shape[-1],
-                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma, **tile)
+                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma,
+                                                 STAGES=tile["num_stages"], **tile)
     return spikes, (u_out, s_out)
