@@ -97,14 +97,16 @@ if triton is not None:
         tensor descriptors of the ``[rows, K]`` spikes and ``[N, K]`` signs (``TMA``: reads at
         ``row0``, ``col0``), or their pointers with ``M`` valid rows (reads at ``offs_m``,
         ``offs_n``)."""
-        if TMA:
-            return tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
-        kk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(x + offs_m[:, None] * K + kk[None, :],
-                    mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
-        b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
-                    mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
-        return tl.dot(a, b, acc, out_dtype=tl.int32)
+        if TMA:             # (if/else: code after a constexpr branch's return is still compiled)
+            acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
+        else:
+            kk = k0 + tl.arange(0, BLOCK_K)
+            a = tl.load(x + offs_m[:, None] * K + kk[None, :],
+                        mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
+            b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
+                        mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
+            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        return acc
 
     @triton.jit
     def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K,
