@@ -172,6 +172,8 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
             add(width, d, f"{kind} AC-predicted speed-up", p.get("predicted_speedup"), "x")
             add(width, d, f"{kind} efficiency (measured / predicted)", p.get("efficiency"), "",
                 f">= {T_EFF:g}", lambda v: v >= T_EFF)
+            add(width, d, f"{kind} efficiency, weights prepared once (evaluation)",
+                p.get("efficiency_cached"), "", f">= {T_EFF:g}", lambda v: v >= T_EFF)
     add("", "", "spatial pruning wall time per task" + (" (not measured by bench_sim.py)" if spatial_pruning_s
                                                         is None else ""),
         spatial_pruning_s, "s", f"< {T_SPATIAL_S / 60:g} min", lambda v: v < T_SPATIAL_S)
@@ -232,17 +234,49 @@ def _g(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else NO_METRIC
 
 
+def layer_flops(width: str, setup: dict) -> float:
+    """FLOPs of one encoder layer's products over the batch once (one simulation step, or Eq.
+    4's forward pass): the six linear layers and the attention's two products (Appendix A), two
+    per multiply-add. ``width``: ``"hidden/intermediate"``; ``setup``: ``batch`` and ``seq``."""
+    hidden, inter = (int(v) for v in width.split("/"))
+    tokens, seq = setup["batch"] * setup["seq"], setup["seq"]
+    return 2 * tokens * (4 * hidden ** 2 + 2 * hidden * inter + 2 * seq * hidden)
+
+
 def _intensity(x: dict, width: str, setup: dict) -> float | None:
     """FLOP/byte of one configuration (see :func:`plot_roofline`); None if underivable."""
     if x.get("tflops") and x.get("model_gbps"):
         return 1e3 * x["tflops"] / x["model_gbps"]          # (FLOP/s) / (B/s): time cancels
     try:
         hidden, inter = (int(v) for v in width.split("/"))
-        tokens, seq = setup["batch"] * setup["seq"], setup["seq"]
-        flops = 2 * tokens * (4 * hidden ** 2 + 2 * hidden * inter + 2 * seq * hidden)
-        return flops / (16.0 * tokens * (5 * hidden + inter))  # per step and layer; L, T cancel
+        tokens = setup["batch"] * setup["seq"]
+        return layer_flops(width, setup) / (16.0 * tokens * (5 * hidden + inter))  # L, T cancel
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def training_floor_reading(record: dict, width: str = "768/3072", dtype: str = INT8) -> str:
+    """Why an fp32 Eq. 4 pass keeps the training step above issue 12's bound, in words: the
+    pass's products (:func:`layer_flops` per layer forward, twice that backward) at the record's
+    measured fp32 matmul peak, against the forward simulated in ``dtype``, and the rate the
+    bound (:data:`T_INT_TRAIN` for int8, :data:`T_TRAIN` otherwise) would need; or a line naming
+    what the record lacks."""
+    try:
+        setup, peak = record["setup"], record["peaks"]["matmul_fp32_tflops"]
+        forward = record["widths"][width]["training"]["dtypes"][dtype]["forward_s"]
+        flops = 3 * setup["layers"] * layer_flops(width, setup)
+    except (KeyError, TypeError, ValueError):
+        return (f"`{record.get('name', '?')}` has no {dtype} training timing at width {width} "
+                f"with the setup and fp32 peak to bound it.")
+    floor, limit = flops / (peak * 1e12) / forward, T_INT_TRAIN if dtype == INT8 else T_TRAIN
+    need = flops / ((limit - 1) * forward) / 1e12
+    return (f"Eq. 4's pass multiplies {flops / 1e9:.0f} GFLOP at width {width} (the six linear "
+            f"layers and the attention of {setup['layers']} layers over {setup['batch']} x "
+            f"{setup['seq']} tokens, the backward twice the forward). At the measured fp32 matmul "
+            f"peak ({_g(peak)} TFLOP/s) that alone is {_g(floor)}x the {dtype} forward "
+            f"({_g(forward * 1e3)} ms), so no step with an fp32 pass, compiled or not, comes under "
+            f"{_g(1 + floor)}x; the {limit:g}x bound needs the pass's products at "
+            f"{_g(need)} TFLOP/s or more, a tensor-core rate (TF32 or bf16), not fp32's.")
 
 
 def plot_roofline(record: dict, title: str | None = None) -> Figure:

@@ -61,8 +61,10 @@ def _tile(lif: bool) -> dict:
     process). The product alone: 128 x 128 x 64. The product with the LIF scan, whose programs
     each walk the whole time axis: 128 x 64 x 128, four pipeline stages. In
     ``bench/gemm_int8.py``'s sweep on an H200 (its record's ``tiles``, which the benchmarks page
-    reads) each was the fastest of its tiles or within a few per cent of it at the simulator's
-    shapes (single timings move by up to 20 % between sweeps, so they do not rank close tiles).
+    reads) the first was the fastest of its tiles at every simulator shape, and the second the
+    fastest or within 5 % of it where the simulator fuses the LIF scan (fan-in 768 or 384; 11 %
+    off at fan-in 3072, which the output layer takes without it). Single timings move by up to
+    20 % between sweeps, so they do not rank close tiles.
     Under the interpreter, small tiles."""
     if INTERPRET:
         return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))

@@ -17,9 +17,9 @@ tensor in memory. The tile is a fixed function of the sequence length, not autot
 tensor-core instructions, and so the fp32 sums' rounding, can depend on it, and a simulation
 must give the same spikes on every run (on the H200 an autotuned version gave int8 and fp32
 spikes contexts that differed in rounding; with one tile per length they agree bit for bit).
-In the dense int8 simulation at paper size on the H200 it takes 8.6 ms where PyTorch's fused
-fp32 attention (CUDA cores) took 20.3 (bench/results/profile_sim_cuda.json, at 654268c and at
-7f06678).
+In the dense int8 simulation at paper size on the H200 it takes 7.0 ms (at 7340856; 8.6 with
+eight warps per program) where PyTorch's fused fp32 attention (CUDA cores) took 20.3
+(bench/results/profile_sim_cuda.json and its git history, at 654268c and at 7f06678).
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
 ``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
@@ -43,10 +43,10 @@ if triton is not None:
 MAX_TOKENS = 512
 #: Score-tile elements per program (BLOCK_M * BLOCK_N).
 _TILE = 16384
-#: Warps per program. Four: at 128 tokens (a 128 x 128 score tile) on an H200 one block of
-#: 32 steps x 32 sequences took 0.70 ms at width 768 and 0.36 at 384 with four warps, 0.83 and
-#: 0.43 with eight (the earlier choice), with the same outputs bit for bit (a scratch probe at
-#: 3176340; the profile's records time it in the simulation).
+#: Warps per program, four. At 128 tokens (a 128 x 128 score tile) on an H200 one block of 32
+#: steps x 32 sequences took 0.70 ms at width 768 and 0.36 at 384 with four warps, 0.83 and 0.43
+#: with eight (the earlier choice), with the same outputs bit for bit (a scratch probe at
+#: 3176340; the profile record times it inside the simulation).
 _WARPS = 4
 
 
