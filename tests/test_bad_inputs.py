@@ -61,6 +61,7 @@ BAD = [
     ("teacher_lr=Infinity", *cli("--set", "teacher_lr=Infinity"), "`teacher_lr` must be a finite number > 0; got inf"),
     ("heldout_rule=foo", *cli("--set", "heldout_rule=foo"), "`heldout_rule` must be one of ['match_dev', 'random']; got 'foo'"),
     ("sim_dtype=float33", *cli("--set", "sim_dtype=float33"), "`sim_dtype` must be one of ['float32', 'bfloat16', 'float16']"),
+    ("binary_sim_dtype=int4", *cli("--set", "binary_sim_dtype=int4"), "`binary_sim_dtype` must be one of ['same', 'int8']; got 'int4'"),
     ("ac_budget=0", *cli("--set", "ac_budget=0"), "`ac_budget` must be a finite number in (0, 1]; got 0"),
     ("budget_sweep item", *cli("--set", "budget_sweep=[0.5,1.5]"), "`budget_sweep` must be a non-empty tuple of numbers"),
     ("base_sweep<1", *cli("--set", "base_sweep=[0.9]"), "`base_sweep` must be a non-empty tuple"),

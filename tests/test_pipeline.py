@@ -121,6 +121,28 @@ def test_pruning_knobs_rerun_pruning_stages_but_not_the_foundation(counting_stag
     assert calls == ["parent", "child", "child", "parent", "child"]
 
 
+def test_binary_sim_dtype_reruns_pruning_stages_and_picks_int8_for_1bit_models_only(
+        counting_stages, monkeypatch):
+    """``binary_sim_dtype`` says how later stages simulate (a runtime key: the foundation is
+    reused, a pruning stage reruns); a record made before the field counts as "same"; int8 goes
+    to spiking models with 1-bit weights only (a full-precision one has no integer products)."""
+    from conftest import make_tiny_model
+    calls, _ = counting_stages
+    monkeypatch.setattr(runner, "FOUNDATION", ("_parent",))
+    runner.run_stage("sst2", "_child", "smoke")
+    runner.run_stage("sst2", "_child", "smoke", binary_sim_dtype="int8")
+    assert calls == ["parent", "child", "child"]
+    rec = read_record("smoke", "sst2", "_child", seed=0)
+    del rec["config"]["binary_sim_dtype"]                       # made before the field
+    assert runner.Run("sst2", "smoke", 0).reusable(rec, "_child")
+    assert not runner.Run("sst2", "smoke", 0, binary_sim_dtype="int8").reusable(rec, "_child")
+    fp, binary = make_tiny_model(), make_tiny_model()
+    binary.spiking_bert.set_binary_weights(True)
+    same, int8 = runner.Run("sst2", "smoke", 0), runner.Run("sst2", "smoke", 0, binary_sim_dtype="int8")
+    assert [same.sim_dtype_for(m) for m in (fp, binary)] == [same.sim_dtype] * 2
+    assert [int8.sim_dtype_for(m) for m in (fp, binary)] == [int8.sim_dtype, torch.int8]
+
+
 def test_get_record_never_computes_the_paper_profile(counting_stages):
     calls, _ = counting_stages
     assert runner.get_record("sst2", "_parent", profile="paper") is None
@@ -274,9 +296,9 @@ def test_a_truncated_fisher_cache_is_named_and_recomputed(tmp_path, monkeypatch)
     fake = SimpleNamespace(profile=SimpleNamespace(fisher_samples=4, fisher_batch_size=2),
                            record=lambda name: {"provenance": {"finished": "2026-12-01T00:00:00"}},
                            checkpoint=lambda name: tmp_path / name, loader=lambda *a, **k: [],
-                           device="cpu", sim_dtype=torch.float32)
+                           device="cpu", sim_dtype_for=lambda model: torch.float32)
     pruning.fisher_info(fake, None)
-    path = next(tmp_path.glob("fisher-*.pt"))
+    path = next(tmp_path.glob("fisher-*-float32.pt"))
     path.write_bytes(path.read_bytes()[:20])              # a kill mid-write, or a full disk
     with pytest.warns(UserWarning, match="Fisher cache .*fisher-.*unreadable"):
         info = pruning.fisher_info(fake, None)

@@ -96,6 +96,10 @@ class _FakeRun:
     def __init__(self, profile):
         self.profile, self.device, self.sim_dtype, self.loaded = profile, "cpu", torch.float32, []
 
+    def sim_dtype_for(self, model):         # as a Run: the profile's binary_sim_dtype
+        from stpcore.runs.runner import Run
+        return Run.sim_dtype_for(self, model)
+
     def model(self, name):
         self.loaded.append(name)
         m = make_tiny_model()

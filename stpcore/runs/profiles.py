@@ -41,7 +41,8 @@ PRUNING_KEYS = frozenset({
     "freeze_masks", "threshold_lr", "lambda_sweep"})
 # Fields newer than committed records: a record without one was made as with its default (general
 # KD off), and `Run.reusable` reads it so; those records stay reusable.
-BACKFILLED_KEYS = frozenset({"general_kd_epochs", "general_kd_sources", "general_kd_limit"})
+BACKFILLED_KEYS = frozenset({"general_kd_epochs", "general_kd_sources", "general_kd_limit",
+                             "binary_sim_dtype"})
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Profile:
     budget_sweep: tuple = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     base_sweep: tuple = (1.0, 1.02, 1.05, 1.1, 1.15, 1.2)
     sim_dtype: str = "float32"
+    binary_sim_dtype: str = "same"          # 1-bit models: "same" (sim_dtype) or "int8"
     time_chunk: int = 32
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -234,9 +236,10 @@ FIELD_RULES: dict[str, Rule] = {
     "paper_learning_rate": NON_NEGATIVE,             # listed by the paper, not used
     "budget_sweep": floats_rule(float_rule(0, 1, low_open=True)),
     "base_sweep": floats_rule(float_rule(1)),        # 1.0 = no temporal pruning
-    # int8 (exact integer synaptic products, stpcore.snn.integer) is API-only for now: a profile's
-    # sim_dtype also simulates the full-precision models of the foundation, which int8 cannot.
+    # sim_dtype also simulates the full-precision models of the foundation, which int8 (exact
+    # integer synaptic products, stpcore.snn.integer) cannot: 1-bit models take binary_sim_dtype.
     "sim_dtype": choice_rule("float32", "bfloat16", "float16"),
+    "binary_sim_dtype": choice_rule("same", "int8"),
     "time_chunk": COUNT,
     "progress": BOOL,
     # A profile definition's `extra` is applied as fields by get_profile; a Profile's own stays {}

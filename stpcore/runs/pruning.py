@@ -22,10 +22,11 @@ from ..prune.temporal import (allocate_timesteps, count_components, flatten_popu
 
 def fisher_info(run: Run, model) -> dict:
     """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples,
-    cached per baseline run (a recomputed baseline gets a new cache file)."""
-    p = run.profile
+    cached per baseline run and simulation dtype (a recomputed baseline gets a new cache file)."""
+    p, dtype = run.profile, run.sim_dtype_for(model)
     made = run.record("baseline")["provenance"]["finished"].replace(":", "")
-    path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}.pt")
+    name = str(dtype).removeprefix("torch.")
+    path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}-{name}.pt")
     if path.exists():
         try:
             info = torch.load(path)
@@ -37,7 +38,7 @@ def fisher_info(run: Run, model) -> dict:
             path.unlink()
     start = time.perf_counter()
     loader = run.loader("train", batch_size=p.fisher_batch_size, limit=p.fisher_samples)
-    hg, ng, hr, nr = collect_mask_grads(model, loader, run.device, p.fisher_samples, run.sim_dtype)
+    hg, ng, hr, nr = collect_mask_grads(model, loader, run.device, p.fisher_samples, dtype)
     info = {"head_grads": hg, "neuron_grads": ng, "head_rate": hr, "neuron_rate": nr,
             "seconds": time.perf_counter() - start}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def run_retrain(run: Run, model, **kw) -> dict:
     limit = p.retrain_limit or p.train_limit
     out = retrain(model, run.loader("train", limit=limit), cfg, run.device,
                   heldout_loader=run.loader("heldout"), trace_loader=trace_loader(run),
-                  progress=p.progress, sim_dtype=run.sim_dtype)
+                  progress=p.progress, sim_dtype=run.sim_dtype_for(model))
     return {**run.dev_metrics(model), **out}
 
 
@@ -96,7 +97,8 @@ def post_temporal(run: Run, model) -> dict:
     """Post-training temporal pruning (Eq. 10) at the profile's base; installs the timesteps."""
     p = run.profile
     comps, _ = reallocate_timesteps(model, trace_loader(run), run.device, p.pca_variance,
-                                    p.pca_base, p.t_conv, run.sim_dtype, p.temporal_granularity)
+                                    p.pca_base, p.t_conv, run.sim_dtype_for(model),
+                                    p.temporal_granularity)
     return {"components": comps, "temporal_granularity": p.temporal_granularity}
 
 
@@ -250,7 +252,7 @@ def stage_base_sweep(run: Run):
     p = run.profile
     model = run.model("baseline")
     g = p.temporal_granularity
-    traces = measure_traces(model, trace_loader(run), run.device, run.sim_dtype, g)
+    traces = measure_traces(model, trace_loader(run), run.device, run.sim_dtype_for(model), g)
     flat = traces if g == "layer" else flatten_populations(traces)
     comps = [count_components(running_rate(t), p.pca_variance) for t in flat]
     points = []
@@ -286,13 +288,14 @@ def stage_random_mask(run: Run):
 
 @stage("precision_check", needs=("baseline",))
 def stage_precision_check(run: Run):
-    """The 1-bit baseline simulated in fp32 (the exact path) and in the profile's ``sim_dtype``:
-    dev and held-out accuracy and Normalized #C of each, on the same checkpoint."""
+    """The 1-bit baseline simulated in fp32 (the exact path) and in the dtype the pruning stages
+    simulate it in (``Run.sim_dtype_for``: the profile's ``sim_dtype``, or int8): dev and
+    held-out accuracy and Normalized #C of each, on the same checkpoint."""
     model, keys = run.model("baseline"), ("dev_accuracy", "heldout_accuracy", "normalized_c")
     out = {}
-    for name in dict.fromkeys(("float32", run.profile.sim_dtype)):
-        m = run.dev_metrics(model, getattr(torch, name))
-        out[name] = {k: m[k] for k in keys}
+    for dtype in dict.fromkeys((torch.float32, run.sim_dtype_for(model))):
+        m = run.dev_metrics(model, dtype)
+        out[str(dtype).removeprefix("torch.")] = {k: m[k] for k in keys}
     return out, None
 
 
@@ -307,7 +310,7 @@ def stage_temporal_readings(run: Run):
     model = run.model("baseline")
     cfg, L = model.config, model.config.num_hidden_layers
     readings = population_components(model, trace_loader(run), run.device, p.pca_variance,
-                                     sim_dtype=run.sim_dtype)
+                                     sim_dtype=run.sim_dtype_for(model))
     ones = (torch.ones(L, cfg.num_attention_heads), torch.ones(L, cfg.intermediate_size))
     geometry = dict(seq_len=p.max_length, hidden_size=cfg.hidden_size,
                     num_heads=cfg.num_attention_heads, reference_timesteps=p.t_conv)

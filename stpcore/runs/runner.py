@@ -40,7 +40,7 @@ STAGES: dict[str, tuple[tuple[str, ...], Callable]] = {}
 SWITCHES: dict[str, Callable[[Profile], bool]] = {}     # stages a profile may turn off
 FOUNDATION = ("teacher", "general_kd", "spiking_fp", "baseline")   # ignore the pruning knobs
 # How a later stage simulates (not what the foundation was): never retrains the foundation.
-RUNTIME_KEYS = frozenset({"sim_dtype", "time_chunk"})
+RUNTIME_KEYS = frozenset({"sim_dtype", "binary_sim_dtype", "time_chunk"})
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
@@ -118,10 +118,21 @@ class Run:
         lim = limit if limit is not None else (p.train_limit if train else p.eval_limit)
         return glue.make_loader(self.data[split], size, shuffle=train, seed=self.seed, limit=lim)
 
+    def sim_dtype_for(self, model) -> torch.dtype:
+        """The dtype the pruning stages and evaluations simulate ``model`` in: int8 (exact
+        integer products, :mod:`stpcore.snn.integer`) for a model with 1-bit weights when the
+        profile's ``binary_sim_dtype`` is "int8", else the profile's ``sim_dtype``. The
+        foundation's KD trains in ``sim_dtype`` (its spiking teacher is full precision)."""
+        binary = (isinstance(model, SpikingBertForSequenceClassification)
+                  and model.config.binary_weights)
+        if self.profile.binary_sim_dtype == "int8" and binary:
+            return torch.int8
+        return self.sim_dtype
+
     def dev_metrics(self, model, sim_dtype: torch.dtype | None = None) -> dict:
         """Dev accuracy (the reported number) and held-out accuracy (used for choices),
-        simulated in ``sim_dtype`` (default: the profile's)."""
-        dtype = sim_dtype or self.sim_dtype
+        simulated in ``sim_dtype`` (default: :meth:`sim_dtype_for` the model)."""
+        dtype = sim_dtype or self.sim_dtype_for(model)
         dev = evaluate(model, self.loader("dev"), self.device, dtype, self.profile.max_length,
                        costs=spiking_costs)
         held = evaluate(model, self.loader("heldout"), self.device, dtype, self.profile.max_length,
