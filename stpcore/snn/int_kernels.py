@@ -13,11 +13,11 @@ which can differ only where the float64 sum falls on an fp32 rounding midpoint).
   membranes and last spikes in registers and walks the time axis, re-reading its weight tile
   (from L2) every step, in ONE flat loop over (step, K block): the software pipeliner then
   loads step t + 1's first operand blocks while step t's LIF update and spike store run (a
-  loop over steps with the K loop inside it waited for each step's loads: 5 to 27 % slower at
-  the simulator's shapes on an H200). The currents never reach memory, only spikes do (int8,
-  or fp32 for the attention to read). The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the
-  spikes equal :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit
-  for bit.
+  loop over steps with the K loop inside it waited for each step's loads: 15 to 27 % slower at
+  the shapes the simulator fuses, in ``bench/gemm_int8.py``'s H200 records before and after).
+  The currents never reach memory, only spikes do (int8, or fp32 for the attention to read).
+  The LIF step is ``_lif_step`` of :mod:`stpcore.snn.kernels`, so the spikes equal
+  :func:`binary_linear` followed by :func:`stpcore.snn.kernels.fused_lif_scan` bit for bit.
 
 Both load their operand tiles through TMA tensor descriptors (Hopper's tensor memory
 accelerator; out-of-range rows and columns read as zeros) where the rows are 16-byte aligned
@@ -64,8 +64,7 @@ def _tile(lif: bool) -> dict:
     reads) the first was the fastest of its tiles at every simulator shape, and the second the
     fastest or within 5 % of it where the simulator fuses the LIF scan (fan-in 768 or 384; 11 %
     off at fan-in 3072, which the output layer takes without it). Single timings move by up to
-    20 % between sweeps, so they do not rank close tiles.
-    Under the interpreter, small tiles."""
+    20 % between sweeps, so they do not rank close tiles. Under the interpreter, small tiles."""
     if INTERPRET:
         return dict(zip(TILE_KEYS, (32, 32, 32, 2, 4, 1)))
     if lif:
@@ -185,6 +184,12 @@ def _operands(x2: torch.Tensor, signs: torch.Tensor, tile: dict) -> tuple:
             TensorDescriptor.from_tensor(signs, [tile["BLOCK_N"], tile["BLOCK_K"]]), True)
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """``x [..., K]`` as contiguous ``[rows, K]`` rows, also for K = 0 (where ``reshape(-1, 0)``
+    is ambiguous and fails)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]).contiguous()
+
+
 def _use_tma(x2: torch.Tensor, signs: torch.Tensor) -> bool:
     """TMA needs 16-byte aligned rows and base addresses and int32 row coordinates: K a
     positive multiple of 16, both tensors 16-byte aligned, fewer than 2**31 rows."""
@@ -211,7 +216,7 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     benchmarks."""
     _check(x, signs, alpha, bias)
     _check_tile(tile)
-    x2, signs = x.reshape(math.prod(x.shape[:-1]), x.shape[-1]).contiguous(), signs.contiguous()
+    x2, signs = _rows(x), signs.contiguous()
     (m, k), n = x2.shape, signs.shape[0]
     tile = tile or _tile(False)
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
@@ -262,7 +267,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     if m == 0 or n == 0:
         return spikes, (u, s)
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
-    xo, wo, tma = _operands(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]).contiguous(), signs.contiguous(), tile)
+    xo, wo, tma = _operands(_rows(x), signs.contiguous(), tile)
     _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
                                                  spikes, u, s, u_out, s_out, threshold.reshape(1),
                                                  float(leak), steps, m, n, x.shape[-1],
