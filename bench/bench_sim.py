@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceLoop, compare_rates, random_model  # noqa: E402
 
 from stpcore.prune.acs import acs_fraction  # noqa: E402
-from stpcore.report.benchmarks import TRAIN_VARIANTS  # noqa: E402
+from stpcore.report.benchmarks import T_MEM, TRAIN_VARIANTS, train_limit  # noqa: E402
 from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json, describe_device,  # noqa: E402
                              git_commit)
 
@@ -296,7 +296,7 @@ def summary_rows(record) -> list[tuple[str, str, str]]:
         if "training" in r:
             b = r["training"]
             for d, x in {"fp32": b, **b.get("dtypes", {})}.items():
-                limit = "<= 1.10" if d == "int8" else "<= 1.15"
+                limit = f"<= {train_limit(d):.2f}"
                 rows.append((f"[{width}] {d} train step / forward", f"{x['train_over_forward']:.2f}", limit))
                 for key, how in TRAIN_VARIANTS.items():
                     if "train_over_forward" in x.get(key, {}):
@@ -304,7 +304,7 @@ def summary_rows(record) -> list[tuple[str, str, str]]:
                                      f"{x[key]['train_over_forward']:.2f}", limit))
             for key in (k for k in b if k.startswith("mem_ratio")):
                 rows.append((f"[{width}] peak mem T{'/T'.join(map(str, SIZES[record['size']]['mem_steps'][::-1]))} "
-                             f"({key[10:]})", f"{b[key]:.2f}", "<= 1.10"))
+                             f"({key[10:]})", f"{b[key]:.2f}", f"<= {T_MEM:.2f}"))
             for key, p in r["pruning"].items():
                 if key.startswith("peak_gib_"):
                     rows.append((f"[{width}] {key[9:]} peak GiB unrolled / sequential",

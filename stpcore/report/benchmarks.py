@@ -41,6 +41,12 @@ DTYPES, INT8 = ("fp32", "bf16"), "int8"
 COLUMNS = ["width", "dtype", "metric", "value", "unit", "target", "met?"]
 
 
+def train_limit(dtype: str) -> float:
+    """The bound on a training step over a forward simulated in ``dtype``: :data:`T_INT_TRAIN`
+    for int8 (issue 12), :data:`T_TRAIN` otherwise."""
+    return T_INT_TRAIN if dtype == INT8 else T_TRAIN
+
+
 def bench_dir(root: str | Path | None = None) -> Path:
     """The folder of the records: ``<root>/data/bench`` if it exists, else ``root`` itself
     (``None``: the repository's ``data/bench``)."""
@@ -144,7 +150,7 @@ def bench_table(record: dict, spatial_pruning_s: float | None = None) -> pd.Data
         if "training" in r:
             b = r["training"]
             for d in dtypes:                # fp32's at the top level (records before the others)
-                limit = T_INT_TRAIN if d == INT8 else T_TRAIN
+                limit = train_limit(d)
                 x = b if d == "fp32" else b.get("dtypes", {}).get(d, {})
                 met = lambda v, limit=limit: v <= limit
                 add(width, d, "training step / forward", x.get("train_over_forward"), "x",
@@ -259,8 +265,7 @@ def training_floor_reading(record: dict, width: str = "768/3072", dtype: str = I
     """Why an fp32 Eq. 4 pass keeps the training step above issue 12's bound, in words: the
     pass's products (:func:`layer_flops` per layer forward, twice that backward) at the record's
     measured fp32 matmul peak, against the forward simulated in ``dtype``, and the rate the
-    bound (:data:`T_INT_TRAIN` for int8, :data:`T_TRAIN` otherwise) would need; or a line naming
-    what the record lacks."""
+    bound (:func:`train_limit`) would need; or a line naming what the record lacks."""
     try:
         setup, peak = record["setup"], record["peaks"]["matmul_fp32_tflops"]
         forward = record["widths"][width]["training"]["dtypes"][dtype]["forward_s"]
@@ -268,7 +273,7 @@ def training_floor_reading(record: dict, width: str = "768/3072", dtype: str = I
     except (KeyError, TypeError, ValueError):
         return (f"`{record.get('name', '?')}` has no {dtype} training timing at width {width} "
                 f"with the setup and fp32 peak to bound it.")
-    floor, limit = flops / (peak * 1e12) / forward, T_INT_TRAIN if dtype == INT8 else T_TRAIN
+    floor, limit = flops / (peak * 1e12) / forward, train_limit(dtype)
     need = flops / ((limit - 1) * forward) / 1e12
     return (f"Eq. 4's pass multiplies {flops / 1e9:.0f} GFLOP at width {width} (the six linear "
             f"layers and the attention of {setup['layers']} layers over {setup['batch']} x "

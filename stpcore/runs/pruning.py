@@ -20,13 +20,18 @@ from ..prune.temporal import (allocate_timesteps, count_components, flatten_popu
                               population_components, running_rate, unflatten_populations)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """A simulation dtype as profiles and records spell it ("float32", "bfloat16", "int8")."""
+    return str(dtype).removeprefix("torch.")
+
+
 def fisher_info(run: Run, model) -> dict:
     """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples,
     cached per baseline run and simulation dtype (a recomputed baseline gets a new cache file)."""
     p, dtype = run.profile, run.sim_dtype_for(model)
     made = run.record("baseline")["provenance"]["finished"].replace(":", "")
-    name = str(dtype).removeprefix("torch.")
-    path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}-{name}.pt")
+    path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}-"
+                          f"{dtype_name(dtype)}.pt")
     if path.exists():
         try:
             info = torch.load(path)
@@ -295,7 +300,7 @@ def stage_precision_check(run: Run):
     out = {}
     for dtype in dict.fromkeys((torch.float32, run.sim_dtype_for(model))):
         m = run.dev_metrics(model, dtype)
-        out[str(dtype).removeprefix("torch.")] = {k: m[k] for k in keys}
+        out[dtype_name(dtype)] = {k: m[k] for k in keys}
     return out, None
 
 
