@@ -26,6 +26,9 @@
 #        changes pruning knobs only (profiles.PRUNING_KEYS) and retrain otherwise.
 #   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
+#   scripts/gpu_session.sh poll [S]  wait S seconds (default 540), collecting every 30 s, then
+#                                    status: every call brings back what has finished, so a
+#                                    machine lost between calls loses only the runs in flight
 set -uo pipefail
 S=${STP_SESSION_DIR:-/tmp/stp}
 SLOTS=${STP_SLOTS:-9}
@@ -182,5 +185,10 @@ collect)
   tar -czf $OUT/packs.tgz -C $S/packs . 2>/dev/null
   tar -czf $OUT/logs.tgz -C $S/logs . 2>/dev/null
   ls -la $OUT ;;
+poll)
+  [ -n "${OUT:-}" ] || { echo "poll: \$OUT is not set (run it through the device tool)" >&2; exit 2; }
+  end=$((SECONDS + ${2:-540}))
+  while :; do "$0" collect > /dev/null; [ $SECONDS -ge $end ] && break; sleep 30; done
+  "$0" status ;;
 *) echo "unknown command $1" >&2; exit 2 ;;
 esac

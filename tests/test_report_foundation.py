@@ -161,3 +161,20 @@ def test_distillation_gaps_against_the_reference_chain():
     text = gaps.describe_gaps(recs, ["sst2", "mrpc"])
     assert "give 83.70 % and 82.08 %" in text                            # 89 - 5.3, 89 - 6.92
     assert "**MRPC**: not all three of our models have records." in text
+
+
+def test_precision_table_pairs_each_dtype_with_fp32_on_the_same_examples():
+    """A dtype that gets 2 of 10 dev examples right that fp32 got wrong (and none wrong that fp32
+    got right) is 20 points above it; a record that predates the stored predictions shows n/a."""
+    from stpcore.report.summary import precision_table
+    labels = "1" * 10
+    check = {"metrics": {
+        "float32": {"dev_accuracy": 70.0, "dev_predictions": "1" * 7 + "000", "dev_labels": labels},
+        "int8": {"dev_accuracy": 90.0, "dev_predictions": "1" * 9 + "0", "dev_labels": labels}}}
+    old = {"metrics": {"float32": {"dev_accuracy": 70.0}, "bfloat16": {"dev_accuracy": 71.0}}}
+    table = precision_table({("mrpc", "precision_check"): check, ("sst2", "precision_check"): old})
+    assert table.loc[("mrpc", "int8"), "Δ dev acc vs fp32 (pt)"] == 20.0
+    low, high = (float(x) for x in table.loc[("mrpc", "int8"), "95% interval (paired)"].strip("[]").split(","))
+    assert 0.0 <= low < 20.0 < high              # never below 0: no example got worse in int8
+    assert table.loc[("mrpc", "float32"), "Δ dev acc vs fp32 (pt)"] == "n/a"
+    assert table.loc[("sst2", "bfloat16"), "Δ dev acc vs fp32 (pt)"] == "n/a"

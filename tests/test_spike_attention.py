@@ -61,6 +61,18 @@ def test_padded_keys_get_no_weight_and_spike_dtypes_agree(device):
         assert torch.equal(spike_attention(q, k.to(dt), v.to(dt), mask, 16), base)
 
 
+@pytest.mark.skipif(not sa.triton or not torch.cuda.is_available(), reason="needs CUDA and triton")
+def test_more_sequence_heads_than_a_second_grid_axis_takes():
+    """70000 (sequence, head) pairs, more than the 65535 programs a CUDA grid's second axis
+    takes (an MRPC evaluation: 64 steps x 128 sequences x 12 heads = 98304 failed to launch
+    when the pairs were on that axis): every sequence gets its own context."""
+    t, b, n, heads, head_size = 1, 35000, 3, 2, 16
+    q, k, v, mask = make_inputs(t, b, n, heads, head_size, seed=7, device="cuda")
+    got = spike_attention(q, k, v, mask, head_size)
+    ref = attend(q, k, v, mask, head_size, torch.float64)
+    assert (got.cpu().double() - ref).abs().max().item() <= 1e-5
+
+
 def test_split_pieces_sum_to_the_fp32_value():
     """The identity the kernel's products rest on, in torch's round-to-nearest bf16 conversion
     (the GPU's ``cvt.rn``): hi + mid + lo == x for every fp32 x of magnitude in [2**-110, 2**127]

@@ -68,7 +68,7 @@ def test_variant_records_replace_the_default_stages(tmp_path):
 
 
 def test_unknown_variant_is_named():
-    with pytest.raises(ValueError, match=r"`name` must be one of \['sst2-paper-latency'\]; got 'x'"):
+    with pytest.raises(ValueError, match=r"`name` must be one of \['mrpc-int8', 'sst2-int8', 'sst2-paper-latency'\]; got 'x'"):
         variants.variant_records("x", {}, [0])
     with pytest.raises(ValueError, match="`name` must be one of"):
         variants.knob_values("x", {})
@@ -77,3 +77,59 @@ def test_unknown_variant_is_named():
 def test_grid_steps():
     assert variants.BASE_GRID[0] == 1.0005 and variants.BASE_GRID[-1] == 1.03
     assert all(math.isclose(b - a, 0.0005, abs_tol=1e-9) for a, b in zip(variants.BASE_GRID, variants.BASE_GRID[1:]))
+
+
+def _scored(stage, seed, preds, dtype, c=0.05, task="mrpc"):
+    """A record of ``stage`` whose dev predictions are ``preds`` against all-"1" labels."""
+    cfg = {"sim_dtype": "bfloat16"} if dtype == "bfloat16" else {"sim_dtype": "bfloat16", "binary_sim_dtype": dtype}
+    return {"profile": "paper", "task": task, "stage": stage, "config": cfg, "provenance": {"seed": seed},
+            "metrics": {"dev_accuracy": 100.0 * preds.count("1") / len(preds), "normalized_c": c,
+                        "dev_predictions": preds, "dev_labels": "1" * len(preds)}}
+
+
+def test_simulated_dtype_reads_the_binary_dtype_or_the_profiles():
+    assert variants.simulated_dtype(_scored("two_stage", 0, "1", "bfloat16")) == "bfloat16"
+    assert variants.simulated_dtype(_scored("two_stage", 0, "1", "int8")) == "int8"
+    same = _scored("two_stage", 0, "1", "same")
+    assert variants.simulated_dtype(same) == "bfloat16"       # "same": the profile's sim_dtype
+
+
+def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
+    # 40 dev examples: 30 right by default at both seeds; 32 and 32 (other ones) in int8
+    old = {s: "1" * 30 + "0" * 10 for s in (0, 1)}
+    new = {0: "1" * 32 + "0" * 8, 1: "1" * 30 + "0" * 8 + "11"}
+    for seed, preds in new.items():
+        path = record_path("paper", "mrpc", "two_stage", root=tmp_path / "mrpc-int8", seed=seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_scored("two_stage", seed, preds, "int8", c=0.06)))
+    default = {("mrpc", "two_stage", s): _scored("two_stage", s, p, "bfloat16") for s, p in old.items()}
+    default[("mrpc", "spatial_retrain", 0)] = _scored("spatial_retrain", 0, old[0], "bfloat16")
+    table = variants.dtype_table("mrpc-int8", default, [0, 1], root=tmp_path, n_boot=2000)
+    assert list(table.index) == ["two_stage"]                  # stages the variant has not run: no row
+    row = table.loc["two_stage"]
+    assert (row["default dtype"], row["variant dtype"]) == ("bfloat16", "int8")
+    assert (row["default seeds"], row["variant seeds"]) == (2, 2)
+    assert row["default dev acc (%)"] == 75.0 and row["variant dev acc (%)"] == 80.0
+    assert row["variant Normalized #C"] == 0.06
+    assert row["Δ acc (pt)"] == pytest.approx(5.0)            # per example: mean over seeds, paired
+    assert variants.dtype_table("sst2-int8", default, [0, 1], root=tmp_path) is None   # not run
+
+
+def test_dtype_comparison_reads_both_roots_and_runs_nothing(tmp_path):
+    def put(root, stage, seed, rec):
+        path = record_path("paper", "mrpc", stage, root=root, seed=seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    results, sweeps = tmp_path / "results", tmp_path / "sweeps"
+    assert variants.dtype_comparison("mrpc-int8", root=sweeps, results_root=results) == (None, None)
+    put(results, "two_stage", 0, _scored("two_stage", 0, "1100", "bfloat16"))
+    put(results, "baseline", 0, _scored("baseline", 0, "1110", "bfloat16"))
+    put(sweeps / "mrpc-int8", "two_stage", 0, _scored("two_stage", 0, "1110", "int8"))
+    check = _scored("precision_check", 0, "1", "int8")
+    check["metrics"] = {"float32": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"},
+                        "int8": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"}}
+    put(sweeps / "mrpc-int8", "precision_check", 0, check)
+    checked, stages = variants.dtype_comparison("mrpc-int8", seeds=[0], root=sweeps, results_root=results)
+    assert checked.loc[("mrpc", "int8"), "Δ dev acc vs fp32 (pt)"] == 0.0     # the same predictions
+    assert checked.loc[("mrpc", "int8"), "baseline record's dev acc"] == 75.0
+    assert list(stages.index) == ["two_stage"] and stages.loc["two_stage", "Δ acc (pt)"] == 25.0

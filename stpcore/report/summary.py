@@ -9,7 +9,9 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from .paper import load_paper_results
+from . import stats
 from .notes import paper_value
+from .seeds import _interval
 from .tables import NO_METRIC, NOT_RUN, difference, fmt_missing, get_metric
 
 FOUNDATION_STAGES = ("teacher", "spiking_fp", "baseline")
@@ -66,16 +68,24 @@ def foundation_table(records: Mapping[tuple[str, str], dict | None],
 def precision_table(records: Mapping[tuple[str, str], dict | None],
                     tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """The ``precision_check`` records: the 1-bit baseline simulated in each dtype (fp32 is
-    exact), with the ``baseline`` record's own dev accuracy beside it for reference."""
+    exact), with the ``baseline`` record's own dev accuracy beside it for reference, and each
+    dtype's dev accuracy minus fp32's, paired over the dev examples
+    (:func:`stats.paired_bootstrap_ci`; records that predate the stored predictions have none)."""
     rows = []
     for task in tasks:
         rec, base = records.get((task, "precision_check")), records.get((task, "baseline"))
         results = (rec or {}).get("metrics", {}) or {"not run": {}}
+        exact = stats.correct_vector({"metrics": results.get("float32", {})})
         for dtype, m in results.items():
+            mine = stats.correct_vector({"metrics": m})
+            d = (None if dtype == "float32" or exact is None or mine is None or exact.size != mine.size
+                 else stats.paired_bootstrap_ci(exact, mine))
             rows.append({"task": task, "simulation dtype": dtype,
                          "dev acc": fmt_missing(m.get("dev_accuracy")),
                          "held-out acc": fmt_missing(m.get("heldout_accuracy")),
                          "Normalized #C": fmt_missing(m.get("normalized_c"), 4),
+                         "Δ dev acc vs fp32 (pt)": NO_METRIC if d is None else round(d["diff"], 2),
+                         "95% interval (paired)": _interval(d),
                          "baseline record's dev acc": fmt_missing(get_metric(base, "dev_accuracy"))})
     return pd.DataFrame(rows).set_index(["task", "simulation dtype"])
 

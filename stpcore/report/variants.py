@@ -5,10 +5,14 @@ A variant is a results root under ``data/results/sweeps/<name>/``, made on the G
 (``stpcore.runs.profiles.PRUNING_KEYS``), so it starts from the shipped foundation, and its
 pruned models pair with the default records' seed-0 baseline on the same dev examples.
 
-One variant is recorded, ``sst2-paper-latency``. It reruns two-stage pruning of SST-2 (and the
-adaptive threshold on it) with the PCA base chosen so that Eq. 10 gives our models the paper's
-two-stage latency. :func:`match_base` shows that choice, made in closed form from the c of our
-default two-stage records. Accuracy never entered it.
+``sst2-paper-latency`` reruns two-stage pruning of SST-2 (and the adaptive threshold on it) with
+the PCA base chosen so that Eq. 10 gives our models the paper's two-stage latency.
+:func:`match_base` shows that choice, made in closed form from the c of our default two-stage
+records. Accuracy never entered it.
+
+``mrpc-int8`` and ``sst2-int8`` rerun every 1-bit pruning stage with ``binary_sim_dtype=int8``
+(issue 12: the integer path, as exact as fp32, where the default records simulate in bf16);
+:func:`dtype_table` sets each beside the default records of the same stage and seeds.
 """
 from __future__ import annotations
 
@@ -21,12 +25,21 @@ from ..prune.acs import population_latency
 from ..prune.temporal import allocate_timesteps, flatten_populations, unflatten_populations
 from ..runs.records import read_record
 from .schedules import SWEEPS_DIR
-from .seeds import SeededRecords, _present
-from .summary import paper_latency_percent
+from .seeds import SeededRecords, _interval, _present, _values
+from .stats import verdict
+from .summary import paper_latency_percent, precision_table
+from .tables import NOT_RUN
+from .tradeoff import stage_difference
 
+#: The 1-bit pruning stages with a dev accuracy, which a simulation-dtype variant reruns.
+DTYPE_STAGES = ("spatial_fisher", "spatial_fisher_asr_neuron", "spatial_fisher_asr_attn",
+                "spatial_fisher_asr", "spatial_retrain", "temporal_pca", "temporal_retrain",
+                "two_stage", "joint_retrain", "adaptive_threshold", "baseline_adaptive", "random_mask")
 #: name -> the task, the stages the variant reruns, and the knob it changes.
 VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base",
-                                   "stages": ("spatial_retrain", "two_stage", "adaptive_threshold")}}
+                                   "stages": ("spatial_retrain", "two_stage", "adaptive_threshold")},
+            **{f"{task}-int8": {"task": task, "knob": "binary_sim_dtype", "stages": DTYPE_STAGES}
+               for task in ("mrpc", "sst2")}}
 #: The PCA bases :func:`match_base` tries, from 1.0 (exclusive) to 1.03 in steps of 0.0005.
 BASE_GRID = tuple(round(1.0 + 0.0005 * i, 4) for i in range(1, 61))
 
@@ -109,3 +122,59 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
     keep = set(df.index[max(0, i - 2): i + 3]) | used
     return df.loc[[b for b in df.index if b in keep]].round(2)
 
+
+
+def simulated_dtype(record: dict) -> str:
+    """The dtype a record simulated its 1-bit models in: ``binary_sim_dtype``, or where that is
+    "same" (or absent, as in records made before it existed) the profile's ``sim_dtype``."""
+    cfg = record["config"]
+    own = cfg.get("binary_sim_dtype", "same")
+    return cfg["sim_dtype"] if own == "same" else own
+
+
+def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile: str = "paper",
+                root: Path | None = None, n_boot: int = 10000) -> pd.DataFrame | None:
+    """Each stage of the simulation-dtype variant ``name`` (``<task>-int8``) beside the default
+    records (``records``, ``{(task, stage, seed): record}``) of the same stage at ``seeds``: the
+    dtype and seeds of each, their mean dev accuracy and Normalized #C, and the variant's dev
+    accuracy minus the default's, pooled over the seeds and paired over the dev examples
+    (:func:`~stpcore.report.tradeoff.stage_difference`) with its verdict. Rows: the stages the
+    variant has a record of. None when it has none (not run)."""
+    v, seeds = _variant(name), [int(s) for s in seeds]
+    ours = relabel(name, variant_records(name, {}, seeds, profile, root), v["stages"], "(variant)")
+    both = {**records, **ours}
+    rows = []
+    for stage in v["stages"]:
+        new, old = (_present(both, v["task"], st, seeds) for st in (f"{stage} (variant)", stage))
+        if not new:
+            continue
+        d = stage_difference(both, v["task"], f"{stage} (variant)", stage, seeds, n_boot)
+        dtypes = [", ".join(sorted({simulated_dtype(r) for r in recs.values()})) or NOT_RUN for recs in (old, new)]
+        row = {"stage": stage}
+        for label, recs, dt in (("default", old, dtypes[0]), ("variant", new, dtypes[1])):
+            acc, c = _values(recs, "dev_accuracy"), _values(recs, "normalized_c")
+            row.update({f"{label} dtype": dt, f"{label} seeds": len(recs),
+                        f"{label} dev acc (%)": round(sum(acc) / len(acc), 2) if acc else NOT_RUN,
+                        f"{label} Normalized #C": round(sum(c) / len(c), 4) if c else NOT_RUN})
+        row.update({"Δ acc (pt)": NOT_RUN if d is None else round(d["diff"], 2),
+                    "95% interval": _interval(d, missing=NOT_RUN), "verdict": NOT_RUN if d is None else verdict(d)})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("stage") if rows else None
+
+
+def dtype_comparison(name: str, seeds: Iterable[int] = (0, 1, 2), profile: str = "paper",
+                     root: Path | None = None, results_root: Path | None = None
+                     ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """What the simulation-dtype variant ``name`` changes, from records on disk (nothing runs):
+    its ``precision_check`` (the default seed-0 baseline checkpoint evaluated in fp32 and the
+    variant's dtype, :func:`~stpcore.report.summary.precision_table`) and :func:`dtype_table` of
+    its pruning stages against the default records (``results_root``, default ``data/results``)
+    at ``seeds``. Each None where the variant has no such record."""
+    task, seeds = _variant(name)["task"], [int(s) for s in seeds]
+    default = {(task, st, s): read_record(profile, task, st, root=results_root, seed=s)
+               for st in _variant(name)["stages"] for s in seeds}
+    check = read_record(profile, task, "precision_check", root=Path(root or SWEEPS_DIR) / name)
+    checked = None if check is None else precision_table(
+        {(task, "precision_check"): check, (task, "baseline"): read_record(profile, task, "baseline", root=results_root)},
+        [task])
+    return checked, dtype_table(name, default, seeds, profile, root)

@@ -295,8 +295,10 @@ def stage_random_mask(run: Run):
 def stage_precision_check(run: Run):
     """The 1-bit baseline simulated in fp32 (the exact path) and in the dtype the pruning stages
     simulate it in (``Run.sim_dtype_for``: the profile's ``sim_dtype``, or int8): dev and
-    held-out accuracy and Normalized #C of each, on the same checkpoint."""
-    model, keys = run.model("baseline"), ("dev_accuracy", "heldout_accuracy", "normalized_c")
+    held-out accuracy, Normalized #C and the dev predictions of each, on the same checkpoint
+    (so the two pair over the dev examples)."""
+    model = run.model("baseline")
+    keys = ("dev_accuracy", "heldout_accuracy", "normalized_c", "dev_predictions", "dev_labels")
     out = {}
     for dtype in dict.fromkeys((torch.float32, run.sim_dtype_for(model))):
         m = run.dev_metrics(model, dtype)
