@@ -1,8 +1,9 @@
 """Pruning stages rerun with one knob changed (a *variant*), judged beside the default ones.
 
 A variant is a results root under ``data/results/sweeps/<name>/``, made on the GPU by
-``scripts/gpu_session.sh task TASK FOUND PRUNE NAME:knob=value``. It changes pruning knobs only
-(``stpcore.runs.profiles.PRUNING_KEYS``), so it starts from the shipped foundation, and its
+``scripts/gpu_session.sh task TASK FOUND PRUNE NAME:knob=value``. It changes pruning knobs
+(``stpcore.runs.profiles.PRUNING_KEYS``) or how the later stages simulate
+(``stpcore.runs.runner.RUNTIME_KEYS``) only, so it starts from the shipped foundation, and its
 pruned models pair with the default records' seed-0 baseline on the same dev examples.
 
 ``sst2-paper-latency`` reruns two-stage pruning of SST-2 (and the adaptive threshold on it) with
@@ -121,7 +122,6 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
     i = df.index.get_loc(best)
     keep = set(df.index[max(0, i - 2): i + 3]) | used
     return df.loc[[b for b in df.index if b in keep]].round(2)
-
 
 
 def simulated_dtype(record: dict) -> str:
