@@ -43,13 +43,17 @@ def test_match_base_default_target_is_the_papers_latency():
     assert set(variants.match_base(recs, "sst2")["target (paper)"]) == {round(5.308 / 0.85, 2)}
 
 
-def _write(root, stage, seed, **config):
-    path = record_path("paper", "sst2", stage, root=root, seed=seed)
+def _put(root, rec):
+    """Write ``rec`` where :func:`read_record` finds its task, stage and seed under ``root``."""
+    path = record_path(rec["profile"], rec["task"], rec["stage"], root=root, seed=rec["provenance"]["seed"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = {"profile": "paper", "task": "sst2", "stage": stage, "config": config,
-           "metrics": {"dev_accuracy": 80.0}, "provenance": {"seed": seed}}
     path.write_text(json.dumps(rec))
     return rec
+
+
+def _write(root, stage, seed, **config):
+    return _put(root, {"profile": "paper", "task": "sst2", "stage": stage, "config": config,
+                       "metrics": {"dev_accuracy": 80.0}, "provenance": {"seed": seed}})
 
 
 def test_variant_records_replace_the_default_stages(tmp_path):
@@ -99,9 +103,7 @@ def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
     old = {s: "1" * 30 + "0" * 10 for s in (0, 1)}
     new = {0: "1" * 32 + "0" * 8, 1: "1" * 30 + "0" * 8 + "11"}
     for seed, preds in new.items():
-        path = record_path("paper", "mrpc", "two_stage", root=tmp_path / "mrpc-int8", seed=seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_scored("two_stage", seed, preds, "int8", c=0.06)))
+        _put(tmp_path / "mrpc-int8", _scored("two_stage", seed, preds, "int8", c=0.06))
     default = {("mrpc", "two_stage", s): _scored("two_stage", s, p, "bfloat16") for s, p in old.items()}
     default[("mrpc", "spatial_retrain", 0)] = _scored("spatial_retrain", 0, old[0], "bfloat16")
     table = variants.dtype_table("mrpc-int8", default, [0, 1], root=tmp_path, n_boot=2000)
@@ -116,19 +118,15 @@ def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
 
 
 def test_dtype_comparison_reads_both_roots_and_runs_nothing(tmp_path):
-    def put(root, stage, seed, rec):
-        path = record_path("paper", "mrpc", stage, root=root, seed=seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rec))
     results, sweeps = tmp_path / "results", tmp_path / "sweeps"
     assert variants.dtype_comparison("mrpc-int8", root=sweeps, results_root=results) == (None, None)
-    put(results, "two_stage", 0, _scored("two_stage", 0, "1100", "bfloat16"))
-    put(results, "baseline", 0, _scored("baseline", 0, "1110", "bfloat16"))
-    put(sweeps / "mrpc-int8", "two_stage", 0, _scored("two_stage", 0, "1110", "int8"))
+    _put(results, _scored("two_stage", 0, "1100", "bfloat16"))
+    _put(results, _scored("baseline", 0, "1110", "bfloat16"))
+    _put(sweeps / "mrpc-int8", _scored("two_stage", 0, "1110", "int8"))
     check = _scored("precision_check", 0, "1", "int8")
     check["metrics"] = {"float32": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"},
                         "int8": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"}}
-    put(sweeps / "mrpc-int8", "precision_check", 0, check)
+    _put(sweeps / "mrpc-int8", check)
     checked, stages = variants.dtype_comparison("mrpc-int8", seeds=[0], root=sweeps, results_root=results)
     assert checked.loc[("mrpc", "int8"), "Δ dev acc vs fp32 (pt)"] == 0.0     # the same predictions
     assert checked.loc[("mrpc", "int8"), "baseline record's dev acc"] == 75.0

@@ -149,11 +149,11 @@ def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile
         if not new:
             continue
         d = stage_difference(both, v["task"], f"{stage} (variant)", stage, seeds, n_boot)
-        dtypes = [", ".join(sorted({simulated_dtype(r) for r in recs.values()})) or NOT_RUN for recs in (old, new)]
         row = {"stage": stage}
-        for label, recs, dt in (("default", old, dtypes[0]), ("variant", new, dtypes[1])):
+        for label, recs in (("default", old), ("variant", new)):
             acc, c = _values(recs, "dev_accuracy"), _values(recs, "normalized_c")
-            row.update({f"{label} dtype": dt, f"{label} seeds": len(recs),
+            row.update({f"{label} dtype": ", ".join(sorted({simulated_dtype(r) for r in recs.values()})) or NOT_RUN,
+                        f"{label} seeds": len(recs),
                         f"{label} dev acc (%)": round(sum(acc) / len(acc), 2) if acc else NOT_RUN,
                         f"{label} Normalized #C": round(sum(c) / len(c), 4) if c else NOT_RUN})
         row.update({"Δ acc (pt)": NOT_RUN if d is None else round(d["diff"], 2),
@@ -170,9 +170,10 @@ def dtype_comparison(name: str, seeds: Iterable[int] = (0, 1, 2), profile: str =
     variant's dtype, :func:`~stpcore.report.summary.precision_table`) and :func:`dtype_table` of
     its pruning stages against the default records (``results_root``, default ``data/results``)
     at ``seeds``. Each None where the variant has no such record."""
-    task, seeds = _variant(name)["task"], [int(s) for s in seeds]
+    v, seeds = _variant(name), [int(s) for s in seeds]
+    task = v["task"]
     default = {(task, st, s): read_record(profile, task, st, root=results_root, seed=s)
-               for st in _variant(name)["stages"] for s in seeds}
+               for st in v["stages"] for s in seeds}
     check = read_record(profile, task, "precision_check", root=Path(root or SWEEPS_DIR) / name)
     checked = None if check is None else precision_table(
         {(task, "precision_check"): check, (task, "baseline"): read_record(profile, task, "baseline", root=results_root)},

@@ -149,7 +149,7 @@ def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     block_n = max(16, triton.next_power_of_2(n))
     block_m = 16 if INTERPRET else max(16, min(128, _TILE // block_n))
     # (sequence, head) pairs on the first grid axis, which takes up to 2**31 - 1 programs (the
-    # second takes 65535: an evaluation batch of 256 at 32 steps and 12 heads is 98304).
+    # second takes 65535: an MRPC evaluation, 64 steps x 128 sequences x 12 heads, is 98304).
     _spike_attention_kernel[(seqs * (width // head_size), triton.cdiv(n, block_m))](
         q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n, width,
         1.0 / math.sqrt(head_size), HEAD=head_size, BLOCK_M=block_m, BLOCK_N=block_n,
