@@ -26,6 +26,7 @@
 #        changes pruning knobs only (profiles.PRUNING_KEYS) and retrain otherwise.
 #   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
+#   scripts/gpu_session.sh cuda-tests FILES...  (after setup) those test files on the GPU
 #   scripts/gpu_session.sh poll [S]  wait S seconds (default 540), collecting every 30 s, then
 #                                    status: every call brings back what has finished, so a
 #                                    machine lost between calls loses only the runs in flight
@@ -188,6 +189,10 @@ collect)
   tar -czf $OUT/packs.tgz -C $S/packs . 2>/dev/null
   tar -czf $OUT/logs.tgz -C $S/logs . 2>/dev/null
   ls -la $OUT ;;
+cuda-tests)  # FILES...: those test files on the GPU, from a copy of tests/ and bench/ (which the
+  # tests import) beside the frozen stpcore, so that the next call's re-copy cannot disturb them
+  shift; rm -rf $S/tt && mkdir -p $S/tt && cp -r tests bench $S/tt/ || exit 1
+  ( cd $S/tt && PYTHONPATH=/tmp/site:$S/code timeout 300 python3 -m pytest -q -p no:cacheprovider "$@" ) ;;
 poll)
   [ -n "${OUT:-}" ] || { echo "poll: \$OUT is not set (run it through the device tool)" >&2; exit 2; }
   end=$((SECONDS + ${2:-540}))

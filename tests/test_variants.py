@@ -4,6 +4,7 @@ default ones (read from a results root written here)."""
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from stpcore.report import variants
@@ -107,7 +108,9 @@ def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
     default = {("mrpc", "two_stage", s): _scored("two_stage", s, p, "bfloat16") for s, p in old.items()}
     default[("mrpc", "spatial_retrain", 0)] = _scored("spatial_retrain", 0, old[0], "bfloat16")
     table = variants.dtype_table("mrpc-int8", default, [0, 1], root=tmp_path, n_boot=2000)
-    assert list(table.index) == ["two_stage"]                  # stages the variant has not run: no row
+    assert list(table.index) == ["spatial_retrain", "two_stage"]   # a stage either side has
+    assert table.loc["spatial_retrain", "variant seeds"] == 0         # not rerun: says so
+    assert table.loc["spatial_retrain", "Δ acc (pt)"] == "not run"
     row = table.loc["two_stage"]
     assert (row["default dtype"], row["variant dtype"]) == ("bfloat16", "int8")
     assert (row["default seeds"], row["variant seeds"]) == (2, 2)
@@ -131,3 +134,16 @@ def test_dtype_comparison_reads_both_roots_and_runs_nothing(tmp_path):
     assert checked.loc[("mrpc", "int8"), "Δ dev acc vs fp32 (pt)"] == 0.0     # the same predictions
     assert checked.loc[("mrpc", "int8"), "baseline record's dev acc"] == 75.0
     assert list(stages.index) == ["two_stage"] and stages.loc["two_stage", "Δ acc (pt)"] == 25.0
+
+
+def test_dtype_reading_names_the_stages_not_rerun_and_counts_intervals_against_chance():
+    rows = {"a": (3, "better", 1.5, "[0.40, 2.90]"), "b": (3, "same within noise", 0.1, "[-1.00, 1.20]"),
+            "c": (0, "not run", "not run", "not run")}
+    table = pd.DataFrame([{"variant seeds": n, "verdict": v, "Δ acc (pt)": d, "95% interval": i}
+                          for n, v, d, i in rows.values()], index=list(rows))
+    text = variants.dtype_reading(table)
+    assert "reran 2 of 3 stages (not rerun: c)" in text
+    assert "1 of its 2 paired 95% intervals excludes zero (a: better, +1.50 pt [0.40, 2.90])" in text
+    assert "about 0.1 would by chance" in text
+    assert "probability 0.10" in text        # 1 - 0.95 ** 2 = 0.0975
+    assert variants.dtype_reading(None) == "Not rerun yet."

@@ -17,6 +17,7 @@ records. Accuracy never entered it.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -27,7 +28,7 @@ from ..prune.temporal import allocate_timesteps, flatten_populations, unflatten_
 from ..runs.records import read_record
 from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _interval, _present, _values
-from .stats import verdict
+from .stats import BETTER, WORSE, verdict
 from .summary import paper_latency_percent, precision_table
 from .tables import NOT_RUN
 from .tradeoff import stage_difference
@@ -139,14 +140,17 @@ def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile
     dtype and seeds of each, their mean dev accuracy and Normalized #C, and the variant's dev
     accuracy minus the default's, pooled over the seeds and paired over the dev examples
     (:func:`~stpcore.report.tradeoff.stage_difference`) with its verdict. Rows: the stages the
-    variant has a record of. None when it has none (not run)."""
+    variant or the default has a record of (a stage the variant has not rerun says so in its
+    columns). None when the variant has no record (not run)."""
     v, seeds = _variant(name), [int(s) for s in seeds]
     ours = relabel(name, variant_records(name, {}, seeds, profile, root), v["stages"], "(variant)")
+    if not any(r is not None for r in ours.values()):
+        return None
     both = {**records, **ours}
     rows = []
     for stage in v["stages"]:
         new, old = (_present(both, v["task"], st, seeds) for st in (f"{stage} (variant)", stage))
-        if not new:
+        if not new and not old:
             continue
         d = stage_difference(both, v["task"], f"{stage} (variant)", stage, seeds, n_boot)
         row = {"stage": stage}
@@ -179,3 +183,26 @@ def dtype_comparison(name: str, seeds: Iterable[int] = (0, 1, 2), profile: str =
         {(task, "precision_check"): check, (task, "baseline"): read_record(profile, task, "baseline", root=results_root)},
         [task])
     return checked, dtype_table(name, default, seeds, profile, root)
+
+
+def dtype_reading(table: pd.DataFrame | None, level: float = 0.95) -> str:
+    """The reading of a :func:`dtype_table`: which stages the variant reran and which not, which
+    paired intervals exclude zero, and how many would by chance alone if the dtype changed
+    nothing (``1 - level`` of them; with the chance of at least that many, treating the stages
+    as independent, which they are not quite: they share the foundation)."""
+    if table is None:
+        return "Not rerun yet."
+    ran = table[table["variant seeds"] != 0]
+    missing = [s for s in table.index if s not in ran.index]
+    out = f"The variant reran {len(ran)} of {len(table)} stages" + (
+        f" (not rerun: {', '.join(missing)})." if missing else ".")
+    moved = ran[ran["verdict"].isin([BETTER, WORSE])]
+    chance = len(ran) * (1 - level)
+    at_least = 1 - sum(math.comb(len(ran), k) * (1 - level) ** k * level ** (len(ran) - k)
+                       for k in range(len(moved)))
+    named = "; ".join(f"{s}: {r['verdict']}, {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}"
+                      for s, r in moved.iterrows())
+    verb = "excludes" if len(moved) == 1 else "exclude"
+    return (out + f" {len(moved)} of its {len(ran)} paired {level:.0%} intervals {verb} zero"
+            + (f" ({named})" if named else "") + f"; if the dtype changed nothing, about {chance:.1f}"
+            f" would by chance, and at least {len(moved)} with probability {at_least:.2f}.")
