@@ -143,6 +143,48 @@ def test_binary_sim_dtype_reruns_pruning_stages_and_picks_int8_for_1bit_models_o
     assert [int8.sim_dtype_for(m) for m in (fp, binary)] == [int8.sim_dtype, torch.int8]
 
 
+def test_binary_dtype_name_reads_binary_sim_dtype_or_sim_dtype():
+    assert runner.binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "int8"}) == "int8"
+    assert runner.binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "same"}) == "bfloat16"
+    assert runner.binary_dtype_name({"sim_dtype": "float32"}) == "float32"      # made before the field
+
+
+def test_a_binary_sim_dtype_switch_reevaluates_a_1bit_foundation_record_instead_of_retraining(
+        counting_stages, monkeypatch):
+    """The 1-bit baseline's dev metrics follow ``binary_sim_dtype``: after a switch its record
+    gets metrics measured again from the same checkpoint (not retrained), keeps its training,
+    and names the evaluation it replaced; a switch back measures again; no checkpoint retrains."""
+    calls, _ = counting_stages
+    monkeypatch.setattr(runner, "FOUNDATION", ("_parent",))
+    monkeypatch.setattr(runner, "BINARY_FOUNDATION", ("_parent",))
+    monkeypatch.setattr(runner.Run, "has_model", lambda self, name, rec=None: True)
+    monkeypatch.setattr(runner.Run, "model", lambda self, name: f"checkpoint of {name}")
+    evaluated = []
+
+    def dev_metrics(self, model, sim_dtype=None):
+        evaluated.append((model, self.profile.binary_sim_dtype))
+        return {"dev_accuracy": 51.0 if self.profile.binary_sim_dtype == "int8" else 50.0}
+    monkeypatch.setattr(runner.Run, "dev_metrics", dev_metrics)
+    first = runner.run_stage("sst2", "_parent", "smoke")
+    assert first["metrics"] == {"value": 1.0} and evaluated == []     # trained, evaluated by the stage
+    runner.run_stage("sst2", "_child", "smoke", binary_sim_dtype="int8")
+    assert calls == ["parent", "child"] and evaluated == [("checkpoint of _parent", "int8")]
+    rec = read_record("smoke", "sst2", "_parent")
+    assert rec["metrics"] == {"value": 1.0, "dev_accuracy": 51.0}      # the stage's metrics stay
+    assert rec["config"]["binary_sim_dtype"] == "int8" and runner.binary_dtype_name(rec["config"]) == "int8"
+    was = rec["provenance"]["evaluated_from"]
+    assert was["dtype"] == first["config"]["sim_dtype"] and was["finished"] == first["provenance"]["finished"]
+    assert was["dev_accuracy"] is None and was["wall_time_s"] == first["provenance"]["wall_time_s"]
+    runner.run_stage("sst2", "_child", "smoke", binary_sim_dtype="int8")
+    assert calls == ["parent", "child"] and len(evaluated) == 1          # both reused as they are
+    runner.run_stage("sst2", "_parent", "smoke")                        # switched back: measured again
+    assert calls == ["parent", "child"] and evaluated[-1] == ("checkpoint of _parent", "same")
+    assert read_record("smoke", "sst2", "_parent")["provenance"]["evaluated_from"]["dev_accuracy"] == 51.0
+    monkeypatch.setattr(runner.Run, "has_model", lambda self, name, rec=None: False)
+    runner.run_stage("sst2", "_parent", "smoke", binary_sim_dtype="int8")
+    assert calls == ["parent", "child", "parent"] and len(evaluated) == 2   # no checkpoint: retrained
+
+
 def test_get_record_never_computes_the_paper_profile(counting_stages):
     calls, _ = counting_stages
     assert runner.get_record("sst2", "_parent", profile="paper") is None

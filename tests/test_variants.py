@@ -92,13 +92,6 @@ def _scored(stage, seed, preds, dtype, c=0.05, task="mrpc"):
                         "dev_predictions": preds, "dev_labels": "1" * len(preds)}}
 
 
-def test_simulated_dtype_reads_the_binary_dtype_or_the_profiles():
-    assert variants.simulated_dtype(_scored("two_stage", 0, "1", "bfloat16")) == "bfloat16"
-    assert variants.simulated_dtype(_scored("two_stage", 0, "1", "int8")) == "int8"
-    same = _scored("two_stage", 0, "1", "same")
-    assert variants.simulated_dtype(same) == "bfloat16"       # "same": the profile's sim_dtype
-
-
 def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
     # 40 dev examples: 30 right by default at both seeds; 32 and 32 (other ones) in int8
     old = {s: "1" * 30 + "0" * 10 for s in (0, 1)}

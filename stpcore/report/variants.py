@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..prune.acs import population_latency
 from ..prune.temporal import allocate_timesteps, flatten_populations, unflatten_populations
+from ..runs.profiles import binary_dtype_name
 from ..runs.records import read_record
 from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _interval, _present, _values
@@ -125,14 +126,6 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
     return df.loc[[b for b in df.index if b in keep]].round(2)
 
 
-def simulated_dtype(record: dict) -> str:
-    """The dtype a record simulated its 1-bit models in: ``binary_sim_dtype``, or where that is
-    "same" (or absent, as in records made before it existed) the profile's ``sim_dtype``."""
-    cfg = record["config"]
-    own = cfg.get("binary_sim_dtype", "same")
-    return cfg["sim_dtype"] if own == "same" else own
-
-
 def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile: str = "paper",
                 root: Path | None = None, n_boot: int = 10000) -> pd.DataFrame | None:
     """Each stage of the simulation-dtype variant ``name`` (``<task>-int8``) beside the default
@@ -156,7 +149,7 @@ def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile
         row = {"stage": stage}
         for label, recs in (("default", old), ("variant", new)):
             acc, c = _values(recs, "dev_accuracy"), _values(recs, "normalized_c")
-            row.update({f"{label} dtype": ", ".join(sorted({simulated_dtype(r) for r in recs.values()})) or NOT_RUN,
+            row.update({f"{label} dtype": ", ".join(sorted({binary_dtype_name(r["config"]) for r in recs.values()})) or NOT_RUN,
                         f"{label} seeds": len(recs),
                         f"{label} dev acc (%)": round(sum(acc) / len(acc), 2) if acc else NOT_RUN,
                         f"{label} Normalized #C": round(sum(c) / len(c), 4) if c else NOT_RUN})

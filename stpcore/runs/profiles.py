@@ -321,6 +321,14 @@ def get_profile(name: str, task: str, **overrides) -> Profile:
     return Profile(name=name, **{k: v for k, v in values.items() if k != "name"}).validate()
 
 
+def binary_dtype_name(config: dict) -> str:
+    """The dtype a configuration (a profile's ``to_dict()`` or a record's ``config``) simulates
+    1-bit models in: ``binary_sim_dtype``, or where that is "same" (or absent, as in records
+    made before it existed) ``sim_dtype``."""
+    own = config.get("binary_sim_dtype", "same")
+    return config["sim_dtype"] if own == "same" else own
+
+
 def hyperparameters(task: str, profile: str = "paper") -> dict:
     """Table I's rows for ``task`` as this project runs them (plus the knobs the paper omits)."""
     p = get_profile(profile, task)

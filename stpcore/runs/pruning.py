@@ -27,9 +27,11 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def fisher_info(run: Run, model) -> dict:
     """Mask gradients and unit ASRs of the 1-bit baseline on ``fisher_samples`` train examples,
-    cached per baseline run and simulation dtype (a recomputed baseline gets a new cache file)."""
+    cached per baseline checkpoint and simulation dtype (a retrained baseline gets a new cache
+    file; a re-evaluated one, ``Run.evaluated_as_now``, keeps it)."""
     p, dtype = run.profile, run.sim_dtype_for(model)
-    made = run.record("baseline")["provenance"]["finished"].replace(":", "")
+    prov = run.record("baseline")["provenance"]
+    made = (prov.get("checkpoint_sha256") or prov["finished"].replace(":", ""))[:16]
     path = run.checkpoint(f"fisher-{made}-{p.fisher_samples}x{p.fisher_batch_size}-"
                           f"{dtype_name(dtype)}.pt")
     if path.exists():

@@ -96,6 +96,12 @@ COMPUTE_EQUIVALENT = {
     # simulates in int8 (profiles allow sim_dtype float32, bfloat16, float16), and those dtypes
     # take the steps they took before (git diff f9362a2 -- stpcore ':!stpcore/report')
     "d9e4ed4b6826e562e55f1d4d6b6acb41486a2906e40d7346ee6a9cd360afe9c1": "f9362a2",
+    # 11b6fc9 (the MRPC int8 rerun's records): since then a switch of binary_sim_dtype re-evaluates
+    # the 1-bit baseline's record from its checkpoint (runner.Run.evaluated_as_now; pruning stages
+    # read the baseline's model, not its metrics), the Fisher cache is named by the baseline's
+    # checkpoint digest instead of its record's finish time (the same model, the same gradients),
+    # and binary_dtype_name moved into profiles (git diff 11b6fc9 -- stpcore ':!stpcore/report')
+    "d71171d897275a342ca3e0f1fa5557ce37f6e039830564b6e0d5169ee7036909": "11b6fc9",
 }
 
 

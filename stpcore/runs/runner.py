@@ -28,7 +28,7 @@ import torch
 from ..train import data as glue
 from ..train.corpus import GENERAL_SOURCES
 from ..snn.model import SpikingBertForSequenceClassification
-from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, get_profile
+from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, binary_dtype_name, get_profile
 from .validate import check_seed
 from .records import (REPO_ROOT, computes_as_now, file_sha256, read_record, record_path,
                       same_upstream, seed_suffix, write_record)
@@ -41,6 +41,9 @@ SWITCHES: dict[str, Callable[[Profile], bool]] = {}     # stages a profile may t
 FOUNDATION = ("teacher", "general_kd", "spiking_fp", "baseline")   # ignore the pruning knobs
 # How a later stage simulates (not what the foundation was): never retrains the foundation.
 RUNTIME_KEYS = frozenset({"sim_dtype", "binary_sim_dtype", "time_chunk"})
+# Foundation stages with a 1-bit model: their dev metrics follow binary_sim_dtype, so a switch
+# of it re-evaluates their checkpoint (Run.evaluated_as_now) instead of retraining them.
+BINARY_FOUNDATION = ("baseline",)
 _DATA_CACHE: dict[tuple, dict] = {}        # tokenised splits, shared by the Runs of one process
 
 
@@ -269,7 +272,7 @@ class Run:
             warnings.warn(f"{err}: recomputing {name}")
             rec = None
         if not force and self.reusable(rec, name):
-            return rec
+            return self.evaluated_as_now(name, rec)
         upstream = {}
         for dep in self.needs(name):
             dep_run = self.for_stage(dep)
@@ -302,6 +305,34 @@ class Run:
         os.replace(tmp, final)
         barrier()
         return rec
+
+    def evaluated_as_now(self, name: str, rec: dict) -> dict:
+        """``rec``, or for a 1-bit foundation record (:data:`BINARY_FOUNDATION`) that simulated
+        its model in another dtype than this profile does (``binary_sim_dtype`` switched after
+        it was trained) the same record with its dev and held-out metrics measured again from
+        the same checkpoint in this profile's dtype. Its training (history, checkpoint,
+        upstream) stays; ``provenance.evaluated_from`` keeps the evaluation it replaces (dtype,
+        commit, finished, wall time, dev accuracy). Without the checkpoint it retrains."""
+        now = json.loads(json.dumps(self.profile.to_dict()))
+        was = binary_dtype_name(rec["config"])
+        if name not in BINARY_FOUNDATION or was == binary_dtype_name(now):
+            return rec
+        if not self.has_model(name, rec):
+            return self.record(name, force=True)
+        start, prov = time.perf_counter(), rec["provenance"]
+        metrics = {**rec["metrics"], **self.dev_metrics(self.model(name))}
+        if not is_main_process():
+            barrier()
+            return read_record(self.profile.name, self.task, name, seed=self.seed)
+        keep = ("base_seed", "upstream", "data_sha256", "teacher_sha256", "checkpoint_sha256")
+        inputs = {k: prov[k] for k in keep if k in prov}
+        inputs["evaluated_from"] = {"dtype": was, "dev_accuracy": rec["metrics"].get("dev_accuracy"),
+                                    **{k: prov.get(k) for k in ("git_commit", "finished", "wall_time_s")}}
+        out = write_record(self.profile.name, self.task, name, metrics=metrics, seed=self.seed,
+                           config={**rec["config"], **{k: now[k] for k in RUNTIME_KEYS}},
+                           wall_time_s=time.perf_counter() - start, device=self.device, inputs=inputs)
+        barrier()
+        return out
 
     def ensure_model(self, name: str) -> dict:
         """:meth:`record`, and the stage's model on disk: a reused record whose checkpoint is gone
