@@ -153,7 +153,8 @@ def test_a_binary_sim_dtype_switch_reevaluates_a_1bit_foundation_record_instead_
         counting_stages, monkeypatch):
     """The 1-bit baseline's dev metrics follow ``binary_sim_dtype``: after a switch its record
     gets metrics measured again from the same checkpoint (not retrained), keeps its training,
-    and names the evaluation it replaced; a switch back measures again; no checkpoint retrains."""
+    and names the evaluation it replaced and the dtype of the new one; a switch back measures
+    again; without a checkpoint it retrains."""
     calls, _ = counting_stages
     monkeypatch.setattr(runner, "FOUNDATION", ("_parent",))
     monkeypatch.setattr(runner, "BINARY_FOUNDATION", ("_parent",))
@@ -171,7 +172,8 @@ def test_a_binary_sim_dtype_switch_reevaluates_a_1bit_foundation_record_instead_
     assert calls == ["parent", "child"] and evaluated == [("checkpoint of _parent", "int8")]
     rec = read_record("smoke", "sst2", "_parent")
     assert rec["metrics"] == {"value": 1.0, "dev_accuracy": 51.0}      # the stage's metrics stay
-    assert rec["config"]["binary_sim_dtype"] == "int8" and runner.binary_dtype_name(rec["config"]) == "int8"
+    assert rec["config"] == json.loads(json.dumps(first["config"]))    # trained as it was
+    assert rec["config"]["binary_sim_dtype"] == "same" and rec["provenance"]["evaluated_in"] == "int8"
     was = rec["provenance"]["evaluated_from"]
     assert was["dtype"] == first["config"]["sim_dtype"] and was["finished"] == first["provenance"]["finished"]
     assert was["dev_accuracy"] is None and was["wall_time_s"] == first["provenance"]["wall_time_s"]

@@ -307,15 +307,15 @@ class Run:
         return rec
 
     def evaluated_as_now(self, name: str, rec: dict) -> dict:
-        """``rec``, or for a 1-bit foundation record (:data:`BINARY_FOUNDATION`) that simulated
-        its model in another dtype than this profile does (``binary_sim_dtype`` switched after
-        it was trained) the same record with its dev and held-out metrics measured again from
-        the same checkpoint in this profile's dtype. Its training (history, checkpoint,
-        upstream) stays; ``provenance.evaluated_from`` keeps the evaluation it replaces (dtype,
-        commit, finished, wall time, dev accuracy). Without the checkpoint it retrains."""
-        now = json.loads(json.dumps(self.profile.to_dict()))
-        was = binary_dtype_name(rec["config"])
-        if name not in BINARY_FOUNDATION or was == binary_dtype_name(now):
+        """``rec``, or for a 1-bit foundation record (:data:`BINARY_FOUNDATION`) whose metrics
+        simulated its model in another dtype than this profile does (``binary_sim_dtype``
+        switched after it was trained) that record with dev and held-out metrics measured again
+        from its checkpoint in this profile's dtype; its training (config, history, checkpoint,
+        upstream) stays, ``provenance.evaluated_in`` names the new dtype and ``evaluated_from``
+        the evaluation replaced. Without the checkpoint it retrains."""
+        was = rec["provenance"].get("evaluated_in") or binary_dtype_name(rec["config"])
+        now = binary_dtype_name(self.profile.to_dict())
+        if name not in BINARY_FOUNDATION or was == now:
             return rec
         if not self.has_model(name, rec):
             return self.record(name, force=True)
@@ -325,12 +325,12 @@ class Run:
             barrier()
             return read_record(self.profile.name, self.task, name, seed=self.seed)
         keep = ("base_seed", "upstream", "data_sha256", "teacher_sha256", "checkpoint_sha256")
-        inputs = {k: prov[k] for k in keep if k in prov}
+        inputs = {**{k: prov[k] for k in keep if k in prov}, "evaluated_in": now}
         inputs["evaluated_from"] = {"dtype": was, "dev_accuracy": rec["metrics"].get("dev_accuracy"),
                                     **{k: prov.get(k) for k in ("git_commit", "finished", "wall_time_s")}}
-        out = write_record(self.profile.name, self.task, name, metrics=metrics, seed=self.seed,
-                           config={**rec["config"], **{k: now[k] for k in RUNTIME_KEYS}},
-                           wall_time_s=time.perf_counter() - start, device=self.device, inputs=inputs)
+        out = write_record(self.profile.name, self.task, name, config=rec["config"], metrics=metrics,
+                           seed=self.seed, wall_time_s=time.perf_counter() - start,
+                           device=self.device, inputs=inputs)
         barrier()
         return out
 
