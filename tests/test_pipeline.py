@@ -6,6 +6,7 @@ import torch
 
 from stpcore.runs import runner
 from stpcore.runs import records
+from stpcore.runs.profiles import binary_dtype_name
 from stpcore.runs.records import read_record
 
 
@@ -144,9 +145,9 @@ def test_binary_sim_dtype_reruns_pruning_stages_and_picks_int8_for_1bit_models_o
 
 
 def test_binary_dtype_name_reads_binary_sim_dtype_or_sim_dtype():
-    assert runner.binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "int8"}) == "int8"
-    assert runner.binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "same"}) == "bfloat16"
-    assert runner.binary_dtype_name({"sim_dtype": "float32"}) == "float32"      # made before the field
+    assert binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "int8"}) == "int8"
+    assert binary_dtype_name({"sim_dtype": "bfloat16", "binary_sim_dtype": "same"}) == "bfloat16"
+    assert binary_dtype_name({"sim_dtype": "float32"}) == "float32"      # made before the field
 
 
 def test_a_binary_sim_dtype_switch_reevaluates_a_1bit_foundation_record_instead_of_retraining(

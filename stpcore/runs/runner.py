@@ -128,9 +128,7 @@ class Run:
         foundation's KD trains in ``sim_dtype`` (its spiking teacher is full precision)."""
         binary = (isinstance(model, SpikingBertForSequenceClassification)
                   and model.config.binary_weights)
-        if self.profile.binary_sim_dtype == "int8" and binary:
-            return torch.int8
-        return self.sim_dtype
+        return getattr(torch, binary_dtype_name(vars(self.profile))) if binary else self.sim_dtype
 
     def dev_metrics(self, model, sim_dtype: torch.dtype | None = None) -> dict:
         """Dev accuracy (the reported number) and held-out accuracy (used for choices),
@@ -313,9 +311,11 @@ class Run:
         from its checkpoint in this profile's dtype; its training (config, history, checkpoint,
         upstream) stays, ``provenance.evaluated_in`` names the new dtype and ``evaluated_from``
         the evaluation replaced. Without the checkpoint it retrains."""
+        if name not in BINARY_FOUNDATION:
+            return rec
         was = rec["provenance"].get("evaluated_in") or binary_dtype_name(rec["config"])
-        now = binary_dtype_name(self.profile.to_dict())
-        if name not in BINARY_FOUNDATION or was == now:
+        now = binary_dtype_name(vars(self.profile))
+        if was == now:
             return rec
         if not self.has_model(name, rec):
             return self.record(name, force=True)
