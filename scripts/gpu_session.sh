@@ -45,7 +45,7 @@ PROFILE=${STP_PROFILE:-paper}     # smoke: a CPU rehearsal of the whole session
 IFS=';' read -ra SEED_GROUPS <<< "${STP_SEED_GROUPS-spatial_retrain,two_stage,adaptive_threshold;temporal_retrain,joint_retrain;random_mask,baseline_adaptive}"
 HIGH_GROUPS=${STP_HIGH_GROUPS:-2}
 IFS=';' read -ra SEED0_GROUPS <<< "${STP_SEED0_GROUPS-spatial_fisher,spatial_fisher_asr_neuron,spatial_fisher_asr_attn,budget_sweep,base_sweep,precision_check;activity_ablation;lambda_sweep}"
-PRE_STAGES=${STP_PRE_STAGES:-spatial_fisher_asr,temporal_pca}   # made once, side by side, before the groups
+PRE_STAGES=${STP_PRE_STAGES-spatial_fisher_asr,temporal_pca}   # made once, side by side, before the groups
 env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
