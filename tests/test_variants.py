@@ -140,3 +140,40 @@ def test_dtype_reading_names_the_stages_not_rerun_and_counts_intervals_against_c
     assert "about 0.1 would by chance" in text
     assert "probability 0.10" in text        # 1 - 0.95 ** 2 = 0.0975
     assert variants.dtype_reading(None) == "Not rerun yet."
+
+
+def _rerun(root, stage, seed, preds, digest, upstream="u0"):
+    rec = _scored(stage, seed, preds, "int8")
+    rec["provenance"].update(checkpoint_sha256=digest, git_commit="abcdef0123",
+                             upstream={"spatial_fisher_asr": {"checkpoint_sha256": upstream}})
+    return _put(root, rec)
+
+
+def test_rerun_table_tells_identical_rebuilds_from_runs_that_moved(tmp_path):
+    first, again = tmp_path / "archive" / "first", tmp_path / "sweeps" / "mrpc-int8"
+    for seed in (0, 1):          # post-training: the same checkpoint and predictions both times
+        for root in (first, again):
+            _rerun(root, "temporal_pca", seed, "1100", "same")
+    _rerun(first, "spatial_retrain", 0, "1110", "a0")          # retraining: moved at seed 0
+    _rerun(again, "spatial_retrain", 0, "1100", "b0")
+    _rerun(first, "spatial_retrain", 1, "1100", "a1")
+    _rerun(again, "spatial_retrain", 1, "1100", "a1")
+    _rerun(first, "two_stage", 0, "1100", "c1", upstream="a0")  # from the model that moved
+    _rerun(again, "two_stage", 0, "1100", "c2", upstream="b0")
+    _rerun(again, "joint_retrain", 0, "1100", "d")             # no first run: no row
+    table = variants.rerun_table("mrpc-int8", "first", seeds=[0, 1], root=tmp_path / "sweeps",
+                                 archive_root=tmp_path / "archive", n_boot=500)
+    assert list(table.index) == ["spatial_retrain", "temporal_pca", "two_stage"]
+    assert table.loc["temporal_pca", ["seeds", "bit-identical", "Δ acc (pt)"]].tolist() == [2, 2, 0.0]
+    row = table.loc["spatial_retrain"]
+    assert (row["seeds"], row["same configuration"], row["same upstream models"], row["bit-identical"]) == (2, 2, 2, 1)
+    assert (row["first run dev acc (%)"], row["rerun dev acc (%)"]) == (62.5, 50.0)
+    assert row["Δ acc (pt)"] == -12.5 and row["first run commit"] == "abcdef0"
+    assert table.loc["two_stage", "same upstream models"] == 0
+    text = variants.rerun_reading(table, "MRPC")
+    assert text.startswith("MRPC: temporal_pca rebuilt bit for bit at every seed")
+    assert "spatial_retrain differs at 1 of 2 seeds (from the same models), -12.50 pt" in text
+    assert "two_stage differs at 1 of 1 seeds (from upstream models that moved)" in text
+    assert variants.rerun_table("sst2-int8", "first", root=tmp_path / "sweeps",
+                                archive_root=tmp_path / "archive") is None
+    assert variants.rerun_reading(None, "SST-2") == "SST-2: no stage recomputed."

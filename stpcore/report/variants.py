@@ -13,7 +13,9 @@ records. Accuracy never entered it.
 
 ``mrpc-int8`` and ``sst2-int8`` rerun every 1-bit pruning stage with ``binary_sim_dtype=int8``
 (issue 12: the integer path, as exact as fp32, where the default records simulate in bf16);
-:func:`dtype_table` sets each beside the default records of the same stage and seeds.
+:func:`dtype_table` sets each beside the default records of the same stage and seeds, and
+:func:`rerun_table` sets the stages a second session recomputed beside the first session's
+records of the same configuration (archived), which says how far a rerun alone moves them.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import pandas as pd
 from ..prune.acs import population_latency
 from ..prune.temporal import allocate_timesteps, flatten_populations, unflatten_populations
 from ..runs.profiles import binary_dtype_name
-from ..runs.records import read_record
+from ..runs.records import REPO_ROOT, read_record
 from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _interval, _present, _values
 from .stats import BETTER, WORSE, verdict
@@ -43,6 +45,8 @@ VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base",
                                    "stages": ("spatial_retrain", "two_stage", "adaptive_threshold")},
             **{f"{task}-int8": {"task": task, "knob": "binary_sim_dtype", "stages": DTYPE_STAGES}
                for task in ("mrpc", "sst2")}}
+#: Records a later session replaced with a rerun of the same configuration (``rerun_table``).
+ARCHIVE_DIR = REPO_ROOT / "data" / "results" / "archive"
 #: The PCA bases :func:`match_base` tries, from 1.0 (exclusive) to 1.03 in steps of 0.0005.
 BASE_GRID = tuple(round(1.0 + 0.0005 * i, 4) for i in range(1, 61))
 
@@ -199,3 +203,63 @@ def dtype_reading(table: pd.DataFrame | None, level: float = 0.95) -> str:
     return (out + f" {len(moved)} of its {len(ran)} paired {level:.0%} intervals {verb} zero"
             + (f" ({named})" if named else "") + f"; if the dtype changed nothing, about {chance:.1f}"
             f" would by chance, and at least {len(moved)} with probability {at_least:.2f}.")
+
+
+def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profile: str = "paper",
+                root: Path | None = None, archive_root: Path | None = None,
+                n_boot: int = 10000) -> pd.DataFrame | None:
+    """The stages of variant ``name`` that a later session recomputed, beside the records they
+    replaced (the folder ``archive`` under ``archive_root``, default ``data/results/archive``):
+    per stage, how many seeds have both runs, at how many the configuration and the upstream
+    models (checkpoint digests) are the same and the checkpoint and dev predictions
+    bit-identical, each run's mean dev
+    accuracy, and the rerun minus the first run pooled over the seeds and paired over the dev
+    examples, with its verdict. None when the archive holds no record of the variant's task."""
+    v, seeds = _variant(name), [int(s) for s in seeds]
+    task, folder = v["task"], Path(archive_root or ARCHIVE_DIR) / archive
+    rows = []
+    for stage in v["stages"]:
+        pairs = {s: (read_record(profile, task, stage, root=folder, seed=s),
+                     read_record(profile, task, stage, root=Path(root or SWEEPS_DIR) / name, seed=s))
+                 for s in seeds}
+        pairs = {s: p for s, p in pairs.items() if None not in p}
+        if not pairs:
+            continue
+        both = {(task, key, s): p[i] for s, p in pairs.items() for i, key in enumerate(("first", "rerun"))}
+        d = stage_difference(both, task, "rerun", "first", seeds, n_boot)
+        same = [a["provenance"].get("checkpoint_sha256") == b["provenance"].get("checkpoint_sha256")
+                and a["metrics"].get("dev_predictions") == b["metrics"].get("dev_predictions")
+                for a, b in pairs.values()]
+        ups = [{k: u.get("checkpoint_sha256") for k, u in r["provenance"].get("upstream", {}).items()}
+               for p in pairs.values() for r in p]
+        rows.append({"stage": stage, "seeds": len(pairs),
+                     "same configuration": sum(a["config"] == b["config"] for a, b in pairs.values()),
+                     "same upstream models": sum(a == b for a, b in zip(ups[::2], ups[1::2])),
+                     "bit-identical": sum(same),
+                     **{f"{k} dev acc (%)": round(sum(accs) / len(accs), 2)
+                        for k, accs in (("first run", [a["metrics"]["dev_accuracy"] for a, _ in pairs.values()]),
+                                        ("rerun", [b["metrics"]["dev_accuracy"] for _, b in pairs.values()]))},
+                     "first run commit": ", ".join(sorted({a["provenance"]["git_commit"][:7] for a, _ in pairs.values()})),
+                     "Δ acc (pt)": NOT_RUN if d is None else round(d["diff"], 2),
+                     "95% interval": _interval(d, missing=NOT_RUN), "verdict": NOT_RUN if d is None else verdict(d)})
+    return pd.DataFrame(rows).set_index("stage") if rows else None
+
+
+def rerun_reading(table: pd.DataFrame | None, task: str) -> str:
+    """The reading of a :func:`rerun_table`: the stages rebuilt bit for bit, and those that
+    moved with nothing changed (their paired intervals cover the dev sampling, not this)."""
+    if table is None:
+        return f"{task}: no stage recomputed."
+    same = table[table["bit-identical"] == table["seeds"]]
+    moved = table[table["bit-identical"] < table["seeds"]]
+    out = f"{task}: " + (f"{', '.join(same.index)} rebuilt bit for bit at every seed (the same "
+                         "checkpoints and dev predictions)" if len(same) else "no stage rebuilt bit for bit")
+    if not len(moved):
+        return out + "."
+    named = "; ".join(f"{s} differs at {r['seeds'] - r['bit-identical']} of {r['seeds']} seeds"
+                      + (" (from the same models)" if r["same upstream models"] == r["seeds"] else
+                         " (from upstream models that moved)")
+                      + f", {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}" for s, r in moved.iterrows())
+    return (out + f"; with the same configuration, {named}. A paired interval over the dev"
+            " examples covers their sampling, not this run-to-run spread: a difference of that size"
+            " between two such runs is not evidence of the knob that separates them.")
