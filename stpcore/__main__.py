@@ -45,7 +45,9 @@ def main(argv=None) -> int:
     from .runs.profiles import get_profile
     from .runs.validate import check_output_dirs, check_seed, check_stages, parse_set_items
     from .train.data import load_checked
+    from .runs.seeding import deterministic_mode
     try:
+        deterministic_mode()
         stages = check_stages(STAGES if args.stages == "all" else args.stages.split(","), STAGES)
         check_seed("--seed", args.seed)
         if args.base_seed is not None:

@@ -210,6 +210,12 @@ def test_bad_input_is_rejected_quickly_and_writes_nothing(label, kind, what, fra
     assert list(outdirs.rglob("*")) == []
 
 
+def test_a_bad_determinism_switch_fails_before_training(outdirs, monkeypatch, capsys):
+    monkeypatch.setenv("STP_DETERMINISTIC", "yes")
+    expect_rejected_quickly(*cli(), "STP_DETERMINISTIC must be 0 or 1; got 'yes'", capsys)
+    assert list(outdirs.rglob("*")) == []
+
+
 # ---- output folders -------------------------------------------------------------------------------
 @pytest.mark.parametrize("env", ["STP_RESULTS_DIR", "STP_RUNS_DIR"])
 @pytest.mark.parametrize("layout", ["file", "under_file", "empty"])

@@ -102,6 +102,11 @@ COMPUTE_EQUIVALENT = {
     # checkpoint digest instead of its record's finish time (the same model, the same gradients),
     # and binary_dtype_name moved into profiles (git diff 11b6fc9 -- stpcore ':!stpcore/report')
     "d71171d897275a342ca3e0f1fa5557ce37f6e039830564b6e0d5169ee7036909": "11b6fc9",
+    # 268ef9e (also 4c3af93: the int8 reruns' records): since then runs/seeding.py holds
+    # seed_everything and the opt-in STP_DETERMINISTIC mode (unset: the same seeding, nothing
+    # else), checkpoint_digest moved from runner.py to this file unchanged, and a record made with
+    # deterministic algorithms on says so (git diff 268ef9e -- stpcore ':!stpcore/report')
+    "0ec01a9c58e8a187f8dbf85f4461c7e22cba29f67d30ff131eb049bea868fb31": "268ef9e",
 }
 
 
@@ -170,6 +175,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_digest(folder: Path) -> str | None:
+    """sha256 over a checkpoint folder's ``config.json`` and ``model.safetensors`` (names and
+    bytes); None when either is missing. A truncated, emptied or rewritten file changes it."""
+    files = [Path(folder) / n for n in ("config.json", "model.safetensors")]
+    if not all(f.is_file() for f in files):
+        return None
+    return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)};" for f in files).encode()).hexdigest()
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a result depends on."""
     from importlib import metadata
@@ -202,6 +216,7 @@ def write_record(profile: str, task: str, stage: str, *, config: dict, metrics: 
             "device": describe_device(device),
             "torch": torch.__version__,
             "libraries": library_versions(),
+            **({"deterministic": True} if torch.are_deterministic_algorithms_enabled() else {}),
             "seed": seed,
             **(inputs or {}),
             "wall_time_s": round(float(wall_time_s), 3),

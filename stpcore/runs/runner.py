@@ -12,17 +12,14 @@ anything else is recomputed. Every run writes a JSON record with provenance, ato
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
 import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from ..train import data as glue
@@ -30,8 +27,9 @@ from ..train.corpus import GENERAL_SOURCES
 from ..snn.model import SpikingBertForSequenceClassification
 from .profiles import BACKFILLED_KEYS, BOOL, PRUNING_KEYS, Profile, binary_dtype_name, get_profile
 from .validate import check_seed
-from .records import (REPO_ROOT, computes_as_now, file_sha256, read_record, record_path,
-                      same_upstream, seed_suffix, write_record)
+from .seeding import seed_everything
+from .records import (REPO_ROOT, checkpoint_digest, computes_as_now, file_sha256, read_record,
+                      record_path, same_upstream, seed_suffix, write_record)
 from ..train.teacher import load_tokenizer, resolve_teacher
 from ..prune.acs import spiking_costs
 from ..train.loop import barrier, evaluate, is_main_process, pick_device
@@ -58,21 +56,6 @@ def stage(name: str, needs: tuple[str, ...] = (),
             SWITCHES[name] = switch
         return fn
     return deco
-
-
-def checkpoint_digest(folder: Path) -> str | None:
-    """sha256 over a checkpoint folder's ``config.json`` and ``model.safetensors`` (names and
-    bytes); None when either is missing. A truncated, emptied or rewritten file changes it."""
-    files = [Path(folder) / n for n in ("config.json", "model.safetensors")]
-    if not all(f.is_file() for f in files):
-        return None
-    return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)};" for f in files).encode()).hexdigest()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class Run:
