@@ -34,7 +34,8 @@ def test_deterministic_mode_turns_the_algorithms_on_and_the_record_says_so(
         drawing_stage, monkeypatch, algorithms_restored):
     torch.use_deterministic_algorithms(False)
     monkeypatch.setenv("STP_DETERMINISTIC", "1")
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")     # so that teardown restores the
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")          # original, which the mode sets
     rec = runner.run_stage("sst2", "_draw", "smoke", seed=2)
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.is_deterministic_algorithms_warn_only_enabled()      # an op without one warns
