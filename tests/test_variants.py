@@ -138,6 +138,13 @@ def test_dtype_reading_names_the_stages_not_rerun_and_counts_intervals_against_c
     assert "reran 2 of 3 stages (not rerun: c)" in text
     assert "1 of its 2 paired 95% intervals excludes zero (a: better, +1.50 pt [0.40, 2.90])" in text
     assert "about 0.1 would by chance" in text
+    reruns = pd.DataFrame([{"seeds": 3, "bit-identical": 0, "Δ acc (pt)": -0.9, "95% interval": "[-1.72, -0.16]"},
+                           {"seeds": 3, "bit-identical": 3, "Δ acc (pt)": 0.0, "95% interval": "[0.00, 0.00]"}],
+                          index=["a", "b"])
+    text = variants.dtype_reading(table, reruns=reruns)
+    assert ("(a: better, +1.50 pt [0.40, 2.90], where a rerun of the same configuration alone moved "
+            "it -0.90 pt [-1.72, -0.16])") in text
+    assert text.count("a rerun") == 1          # a stage that rebuilt bit for bit adds nothing
     assert "probability 0.10" in text        # 1 - 0.95 ** 2 = 0.0975
     assert variants.dtype_reading(None) == "Not rerun yet."
 

@@ -182,11 +182,14 @@ def dtype_comparison(name: str, seeds: Iterable[int] = (0, 1, 2), profile: str =
     return checked, dtype_table(name, default, seeds, profile, root)
 
 
-def dtype_reading(table: pd.DataFrame | None, level: float = 0.95) -> str:
+def dtype_reading(table: pd.DataFrame | None, level: float = 0.95,
+                  reruns: pd.DataFrame | None = None) -> str:
     """The reading of a :func:`dtype_table`: which stages the variant reran and which not, which
     paired intervals exclude zero, and how many would by chance alone if the dtype changed
     nothing (``1 - level`` of them; with the chance of at least that many, treating the stages
-    as independent, which they are not quite: they share the foundation)."""
+    as independent, which they are not quite: they share the foundation). ``reruns`` (a
+    :func:`rerun_table`): a stage that moved also says how far a rerun of the same configuration
+    alone moved it."""
     if table is None:
         return "Not rerun yet."
     ran = table[table["variant seeds"] != 0]
@@ -197,7 +200,11 @@ def dtype_reading(table: pd.DataFrame | None, level: float = 0.95) -> str:
     chance = len(ran) * (1 - level)
     at_least = 1 - sum(math.comb(len(ran), k) * (1 - level) ** k * level ** (len(ran) - k)
                        for k in range(len(moved)))
-    named = "; ".join(f"{s}: {r['verdict']}, {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}"
+    alone = {} if reruns is None else {
+        s: f", where a rerun of the same configuration alone moved it {r['Δ acc (pt)']:+.2f} pt"
+           f" {r['95% interval']}"
+        for s, r in reruns.iterrows() if r["bit-identical"] < r["seeds"]}
+    named = "; ".join(f"{s}: {r['verdict']}, {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}{alone.get(s, '')}"
                       for s, r in moved.iterrows())
     verb = "excludes" if len(moved) == 1 else "exclude"
     return (out + f" {len(moved)} of its {len(ran)} paired {level:.0%} intervals {verb} zero"
