@@ -20,6 +20,7 @@ records of the same configuration (archived), which says how far a rerun alone m
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -204,8 +205,8 @@ def dtype_reading(table: pd.DataFrame | None, level: float = 0.95,
         s: f", where a rerun of the same configuration alone moved it {r['Δ acc (pt)']:+.2f} pt"
            f" {r['95% interval']}"
         for s, r in reruns.iterrows() if r["bit-identical"] < r["seeds"]}
-    named = "; ".join(f"{s}: {r['verdict']}, {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}{alone.get(s, '')}"
-                      for s, r in moved.iterrows())
+    named = "; ".join(f"{s}: {r['verdict']}, {r['Δ acc (pt)']:+.2f} pt {r['95% interval']}"
+                      + alone.get(s, "") for s, r in moved.iterrows())
     verb = "excludes" if len(moved) == 1 else "exclude"
     return (out + f" {len(moved)} of its {len(ran)} paired {level:.0%} intervals {verb} zero"
             + (f" ({named})" if named else "") + f"; if the dtype changed nothing, about {chance:.1f}"
@@ -219,34 +220,33 @@ def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profi
     replaced (the folder ``archive`` under ``archive_root``, default ``data/results/archive``):
     per stage, how many seeds have both runs, at how many the configuration and the upstream
     models (checkpoint digests) are the same and the checkpoint and dev predictions
-    bit-identical, each run's mean dev
-    accuracy, and the rerun minus the first run pooled over the seeds and paired over the dev
-    examples, with its verdict. None when the archive holds no record of the variant's task."""
+    bit-identical, each run's mean dev accuracy, and the rerun minus the first run pooled over
+    the seeds and paired over the dev examples, with its verdict. None when the archive holds no
+    record of the variant's task."""
     v, seeds = _variant(name), [int(s) for s in seeds]
     task, folder = v["task"], Path(archive_root or ARCHIVE_DIR) / archive
+    rerun = variant_records(name, {}, seeds, profile, root)
+    upstream = lambda r: {k: u.get("checkpoint_sha256")
+                          for k, u in r["provenance"].get("upstream", {}).items()}
+    digest = lambda r: (r["provenance"].get("checkpoint_sha256"), r["metrics"].get("dev_predictions"))
+    mean_acc = lambda pairs, i: round(statistics.fmean(_values({s: p[i] for s, p in pairs.items()},
+                                                               "dev_accuracy")), 2)
     rows = []
     for stage in v["stages"]:
         pairs = {s: (read_record(profile, task, stage, root=folder, seed=s),
-                     read_record(profile, task, stage, root=Path(root or SWEEPS_DIR) / name, seed=s))
-                 for s in seeds}
+                     rerun[(task, stage, s)]) for s in seeds}
         pairs = {s: p for s, p in pairs.items() if None not in p}
         if not pairs:
             continue
         both = {(task, key, s): p[i] for s, p in pairs.items() for i, key in enumerate(("first", "rerun"))}
         d = stage_difference(both, task, "rerun", "first", seeds, n_boot)
-        same = [a["provenance"].get("checkpoint_sha256") == b["provenance"].get("checkpoint_sha256")
-                and a["metrics"].get("dev_predictions") == b["metrics"].get("dev_predictions")
-                for a, b in pairs.values()]
-        ups = [{k: u.get("checkpoint_sha256") for k, u in r["provenance"].get("upstream", {}).items()}
-               for p in pairs.values() for r in p]
         rows.append({"stage": stage, "seeds": len(pairs),
                      "same configuration": sum(a["config"] == b["config"] for a, b in pairs.values()),
-                     "same upstream models": sum(a == b for a, b in zip(ups[::2], ups[1::2])),
-                     "bit-identical": sum(same),
-                     **{f"{k} dev acc (%)": round(sum(accs) / len(accs), 2)
-                        for k, accs in (("first run", [a["metrics"]["dev_accuracy"] for a, _ in pairs.values()]),
-                                        ("rerun", [b["metrics"]["dev_accuracy"] for _, b in pairs.values()]))},
-                     "first run commit": ", ".join(sorted({a["provenance"]["git_commit"][:7] for a, _ in pairs.values()})),
+                     "same upstream models": sum(upstream(a) == upstream(b) for a, b in pairs.values()),
+                     "bit-identical": sum(digest(a) == digest(b) for a, b in pairs.values()),
+                     "first run dev acc (%)": mean_acc(pairs, 0), "rerun dev acc (%)": mean_acc(pairs, 1),
+                     "first run commit": ", ".join(sorted({a["provenance"]["git_commit"][:7]
+                                                           for a, _ in pairs.values()})),
                      "Δ acc (pt)": NOT_RUN if d is None else round(d["diff"], 2),
                      "95% interval": _interval(d, missing=NOT_RUN), "verdict": NOT_RUN if d is None else verdict(d)})
     return pd.DataFrame(rows).set_index("stage") if rows else None
