@@ -178,3 +178,14 @@ def test_precision_table_pairs_each_dtype_with_fp32_on_the_same_examples():
     assert 0.0 <= low < 20.0 < high              # never below 0: no example got worse in int8
     assert table.loc[("mrpc", "float32"), "Δ dev acc vs fp32 (pt)"] == "n/a"
     assert table.loc[("sst2", "bfloat16"), "Δ dev acc vs fp32 (pt)"] == "n/a"
+
+
+def test_foundation_table_times_a_re_evaluated_baseline_by_its_training_run():
+    from stpcore.report.summary import foundation_table
+    trained = {**rec(81.2), "provenance": {"device": "H200", "wall_time_s": 347.0}}
+    again = {**rec(81.7), "provenance": {"device": "H200", "wall_time_s": 17.0, "evaluated_in": "int8",
+                                         "evaluated_from": {"dev_accuracy": 81.2, "wall_time_s": 347.0}}}
+    for r in (trained, again):
+        row = foundation_table({("sst2", "baseline"): r}, ["sst2"]).xs("sst2").iloc[-1]
+        assert row["wall time (s)"] == 347                 # the training, not the 17 s evaluation
+    assert foundation_table({("sst2", "baseline"): again}, ["sst2"]).xs("sst2").iloc[-1]["dev acc (ours)"] == 81.7

@@ -59,10 +59,13 @@ def _write(root, stage, seed, **config):
 
 def test_variant_records_replace_the_default_stages(tmp_path):
     made = _write(tmp_path / "sst2-paper-latency", "two_stage", 1, pca_base=1.0135)
-    default = {("sst2", "baseline", 0): {"b": 0}, ("sst2", "two_stage", 0): {"d": 0},
+    beside = _write(tmp_path / "archive" / variants.BF16_ARCHIVE, "baseline", 0, sim_dtype="bfloat16")
+    default = {("sst2", "baseline", 0): {"b": 0}, ("sst2", "teacher", 0): {"t": 0}, ("sst2", "two_stage", 0): {"d": 0},
                ("sst2", "two_stage", 1): {"d": 1}, ("mrpc", "two_stage", 0): {"m": 0}}
-    out = variants.variant_records("sst2-paper-latency", default, [0, 1], root=tmp_path)
-    assert out[("sst2", "baseline", 0)] == {"b": 0} and out[("mrpc", "two_stage", 0)] == {"m": 0}
+    out = variants.variant_records("sst2-paper-latency", default, [0, 1], root=tmp_path,
+                                   archive_root=tmp_path / "archive")
+    assert out[("sst2", "baseline", 0)] == beside            # the record it was made beside (archived)
+    assert out[("sst2", "teacher", 0)] == {"t": 0} and out[("mrpc", "two_stage", 0)] == {"m": 0}
     assert out[("sst2", "two_stage", 0)] is None                        # the variant's seed 0: not run
     assert out[("sst2", "two_stage", 1)]["config"] == made["config"]
     assert out[("sst2", "adaptive_threshold", 1)] is None
@@ -100,42 +103,45 @@ def test_dtype_table_pairs_the_variant_with_the_default_records(tmp_path):
         _put(tmp_path / "mrpc-int8", _scored("two_stage", seed, preds, "int8", c=0.06))
     default = {("mrpc", "two_stage", s): _scored("two_stage", s, p, "bfloat16") for s, p in old.items()}
     default[("mrpc", "spatial_retrain", 0)] = _scored("spatial_retrain", 0, old[0], "bfloat16")
-    table = variants.dtype_table("mrpc-int8", default, [0, 1], root=tmp_path, n_boot=2000)
+    table = variants.dtype_table("mrpc-int8", default, [0, 1], results_root=tmp_path / "mrpc-int8", n_boot=2000)
     assert list(table.index) == ["spatial_retrain", "two_stage"]   # a stage either side has
-    assert table.loc["spatial_retrain", "variant seeds"] == 0         # not rerun: says so
+    assert table.loc["spatial_retrain", "after seeds"] == 0           # not rerun: says so
     assert table.loc["spatial_retrain", "Δ acc (pt)"] == "not run"
     row = table.loc["two_stage"]
-    assert (row["default dtype"], row["variant dtype"]) == ("bfloat16", "int8")
-    assert (row["default seeds"], row["variant seeds"]) == (2, 2)
-    assert row["default dev acc (%)"] == 75.0 and row["variant dev acc (%)"] == 80.0
-    assert row["variant Normalized #C"] == 0.06
+    assert (row["before dtype"], row["after dtype"]) == ("bfloat16", "int8")
+    assert (row["before seeds"], row["after seeds"]) == (2, 2)
+    assert row["before dev acc (%)"] == 75.0 and row["after dev acc (%)"] == 80.0
+    assert row["after Normalized #C"] == 0.06
     assert row["Δ acc (pt)"] == pytest.approx(5.0)            # per example: mean over seeds, paired
-    assert variants.dtype_table("sst2-int8", default, [0, 1], root=tmp_path) is None   # not run
+    assert variants.dtype_table("sst2-int8", default, [0, 1], results_root=tmp_path) is None   # not run
 
 
 def test_dtype_comparison_reads_both_roots_and_runs_nothing(tmp_path):
-    results, sweeps = tmp_path / "results", tmp_path / "sweeps"
-    assert variants.dtype_comparison("mrpc-int8", root=sweeps, results_root=results) == (None, None)
-    _put(results, _scored("two_stage", 0, "1100", "bfloat16"))
-    _put(results, _scored("baseline", 0, "1110", "bfloat16"))
-    _put(sweeps / "mrpc-int8", _scored("two_stage", 0, "1110", "int8"))
+    # adopted: the int8 records are the profile's own, the bf16 ones they replaced are archived
+    results, archive = tmp_path / "results", tmp_path / "archive"
+    replaced = archive / variants.VARIANTS["mrpc-int8"]["replaced"]
+    assert variants.dtype_comparison("mrpc-int8", results_root=results, archive_root=archive) == (None, None)
+    _put(replaced, _scored("two_stage", 0, "1100", "bfloat16"))
+    _put(replaced, _scored("baseline", 0, "1100", "bfloat16"))
+    _put(results, _scored("baseline", 0, "1110", "int8"))
+    _put(results, _scored("two_stage", 0, "1110", "int8"))
     check = _scored("precision_check", 0, "1", "int8")
     check["metrics"] = {"float32": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"},
                         "int8": {"dev_accuracy": 75.0, "dev_predictions": "1110", "dev_labels": "1111"}}
-    _put(sweeps / "mrpc-int8", check)
-    checked, stages = variants.dtype_comparison("mrpc-int8", seeds=[0], root=sweeps, results_root=results)
+    _put(results, check)
+    checked, stages = variants.dtype_comparison("mrpc-int8", seeds=[0], results_root=results, archive_root=archive)
     assert checked.loc[("mrpc", "int8"), "Δ dev acc vs fp32 (pt)"] == 0.0     # the same predictions
-    assert checked.loc[("mrpc", "int8"), "baseline record's dev acc"] == 75.0
+    assert checked.loc[("mrpc", "int8"), "baseline record's dev acc"] == 50.0   # the bf16 one it replaced
     assert list(stages.index) == ["two_stage"] and stages.loc["two_stage", "Δ acc (pt)"] == 25.0
 
 
 def test_dtype_reading_names_the_stages_not_rerun_and_counts_intervals_against_chance():
     rows = {"a": (3, "better", 1.5, "[0.40, 2.90]"), "b": (3, "same within noise", 0.1, "[-1.00, 1.20]"),
             "c": (0, "not run", "not run", "not run")}
-    table = pd.DataFrame([{"variant seeds": n, "verdict": v, "Δ acc (pt)": d, "95% interval": i}
+    table = pd.DataFrame([{"after seeds": n, "verdict": v, "Δ acc (pt)": d, "95% interval": i}
                           for n, v, d, i in rows.values()], index=list(rows))
     text = variants.dtype_reading(table)
-    assert "reran 2 of 3 stages (not rerun: c)" in text
+    assert "covers 2 of 3 stages (not rerun: c)" in text
     assert "1 of its 2 paired 95% intervals excludes zero (a: better, +1.50 pt [0.40, 2.90])" in text
     assert "about 0.1 would by chance" in text
     reruns = pd.DataFrame([{"seeds": 3, "bit-identical": 0, "Δ acc (pt)": -0.9, "95% interval": "[-1.72, -0.16]"},
@@ -157,7 +163,7 @@ def _rerun(root, stage, seed, preds, digest, upstream="u0"):
 
 
 def test_rerun_table_tells_identical_rebuilds_from_runs_that_moved(tmp_path):
-    first, again = tmp_path / "archive" / "first", tmp_path / "sweeps" / "mrpc-int8"
+    first, again = tmp_path / "archive" / "first", tmp_path / "results"
     for seed in (0, 1):          # post-training: the same checkpoint and predictions both times
         for root in (first, again):
             _rerun(root, "temporal_pca", seed, "1100", "same")
@@ -168,7 +174,7 @@ def test_rerun_table_tells_identical_rebuilds_from_runs_that_moved(tmp_path):
     _rerun(first, "two_stage", 0, "1100", "c1", upstream="a0")  # from the model that moved
     _rerun(again, "two_stage", 0, "1100", "c2", upstream="b0")
     _rerun(again, "joint_retrain", 0, "1100", "d")             # no first run: no row
-    table = variants.rerun_table("mrpc-int8", "first", seeds=[0, 1], root=tmp_path / "sweeps",
+    table = variants.rerun_table("mrpc-int8", "first", seeds=[0, 1], results_root=again,
                                  archive_root=tmp_path / "archive", n_boot=500)
     assert list(table.index) == ["spatial_retrain", "temporal_pca", "two_stage"]
     assert table.loc["temporal_pca", ["seeds", "bit-identical", "Δ acc (pt)"]].tolist() == [2, 2, 0.0]
@@ -181,6 +187,39 @@ def test_rerun_table_tells_identical_rebuilds_from_runs_that_moved(tmp_path):
     assert text.startswith("MRPC: temporal_pca rebuilt bit for bit at every seed")
     assert "spatial_retrain differs at 1 of 2 seeds (from the same models), -12.50 pt" in text
     assert "two_stage differs at 1 of 1 seeds (from upstream models that moved)" in text
-    assert variants.rerun_table("sst2-int8", "first", root=tmp_path / "sweeps",
+    assert variants.rerun_table("sst2-int8", "first", results_root=again,
                                 archive_root=tmp_path / "archive") is None
     assert variants.rerun_reading(None, "SST-2") == "SST-2: no stage recomputed."
+
+
+def test_repeat_table_lists_every_run_of_one_configuration(tmp_path):
+    results, archive, repeats = tmp_path / "results", tmp_path / "archive", tmp_path / "repeats"
+    _rerun(results, "spatial_retrain", 0, "1100", "b0")
+    _rerun(archive / "first", "spatial_retrain", 0, "1110", "a0")
+    _rerun(repeats / "again", "spatial_retrain", 0, "1100", "b0")       # the same checkpoint
+    det = _rerun(repeats / "det", "spatial_retrain", 0, "1111", "c0")
+    det["provenance"]["deterministic"] = True
+    _put(repeats / "det", det)
+    _rerun(repeats / "moved", "spatial_retrain", 0, "1000", "d0", upstream="u1")   # other upstream
+    other = _rerun(repeats / "bf16", "spatial_retrain", 0, "1000", "e0")
+    other["config"] = {"sim_dtype": "bfloat16"}
+    _put(repeats / "bf16", other)                                       # another configuration: left out
+    for i, (root, name) in enumerate([(archive, "first"), (results, None), (repeats, "again"),
+                                      (repeats, "det"), (repeats, "moved")]):
+        path = record_path("paper", "mrpc", "spatial_retrain", root=root / name if name else root)
+        rec = json.loads(path.read_text())
+        rec["provenance"]["finished"] = f"2026-12-0{i + 1}"
+        path.write_text(json.dumps(rec))
+    table = variants.repeat_table("mrpc", "spatial_retrain", results_root=results, archive_root=archive,
+                                  repeats_root=repeats, n_boot=500)
+    assert list(table.index) == ["archive/first", "current record", "repeats/again", "repeats/det", "repeats/moved"]
+    assert table.loc["current record", "Δ vs current (pt)"] == "(reference)"
+    assert table.loc["archive/first", "Δ vs current (pt)"] == 25.0 and table.loc["repeats/again", "Δ vs current (pt)"] == 0.0
+    assert table["deterministic mode"].tolist() == [False, False, False, True, False]
+    assert table["same upstream models"].tolist() == [True, True, True, True, False]
+    text = variants.repeat_reading(table, "mrpc", "spatial_retrain")
+    assert "4 runs with the current record's configuration and upstream models made 3 distinct checkpoint(s)" in text
+    assert "in default mode, 3 run(s), dev accuracy 50.00 to 75.00 (spread 25.00 pt)" in text
+    assert "in deterministic mode, 1 run(s), dev accuracy 100.00." in text
+    assert variants.repeat_table("sst2", "spatial_retrain", results_root=results) is None
+    assert variants.repeat_reading(None, "sst2", "x") == "sst2 x: no current record."

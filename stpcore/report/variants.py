@@ -9,13 +9,17 @@ pruned models pair with the default records' seed-0 baseline on the same dev exa
 ``sst2-paper-latency`` reruns two-stage pruning of SST-2 (and the adaptive threshold on it) with
 the PCA base chosen so that Eq. 10 gives our models the paper's two-stage latency.
 :func:`match_base` shows that choice, made in closed form from the c of our default two-stage
-records. Accuracy never entered it.
+records. Accuracy never entered it. It ran in bf16, beside the bf16 records the paper profile
+had then, so it is judged beside those (archived in ``BF16_ARCHIVE``; ``"beside"``).
 
-``mrpc-int8`` and ``sst2-int8`` rerun every 1-bit pruning stage with ``binary_sim_dtype=int8``
-(issue 12: the integer path, as exact as fp32, where the default records simulate in bf16);
-:func:`dtype_table` sets each beside the default records of the same stage and seeds, and
+``mrpc-int8`` and ``sst2-int8`` reran every 1-bit pruning stage with ``binary_sim_dtype=int8``
+(issue 12: the integer path, as exact as fp32, where the records before simulated in bf16). The
+paper profile then adopted them (``"adopted"``: their records are the profile's own, under
+``data/results``), and the bf16 records they replaced are archived (``"replaced"``).
+:func:`dtype_table` sets each stage beside the bf16 record of the same stage and seeds,
 :func:`rerun_table` sets the stages a second session recomputed beside the first session's
-records of the same configuration (archived), which says how far a rerun alone moves them.
+records of the same configuration (archived), and :func:`repeat_table` lists every run of one
+stage and seed kept, which says how far a rerun alone moves a result.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from ..runs.profiles import binary_dtype_name
 from ..runs.records import REPO_ROOT, read_record
 from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _interval, _present, _values
-from .stats import BETTER, WORSE, verdict
+from .stats import BETTER, WORSE, correct_vector, paired_bootstrap_ci, verdict
 from .summary import paper_latency_percent, precision_table
 from .tables import NOT_RUN
 from .tradeoff import stage_difference
@@ -41,13 +45,20 @@ from .tradeoff import stage_difference
 DTYPE_STAGES = ("spatial_fisher", "spatial_fisher_asr_neuron", "spatial_fisher_asr_attn",
                 "spatial_fisher_asr", "spatial_retrain", "temporal_pca", "temporal_retrain",
                 "two_stage", "joint_retrain", "adaptive_threshold", "baseline_adaptive", "random_mask")
-#: name -> the task, the stages the variant reruns, and the knob it changes.
-VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base",
+#: The paper profile's records simulated in bf16, which the int8 reruns replaced (issue 12).
+BF16_ARCHIVE = "2026-12-04-bf16"
+#: name -> the task, the stages the variant reruns and the knob it changes, and where set,
+#: ``adopted`` (its records are the profile's own now), ``replaced`` (the archive under
+#: ``ARCHIVE_DIR`` of the records it replaced) or ``beside`` (that of the records of its task it
+#: was made beside and is judged with).
+VARIANTS = {"sst2-paper-latency": {"task": "sst2", "knob": "pca_base", "beside": BF16_ARCHIVE,
                                    "stages": ("spatial_retrain", "two_stage", "adaptive_threshold")},
-            **{f"{task}-int8": {"task": task, "knob": "binary_sim_dtype", "stages": DTYPE_STAGES}
+            **{f"{task}-int8": {"task": task, "knob": "binary_sim_dtype", "stages": DTYPE_STAGES,
+                                "adopted": True, "replaced": BF16_ARCHIVE}
                for task in ("mrpc", "sst2")}}
-#: Records a later session replaced with a rerun of the same configuration (``rerun_table``).
+#: Records no longer current (``rerun_table``, ``replaced``, ``beside``) and repeated runs.
 ARCHIVE_DIR = REPO_ROOT / "data" / "results" / "archive"
+REPEATS_DIR = REPO_ROOT / "data" / "results" / "repeats"
 #: The PCA bases :func:`match_base` tries, from 1.0 (exclusive) to 1.03 in steps of 0.0005.
 BASE_GRID = tuple(round(1.0 + 0.0005 * i, 4) for i in range(1, 61))
 
@@ -58,16 +69,40 @@ def _variant(name: str) -> dict:
     return VARIANTS[name]
 
 
+def _folder(name: str, root: Path | None, results_root: Path | None) -> Path | None:
+    """Where the variant's records are: ``results_root`` (None: ``data/results``) once adopted,
+    else ``<root>/<name>`` (``root``: the sweeps folder, default ``data/results/sweeps``)."""
+    return results_root if _variant(name).get("adopted") else Path(root or SWEEPS_DIR) / name
+
+
+def beside_records(name: str, records: SeededRecords, profile: str = "paper",
+                   archive_root: Path | None = None) -> dict:
+    """``records`` with those of the variant's task that it was made beside (``beside``: an
+    archive under ``archive_root``, default ``data/results/archive``) in place of the current
+    ones, where the archive has them; ``records`` as they are for a variant without one."""
+    v, out = _variant(name), dict(records)
+    if "beside" in v:
+        old = Path(archive_root or ARCHIVE_DIR) / v["beside"]
+        for (task, stage, seed) in [k for k in out if k[0] == v["task"]]:
+            rec = read_record(profile, task, stage, root=old, seed=seed)
+            out[(task, stage, seed)] = rec if rec is not None else out[(task, stage, seed)]
+    return out
+
+
 def variant_records(name: str, records: SeededRecords, seeds: Iterable[int], profile: str = "paper",
-                    root: Path | None = None) -> dict:
+                    root: Path | None = None, results_root: Path | None = None,
+                    archive_root: Path | None = None) -> dict:
     """``records`` (``{(task, stage, seed): record}``) with the variant's stages in place of the
-    default ones at ``seeds`` (None where the variant has no record). The headline's functions
+    default ones at ``seeds`` (None where the variant has no record), after
+    :func:`beside_records` (a variant made beside records since archived pairs with those). The headline's functions
     (:func:`~stpcore.report.verdicts.headline_verdicts`,
     :func:`~stpcore.report.tradeoff.pair_table`) then judge the variant's models against the
-    same seed-0 baseline. ``root``: the sweeps folder (default ``data/results/sweeps``)."""
+    seed-0 baseline they were made beside. ``root``: the sweeps folder (default
+    ``data/results/sweeps``); ``archive_root``: default ``data/results/archive``."""
     v = _variant(name)
-    folder = Path(root or SWEEPS_DIR) / name
-    out = {k: r for k, r in records.items() if not (k[0] == v["task"] and k[1] in v["stages"])}
+    folder = _folder(name, root, results_root)
+    out = {k: r for k, r in beside_records(name, records, profile, archive_root).items()
+           if not (k[0] == v["task"] and k[1] in v["stages"])}
     for stage in v["stages"]:
         for seed in seeds:
             out[(v["task"], stage, int(seed))] = read_record(profile, v["task"], stage, root=folder, seed=int(seed))
@@ -132,27 +167,28 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
 
 
 def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile: str = "paper",
-                root: Path | None = None, n_boot: int = 10000) -> pd.DataFrame | None:
-    """Each stage of the simulation-dtype variant ``name`` (``<task>-int8``) beside the default
-    records (``records``, ``{(task, stage, seed): record}``) of the same stage at ``seeds``: the
-    dtype and seeds of each, their mean dev accuracy and Normalized #C, and the variant's dev
-    accuracy minus the default's, pooled over the seeds and paired over the dev examples
-    (:func:`~stpcore.report.tradeoff.stage_difference`) with its verdict. Rows: the stages the
-    variant or the default has a record of (a stage the variant has not rerun says so in its
-    columns). None when the variant has no record (not run)."""
+                root: Path | None = None, results_root: Path | None = None,
+                n_boot: int = 10000) -> pd.DataFrame | None:
+    """Each stage of the simulation-dtype variant ``name`` (``<task>-int8``, the *after* side)
+    beside ``records`` (``{(task, stage, seed): record}``, the *before* side: the records it
+    replaced) of the same stage at ``seeds``: the dtype and seeds of each, their mean dev
+    accuracy and Normalized #C, and after minus before, pooled over the seeds and paired over
+    the dev examples (:func:`~stpcore.report.tradeoff.stage_difference`) with its verdict. Rows:
+    the stages either side has a record of (a stage not rerun says so in its columns). None when
+    the variant has no record (not run)."""
     v, seeds = _variant(name), [int(s) for s in seeds]
-    ours = relabel(name, variant_records(name, {}, seeds, profile, root), v["stages"], "(variant)")
+    ours = relabel(name, variant_records(name, {}, seeds, profile, root, results_root), v["stages"], "(after)")
     if not any(r is not None for r in ours.values()):
         return None
     both = {**records, **ours}
     rows = []
     for stage in v["stages"]:
-        new, old = (_present(both, v["task"], st, seeds) for st in (f"{stage} (variant)", stage))
+        new, old = (_present(both, v["task"], st, seeds) for st in (f"{stage} (after)", stage))
         if not new and not old:
             continue
-        d = stage_difference(both, v["task"], f"{stage} (variant)", stage, seeds, n_boot)
+        d = stage_difference(both, v["task"], f"{stage} (after)", stage, seeds, n_boot)
         row = {"stage": stage}
-        for label, recs in (("default", old), ("variant", new)):
+        for label, recs in (("before", old), ("after", new)):
             acc, c = _values(recs, "dev_accuracy"), _values(recs, "normalized_c")
             row.update({f"{label} dtype": ", ".join(sorted({binary_dtype_name(r["config"]) for r in recs.values()})) or NOT_RUN,
                         f"{label} seeds": len(recs),
@@ -165,22 +201,26 @@ def dtype_table(name: str, records: SeededRecords, seeds: Iterable[int], profile
 
 
 def dtype_comparison(name: str, seeds: Iterable[int] = (0, 1, 2), profile: str = "paper",
-                     root: Path | None = None, results_root: Path | None = None
+                     root: Path | None = None, results_root: Path | None = None,
+                     archive_root: Path | None = None
                      ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """What the simulation-dtype variant ``name`` changes, from records on disk (nothing runs):
-    its ``precision_check`` (the default seed-0 baseline checkpoint evaluated in fp32 and the
-    variant's dtype, :func:`~stpcore.report.summary.precision_table`) and :func:`dtype_table` of
-    its pruning stages against the default records (``results_root``, default ``data/results``)
-    at ``seeds``. Each None where the variant has no such record."""
+    its ``precision_check`` (the seed-0 baseline checkpoint evaluated in fp32 and the variant's
+    dtype, :func:`~stpcore.report.summary.precision_table`, beside the baseline record before)
+    and :func:`dtype_table` of its pruning stages against the records before at ``seeds``: those
+    it replaced (``replaced``, under ``archive_root``, default ``data/results/archive``), or
+    for a variant not adopted, the profile's own (``results_root``, default ``data/results``).
+    Each None where the variant has no such record."""
     v, seeds = _variant(name), [int(s) for s in seeds]
     task = v["task"]
-    default = {(task, st, s): read_record(profile, task, st, root=results_root, seed=s)
-               for st in v["stages"] for s in seeds}
-    check = read_record(profile, task, "precision_check", root=Path(root or SWEEPS_DIR) / name)
+    before = Path(archive_root or ARCHIVE_DIR) / v["replaced"] if "replaced" in v else results_root
+    old = {(task, st, s): read_record(profile, task, st, root=before, seed=s)
+           for st in v["stages"] for s in seeds}
+    check = read_record(profile, task, "precision_check", root=_folder(name, root, results_root))
     checked = None if check is None else precision_table(
-        {(task, "precision_check"): check, (task, "baseline"): read_record(profile, task, "baseline", root=results_root)},
+        {(task, "precision_check"): check, (task, "baseline"): read_record(profile, task, "baseline", root=before)},
         [task])
-    return checked, dtype_table(name, default, seeds, profile, root)
+    return checked, dtype_table(name, old, seeds, profile, root, results_root)
 
 
 def dtype_reading(table: pd.DataFrame | None, level: float = 0.95,
@@ -193,9 +233,9 @@ def dtype_reading(table: pd.DataFrame | None, level: float = 0.95,
     alone moved it."""
     if table is None:
         return "Not rerun yet."
-    ran = table[table["variant seeds"] != 0]
+    ran = table[table["after seeds"] != 0]
     missing = [s for s in table.index if s not in ran.index]
-    out = f"The variant reran {len(ran)} of {len(table)} stages" + (
+    out = f"The rerun covers {len(ran)} of {len(table)} stages" + (
         f" (not rerun: {', '.join(missing)})." if missing else ".")
     moved = ran[ran["verdict"].isin([BETTER, WORSE])]
     chance = len(ran) * (1 - level)
@@ -215,7 +255,7 @@ def dtype_reading(table: pd.DataFrame | None, level: float = 0.95,
 
 def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profile: str = "paper",
                 root: Path | None = None, archive_root: Path | None = None,
-                n_boot: int = 10000) -> pd.DataFrame | None:
+                results_root: Path | None = None, n_boot: int = 10000) -> pd.DataFrame | None:
     """The stages of variant ``name`` that a later session recomputed, beside the records they
     replaced (the folder ``archive`` under ``archive_root``, default ``data/results/archive``):
     per stage, how many seeds have both runs, at how many the configuration and the upstream
@@ -225,7 +265,7 @@ def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profi
     record of the variant's task."""
     v, seeds = _variant(name), [int(s) for s in seeds]
     task, folder = v["task"], Path(archive_root or ARCHIVE_DIR) / archive
-    rerun = variant_records(name, {}, seeds, profile, root)
+    rerun = variant_records(name, {}, seeds, profile, root, results_root)
     upstream = lambda r: {k: u.get("checkpoint_sha256")
                           for k, u in r["provenance"].get("upstream", {}).items()}
     digest = lambda r: (r["provenance"].get("checkpoint_sha256"), r["metrics"].get("dev_predictions"))
@@ -270,3 +310,55 @@ def rerun_reading(table: pd.DataFrame | None, task: str) -> str:
     return (out + f"; with the same configuration, {named}. A paired interval over the dev"
             " examples covers their sampling, not this run-to-run spread: a difference of that size"
             " between two such runs is not evidence of the knob that separates them.")
+
+
+def repeat_table(task: str, stage: str, seed: int = 0, profile: str = "paper",
+                 results_root: Path | None = None, archive_root: Path | None = None,
+                 repeats_root: Path | None = None, n_boot: int = 10000) -> pd.DataFrame | None:
+    """Every kept run of ``stage`` at ``seed`` with the current record's configuration: the
+    current record (``results_root``), archived ones (each folder under ``archive_root``) and
+    repeats (each folder under ``repeats_root``, default ``data/results/repeats``), oldest first.
+    Per run: where it is kept, its commit, whether it ran in ``STP_DETERMINISTIC`` mode, whether
+    it starts from the current record's upstream models, its checkpoint digest, its dev accuracy,
+    and its dev accuracy minus the current record's, paired over the dev examples. None without
+    a current record."""
+    current = read_record(profile, task, stage, root=results_root, seed=seed)
+    if current is None:
+        return None
+    upstream = lambda r: {k: u.get("checkpoint_sha256") for k, u in r["provenance"].get("upstream", {}).items()}
+    runs = {"current record": current}
+    for base in (Path(archive_root or ARCHIVE_DIR), Path(repeats_root or REPEATS_DIR)):
+        for folder in sorted(p for p in base.glob("*") if p.is_dir()):
+            rec = read_record(profile, task, stage, root=folder, seed=seed)
+            if rec is not None and rec["config"] == current["config"]:
+                runs[f"{base.name}/{folder.name}"] = rec
+    mine = correct_vector(current)
+    rows = []
+    for where, rec in sorted(runs.items(), key=lambda kv: kv[1]["provenance"]["finished"]):
+        other = correct_vector(rec)
+        d = None if where == "current record" or other is None else paired_bootstrap_ci(mine, other, n_boot)
+        rows.append({"run": where, "commit": rec["provenance"]["git_commit"][:7],
+                     "deterministic mode": bool(rec["provenance"].get("deterministic")),
+                     "same upstream models": upstream(rec) == upstream(current),
+                     "checkpoint": rec["provenance"].get("checkpoint_sha256", "")[:8],
+                     "dev acc (%)": round(rec["metrics"]["dev_accuracy"], 2),
+                     "Δ vs current (pt)": "(reference)" if d is None else round(d["diff"], 2),
+                     "95% interval": _interval(d, missing="")})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def repeat_reading(table: pd.DataFrame | None, task: str, stage: str) -> str:
+    """The reading of a :func:`repeat_table`: how many runs of the same configuration from the
+    same upstream models, how many distinct checkpoints they made, and the spread of their dev
+    accuracy, in default mode and in deterministic mode."""
+    if table is None:
+        return f"{task} {stage}: no current record."
+    same = table[table["same upstream models"]]
+    out = (f"{task} {stage}: {len(same)} runs with the current record's configuration and upstream"
+           f" models made {same['checkpoint'].nunique()} distinct checkpoint(s)")
+    for mode, runs in same.groupby("deterministic mode"):
+        acc = runs["dev acc (%)"]
+        out += (f"; {'in deterministic mode' if mode else 'in default mode'}, {len(runs)} run(s), dev"
+                f" accuracy {acc.min():.2f}" + (f" to {acc.max():.2f} (spread {acc.max() - acc.min():.2f} pt)"
+                                                if len(runs) > 1 else ""))
+    return out + "."

@@ -292,7 +292,7 @@ PROFILES = {
     # (1 + 1 gave 82.0 on SST-2 dev, 3 + 2 gave 83.0), then 1 + 1 for the 1-bit stage.
     "paper": dict(train_limit=None, teacher_epochs=2, fp_ikd_epochs=3, fp_pred_epochs=2,
                   binary_ikd_epochs=1, binary_ft_epochs=1, retrain_epochs=1, retrain_limit=8000,
-                  sim_dtype="bfloat16", time_chunk=64),
+                  sim_dtype="bfloat16", binary_sim_dtype="int8", time_chunk=64),
 }
 
 
