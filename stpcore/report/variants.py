@@ -75,6 +75,11 @@ def _folder(name: str, root: Path | None, results_root: Path | None) -> Path | N
     return results_root if _variant(name).get("adopted") else Path(root or SWEEPS_DIR) / name
 
 
+def _upstream_digests(rec: dict) -> dict:
+    """``{upstream stage: its checkpoint digest}`` of a record's provenance."""
+    return {k: u.get("checkpoint_sha256") for k, u in rec["provenance"].get("upstream", {}).items()}
+
+
 def beside_records(name: str, records: SeededRecords, profile: str = "paper",
                    archive_root: Path | None = None) -> dict:
     """``records`` with those of the variant's task that it was made beside (``beside``: an
@@ -101,8 +106,8 @@ def variant_records(name: str, records: SeededRecords, seeds: Iterable[int], pro
     ``data/results/sweeps``); ``archive_root``: default ``data/results/archive``."""
     v = _variant(name)
     folder = _folder(name, root, results_root)
-    out = {k: r for k, r in beside_records(name, records, profile, archive_root).items()
-           if not (k[0] == v["task"] and k[1] in v["stages"])}
+    kept = {k: r for k, r in records.items() if not (k[0] == v["task"] and k[1] in v["stages"])}
+    out = beside_records(name, kept, profile, archive_root)
     for stage in v["stages"]:
         for seed in seeds:
             out[(v["task"], stage, int(seed))] = read_record(profile, v["task"], stage, root=folder, seed=int(seed))
@@ -266,8 +271,6 @@ def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profi
     v, seeds = _variant(name), [int(s) for s in seeds]
     task, folder = v["task"], Path(archive_root or ARCHIVE_DIR) / archive
     rerun = variant_records(name, {}, seeds, profile, root, results_root)
-    upstream = lambda r: {k: u.get("checkpoint_sha256")
-                          for k, u in r["provenance"].get("upstream", {}).items()}
     digest = lambda r: (r["provenance"].get("checkpoint_sha256"), r["metrics"].get("dev_predictions"))
     mean_acc = lambda pairs, i: round(statistics.fmean(_values({s: p[i] for s, p in pairs.items()},
                                                                "dev_accuracy")), 2)
@@ -282,7 +285,8 @@ def rerun_table(name: str, archive: str, seeds: Iterable[int] = (0, 1, 2), profi
         d = stage_difference(both, task, "rerun", "first", seeds, n_boot)
         rows.append({"stage": stage, "seeds": len(pairs),
                      "same configuration": sum(a["config"] == b["config"] for a, b in pairs.values()),
-                     "same upstream models": sum(upstream(a) == upstream(b) for a, b in pairs.values()),
+                     "same upstream models": sum(_upstream_digests(a) == _upstream_digests(b)
+                                                 for a, b in pairs.values()),
                      "bit-identical": sum(digest(a) == digest(b) for a, b in pairs.values()),
                      "first run dev acc (%)": mean_acc(pairs, 0), "rerun dev acc (%)": mean_acc(pairs, 1),
                      "first run commit": ", ".join(sorted({a["provenance"]["git_commit"][:7]
@@ -325,7 +329,6 @@ def repeat_table(task: str, stage: str, seed: int = 0, profile: str = "paper",
     current = read_record(profile, task, stage, root=results_root, seed=seed)
     if current is None:
         return None
-    upstream = lambda r: {k: u.get("checkpoint_sha256") for k, u in r["provenance"].get("upstream", {}).items()}
     runs = {"current record": current}
     for base in (Path(archive_root or ARCHIVE_DIR), Path(repeats_root or REPEATS_DIR)):
         for folder in sorted(p for p in base.glob("*") if p.is_dir()):
@@ -339,7 +342,7 @@ def repeat_table(task: str, stage: str, seed: int = 0, profile: str = "paper",
         d = None if where == "current record" or other is None else paired_bootstrap_ci(mine, other, n_boot)
         rows.append({"run": where, "commit": rec["provenance"]["git_commit"][:7],
                      "deterministic mode": bool(rec["provenance"].get("deterministic")),
-                     "same upstream models": upstream(rec) == upstream(current),
+                     "same upstream models": _upstream_digests(rec) == _upstream_digests(current),
                      "checkpoint": rec["provenance"].get("checkpoint_sha256", "")[:8],
                      "dev acc (%)": round(rec["metrics"]["dev_accuracy"], 2),
                      "Δ vs current (pt)": "(reference)" if d is None else round(d["diff"], 2),
