@@ -216,6 +216,11 @@ def test_repeat_table_lists_every_run_of_one_configuration(tmp_path):
     assert table.loc["current record", "Δ vs current (pt)"] == "(reference)"
     assert table.loc["archive/first", "Δ vs current (pt)"] == 25.0 and table.loc["repeats/again", "Δ vs current (pt)"] == 0.0
     assert table["deterministic mode"].tolist() == [False, False, False, True, False]
+    bare = json.loads(record_path("paper", "mrpc", "spatial_retrain", root=repeats / "moved").read_text())
+    del bare["metrics"]["dev_predictions"]                  # a record without per-example predictions
+    _put(repeats / "moved", bare)
+    assert variants.repeat_table("mrpc", "spatial_retrain", results_root=results, archive_root=archive,
+                                 repeats_root=repeats, n_boot=100).loc["repeats/moved", "Δ vs current (pt)"] == "n/a"
     assert table["same upstream models"].tolist() == [True, True, True, True, False]
     text = variants.repeat_reading(table, "mrpc", "spatial_retrain")
     assert "4 runs with the current record's configuration and upstream models made 3 distinct checkpoint(s)" in text

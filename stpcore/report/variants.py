@@ -38,7 +38,7 @@ from .schedules import SWEEPS_DIR
 from .seeds import SeededRecords, _interval, _present, _values
 from .stats import BETTER, WORSE, correct_vector, paired_bootstrap_ci, verdict
 from .summary import paper_latency_percent, precision_table
-from .tables import NOT_RUN
+from .tables import NO_METRIC, NOT_RUN
 from .tradeoff import stage_difference
 
 #: The 1-bit pruning stages with a dev accuracy, which a simulation-dtype variant reruns.
@@ -345,7 +345,8 @@ def repeat_table(task: str, stage: str, seed: int = 0, profile: str = "paper",
                      "same upstream models": _upstream_digests(rec) == _upstream_digests(current),
                      "checkpoint": rec["provenance"].get("checkpoint_sha256", "")[:8],
                      "dev acc (%)": round(rec["metrics"]["dev_accuracy"], 2),
-                     "Δ vs current (pt)": "(reference)" if d is None else round(d["diff"], 2),
+                     "Δ vs current (pt)": ("(reference)" if where == "current record" else
+                                           NO_METRIC if d is None else round(d["diff"], 2)),
                      "95% interval": _interval(d, missing="")})
     return pd.DataFrame(rows).set_index("run")
 
