@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from stpcore.report import benchmarks, intpath
+from stpcore.report import benchmarks, gemm, intpath
 
 from test_benchmarks import _binary, _record
 
@@ -91,10 +91,10 @@ def test_gemm_table_and_reading(tmp_path):
     path.write_text(json.dumps({"shapes": [shape(0, 1.0, 1.0), shape(2, 2.0, 1.0, 3.0, mm=1.25),
                                            shape(2, 1.5, 1.0, 1.5, k=32, mm=1.5),
                                            shape(2, 20.0, 1.0, 30.0, k=24)]}))
-    table = intpath.gemm_table(path)
+    table = gemm.gemm_table(path)
     assert table.loc[(0, 64, 16, 16), "stpcore binary_linear_lif (spikes written) (TOP/s)"] == "n/a"
     assert table.loc[(2, 64, 32, 16), "bf16 product (TOP/s)"] == 1
-    text = intpath.gemm_reading(path)          # the unaligned K = 24 is left out of the spans
+    text = gemm.gemm_reading(path)          # the unaligned K = 24 is left out of the spans
     assert "takes 1.5-2x the bf16 product's time" in text and "1-1.5x the product alone" in text
     assert "currents are exact at every shape" in text and "row-major weight drops it to 0.25" in text
     assert "At every simulator shape they take longer than bf16; cuBLAS int8 takes 1.25-1.5x" in text
@@ -103,39 +103,50 @@ def test_gemm_table_and_reading(tmp_path):
     rec["shapes"][1]["int_mm_colmajor"] = cell(0.5)
     rec["shapes"][1]["exact"] = False
     path.write_text(json.dumps(rec))
-    text = intpath.gemm_reading(path)
+    text = gemm.gemm_reading(path)
     assert "NOT exact at every shape" in text and "stpcore's kernels leave speed unused" in text
-    assert "bench/gemm_int8.py" in str(intpath.gemm_table(tmp_path / "none.json"))
+    assert "bench/gemm_int8.py" in str(gemm.gemm_table(tmp_path / "none.json"))
     assert "tiles" not in text
     tile = lambda m: {"BLOCK_M": m, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4,
                       "num_stages": 3}
     for r, ms in zip(rec["shapes"][1:3], (1.1, 1.25)):      # the fixed tile (64) vs a faster one (128)
         r["configs"] = {"binary_linear": tile(64), "binary_linear_lif": tile(64)}
-        r["tiles"] = {k: {intpath.tile_key(tile(64)): {"ms": ms, "same": True},
-                          intpath.tile_key(tile(128)): {"ms": 1.0, "same": True}}
+        r["tiles"] = {k: {gemm.tile_key(tile(64)): {"ms": ms, "same": True},
+                          gemm.tile_key(tile(128)): {"ms": 1.0, "same": True}}
                       for k in ("binary_linear", "binary_linear_lif")}
     path.write_text(json.dumps(rec))
-    text = intpath.gemm_reading(path)
+    text = gemm.gemm_reading(path)
     assert "`binary_linear`'s is 25 % slower than the best of 2 tiles at its worst shape (K = 32, N = 16)" in text
     for r in rec["shapes"][1:3]:
-        r["tiles"]["binary_linear_lif"][intpath.tile_key(tile(64))]["ms"] = 1.0
+        r["tiles"]["binary_linear_lif"][gemm.tile_key(tile(64))]["ms"] = 1.0
     path.write_text(json.dumps(rec))
-    assert "`binary_linear_lif`'s is the fastest of 2 tiles at every shape" in intpath.gemm_reading(path)
+    assert "`binary_linear_lif`'s is the fastest of 2 tiles at every shape" in gemm.gemm_reading(path)
     assert "every tile gave the same outputs" in text
-    rec["shapes"][2]["tiles"]["binary_linear"][intpath.tile_key(tile(128))]["same"] = False
+    rec["shapes"][2]["tiles"]["binary_linear"][gemm.tile_key(tile(128))]["same"] = False
     path.write_text(json.dumps(rec))
-    assert "NOT the same outputs" in intpath.gemm_reading(path)
+    assert "NOT the same outputs" in gemm.gemm_reading(path)
     assert "fp8" not in text
     for r, ms in zip(rec["shapes"][:3], (0.5, 0.8, 1.0)):
         r["fp8_scaled_mm"], r["fp8_exact"] = cell(ms), True
     path.write_text(json.dumps(rec))
-    text = intpath.gemm_reading(path)
+    text = gemm.gemm_reading(path)
     assert "fp32 output (2 TOP/s on the square) gave the exact integer sums at every shape" in text
     assert "`binary_linear` takes 1.5-2.5x its time" in text
-    assert intpath.gemm_table(path).loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
+    assert gemm.gemm_table(path).loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
     rec["shapes"][0]["fp8_exact"] = False
     path.write_text(json.dumps(rec))
-    assert "were NOT exact at every shape" in intpath.gemm_reading(path)
+    assert "were NOT exact at every shape" in gemm.gemm_reading(path)
+    assert "stpcore's own kernels on those fp8 operands" not in text
+    for r, (bl, lif) in zip(rec["shapes"][1:3], ((1.0, 2.0), (1.5, 1.0))):   # int8: 2/1.5, 3/1.5
+        r["binary_linear_fp8"], r["binary_linear_lif_fp8"] = cell(bl), cell(lif)
+        r["fp8_kernels_equal"] = True
+    path.write_text(json.dumps(rec))
+    text = gemm.gemm_reading(path)
+    assert "`binary_linear` 1-2x; `binary_linear_lif` 1.5x, and their currents and spikes equal" in text
+    assert gemm.gemm_table(path).loc[(2, 64, 16, 16), "stpcore binary_linear, fp8 operands (TOP/s)"] == 1
+    rec["shapes"][2]["fp8_kernels_equal"] = False
+    path.write_text(json.dumps(rec))
+    assert "DIFFER from the int8 kernels" in gemm.gemm_reading(path)
 
 
 def test_profile_table_groups_kernels_and_reading_computes_the_ceilings(tmp_path):

@@ -5,11 +5,12 @@ import os
 import pytest
 import torch
 
-import stpcore.snn.model
+import stpcore.snn.integer
 import stpcore.snn.layer
+import stpcore.snn.model
 from stpcore.snn import kernels
 from stpcore.snn.kernels import fused_lif_available, fused_lif_scan, fused_norm_lif_scan, sum_spikes
-from stpcore.snn.lif import lif_scan, lif_scan_loop
+from stpcore.snn.lif import add_counts, lif_scan, lif_scan_loop
 
 CUDA = torch.cuda.is_available() and fused_lif_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and fused_lif_available()
@@ -23,6 +24,19 @@ def test_lif_scan_cpu_constant_current():
     spikes, (u, s) = lif_scan(torch.full((10, 2), 0.3), 1.0)
     assert spikes[:, 0].tolist() == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]
     assert s.tolist() == [1.0, 1.0] and torch.allclose(u, torch.ones(2))   # 10 x 0.3 - 2 resets
+
+
+def test_lif_scan_counts_spikes_across_blocks_and_refuses_bad_counts():
+    cur = torch.randn(12, 3, 5, generator=torch.Generator().manual_seed(1)) + 0.3
+    counts = torch.ones(3, 5)
+    head, mid = lif_scan(cur[:5], 0.7, counts=counts)
+    tail, _ = lif_scan(cur[5:], 0.7, state=mid, counts=counts)
+    assert torch.equal(counts, 1 + torch.cat([head, tail]).sum(0)) and 1 < counts.mean() < 13
+    for bad in (torch.zeros(5, 3), torch.zeros(3, 5, dtype=torch.float64), [0.0] * 15,
+                torch.zeros(5, 3).t()):
+        with pytest.raises(ValueError, match="lif_scan: `counts` must be None or a contiguous "
+                                             r"float32 tensor shaped \(3, 5\)"):
+            lif_scan(cur, 0.7, counts=bad)
 
 
 def test_lif_scan_cpu_state_continues_and_bf16_accumulates_in_fp32():
@@ -56,6 +70,11 @@ def _check_fused(device):
     out, (u, _) = fused_lif_scan(cur, 0.9, leak=0.9)         # leak != 1: equal up to FMA rounding
     ref, (u_ref, _) = lif_scan_loop(cur, 0.9, 0.9)
     assert (out != ref).float().mean() < 1e-3 and ((u - u_ref).abs() > 1e-5).float().mean() < 1e-2
+    counts = torch.full(cur.shape[1:], 2.0, device=device)   # added to across blocks, in place
+    head, mid = fused_lif_scan(cur[:20], 0.9, counts=counts)
+    tail, _ = fused_lif_scan(cur[20:], 0.9, state=mid, counts=counts, spike_dtype=torch.int8)
+    assert torch.equal(counts, 2 + head.sum(0) + tail.sum(0, dtype=torch.float32))
+    assert 0 < (counts - 2).mean() < len(cur)
 
 
 def _check_norm_fused(device):
@@ -76,9 +95,12 @@ def _check_norm_fused(device):
         assert out.dtype == dtype and out.shape == cur.shape
         assert (out.float() != ref).float().mean() < 1e-3 and ref.mean() > 0.05
         assert torch.allclose(u, u_ref, atol=1e-3)
-        head, mid = fused_norm_lif_scan(cur[:7], res[:7], ln, vth, spike_dtype=dtype)
-        tail, _ = fused_norm_lif_scan(cur[7:], res[7:], ln, vth, state=mid, spike_dtype=dtype)
+        counts = torch.zeros(cur.shape[1:], device=device)
+        head, mid = fused_norm_lif_scan(cur[:7], res[:7], ln, vth, spike_dtype=dtype, counts=counts)
+        tail, _ = fused_norm_lif_scan(cur[7:], res[7:], ln, vth, state=mid, spike_dtype=dtype,
+                                      counts=counts)
         assert torch.equal(torch.cat([head, tail]), out)
+        assert torch.equal(counts, out.sum(0, dtype=torch.float32))
 
 
 @pytest.mark.skipif(not INTERPRET, reason="needs triton and TRITON_INTERPRET=1")
@@ -110,8 +132,13 @@ def test_simulate_cuda_fused_equals_loop(monkeypatch):
     ids = torch.randint(1, 50, (2, 12), device="cuda")
     mask = torch.ones_like(ids)
     fused = bert.simulate(ids, mask)
-    monkeypatch.setattr(stpcore.snn.model, "lif_scan", lif_scan_loop)
-    monkeypatch.setattr(stpcore.snn.layer, "lif_scan", lif_scan_loop)
+
+    def loop_scan(current, threshold, leak=1.0, state=None, spike_dtype=None, counts=None):
+        spikes, state = lif_scan_loop(current, threshold, leak, state, spike_dtype)
+        add_counts(counts, spikes)
+        return spikes, state
+    for module in (stpcore.snn.model, stpcore.snn.layer, stpcore.snn.integer):
+        monkeypatch.setattr(module, "lif_scan", loop_scan)
     loop = bert.simulate(ids, mask)
     assert all(torch.equal(fused.rates[l][p], loop.rates[l][p])
                for l in range(2) for p in fused.rates[l])

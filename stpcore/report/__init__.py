@@ -9,7 +9,8 @@ point over seeds (:mod:`~stpcore.report.foundation`), its distillation gaps
 (:mod:`~stpcore.report.schedules`),
 evidence pages (:mod:`~stpcore.report.granularity`, :mod:`~stpcore.report.penalty`), a look at one
 checkpoint's spikes (:mod:`~stpcore.report.spikes`), figures (:mod:`~stpcore.report.plots`),
-benchmark tables (:mod:`~stpcore.report.benchmarks`), the book build
+benchmark tables (:mod:`~stpcore.report.benchmarks`; the integer path's
+:mod:`~stpcore.report.intpath` and its products' :mod:`~stpcore.report.gemm`), the book build
 (:mod:`~stpcore.report.book`) and how a notebook page is rerun (:mod:`~stpcore.report.rerun`).
 
 May import every other folder; nothing imports it.

@@ -54,6 +54,15 @@ def bench_dir(root: str | Path | None = None) -> Path:
     return root / "data" / "bench" if (root / "data" / "bench").is_dir() else root
 
 
+#: The folder of the benchmark scripts' own records, ``bench/results`` (exactness, GEMMs, profile).
+BENCH_RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def load_record(path: Path) -> dict | str:
+    """The JSON record at ``path``, or a line saying there is none."""
+    return json.loads(path.read_text()) if path.is_file() else f"no record at {path}"
+
+
 def load_bench_records(root: str | Path | None = None) -> dict[str, dict]:
     """``{name: record}`` of every ``*.json`` in :func:`bench_dir` (``name``: the file stem,
     e.g. ``sim_small_cpu``), sorted by name; an absent folder gives ``{}``."""

@@ -49,7 +49,7 @@ API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "st
                "stpcore.runs.checkpoints", "stpcore.runs.validate", "stpcore.runs.sweep",
                "stpcore.report.paper", "stpcore.report.tables",
                "stpcore.report.notes", "stpcore.report.summary", "stpcore.report.plots",
-               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.book",
+               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.gemm", "stpcore.report.book",
                "stpcore.report.rerun", "stpcore.report.foundation", "stpcore.report.schedules",
                "stpcore.report.gaps", "stpcore.report.granularity", "stpcore.report.penalty",
                "stpcore.report.seeds", "stpcore.report.spikes", "stpcore.report.stats",

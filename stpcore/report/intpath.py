@@ -1,20 +1,18 @@
 """The integer simulation path (issue 12) on the benchmarks page: its exactness against a float64
-simulation (``bench/exactness.py``, on CPU and on CUDA), its products at the simulator's GEMM
-shapes (``bench/gemm_int8.py``), and its speed in a 1-bit bench record against bf16 and the
-issue's targets (:func:`integer_path_summary`)."""
+simulation (``bench/exactness.py``, on CPU and on CUDA), and its speed in a 1-bit bench record
+against bf16 and the issue's targets (:func:`integer_path_summary`); its products alone are
+:mod:`stpcore.report.gemm`'s."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from ..runs.records import REPO_ROOT
-from .benchmarks import (INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT, T_INT_TIE, _g, dtype_table,
-                         record_dtypes)
+from .benchmarks import (BENCH_RESULTS as RESULTS, INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT,
+                         T_INT_TIE, _g, dtype_table, load_record, record_dtypes)
+from .gemm import GEMM_RECORD
 from .tables import NO_METRIC
 
-RESULTS = REPO_ROOT / "bench" / "results"
 EXACTNESS_RECORDS = {"cpu": RESULTS / "exactness_cpu.json", "cuda": RESULTS / "exactness_cuda.json"}
 EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (share)",
                      "max_abs_current_diff": "largest current difference",
@@ -23,24 +21,14 @@ EXACTNESS_COLUMNS = {"frac_currents_differing": "currents differing from exact (
                      "predictions_equal_float64": "predictions equal to float64"}
 #: The exactness record's name for the integer path with PyTorch's attention (bench/exactness.py).
 SDPA = "int8_sdpa"
-GEMM_RECORD = RESULTS / "gemm_int8_cuda.json"
-GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
-                "int_mm_colmajor": "torch._int_mm, column-major weight",
-                "binary_linear": "stpcore binary_linear (current written)",
-                "binary_linear_lif": "stpcore binary_linear_lif (spikes written)",
-                "bf16_matmul": "bf16 product",
-                "fp8_scaled_mm": "cuBLASLt fp8 product, fp32 out (no epilogue)"}
 
-
-def _load(path: Path) -> dict | str:
-    return json.loads(path.read_text()) if path.is_file() else f"no record at {path}"
 
 
 def exactness_table(path: str | Path = EXACTNESS_RECORDS["cpu"]) -> pd.DataFrame | str:
     """Per model and simulation dtype: how far its first-layer currents and its rates are from a
     float64 simulation of the same model (``bench/exactness.py``'s record), or a line saying
     the record is missing."""
-    rec = _load(Path(path))
+    rec = load_record(Path(path))
     if isinstance(rec, str):
         return f"no exactness record at {path} (run `python bench/exactness.py`)"
     return _exactness_frame(rec)
@@ -58,7 +46,7 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
     """Issue 12's exactness bar in words: per model, the integer path's share of rates differing
     from float64 and its largest difference as multiples of fp32's (the bar: no more than fp32),
     bf16's share beside them, and whether its currents were exact."""
-    rec = _load(Path(path))
+    rec = load_record(Path(path))
     if isinstance(rec, str):
         return exactness_table(path)
     table = _exactness_frame(rec)
@@ -88,108 +76,6 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
             f"{int(table['examples'].max())} examples per model and one flipped spike cascading through "
             f"every later rate, a single model's ratio moves by chance; the membranes, softmax and "
             f"LayerNorms round in fp32 on every path.")
-
-
-def gemm_table(path: str | Path = GEMM_RECORD) -> pd.DataFrame | str:
-    """Per GEMM shape ``(t, M, K, N)``: tera-operations per second of each product in
-    ``bench/gemm_int8.py``'s record, whether stpcore's currents were exact, or a line saying the
-    record is missing."""
-    rec = _load(Path(path))
-    if isinstance(rec, str):
-        return rec + " (run `python bench/gemm_int8.py` on a GPU)"
-    rows = [{"t": r["t"], "M": r["M"], "K": r["K"], "N": r["N"], "currents exact": r["exact"],
-             **{label + " (TOP/s)": round(r[key]["tera_ops_per_s"]) if key in r else NO_METRIC
-                for key, label in GEMM_COLUMNS.items()}} for r in rec["shapes"]]
-    return pd.DataFrame(rows).set_index(["t", "M", "K", "N"])
-
-
-def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
-    """The simulator's shapes (``t > 0``) in words: stpcore's product against cuBLAS int8 and
-    bf16, and what fusing the LIF scan costs on top of the product."""
-    rec = _load(Path(path))
-    if isinstance(rec, str):
-        return rec
-    shapes = [r for r in rec["shapes"] if r["t"] and r["K"] % 16 == 0 and r["N"] % 16 == 0]
-    odd = [r for r in rec["shapes"] if r["t"] and (r["K"] % 16 or r["N"] % 16)]
-    ms = lambda r, k: r[k]["ms"]
-    span = lambda f: f"{_g(min(map(f, shapes)))}-{_g(max(map(f, shapes)))}"
-    square = next((r for r in rec["shapes"] if not r["t"]), None)
-    peak = (f" On the {square['M']}^3 square the column-major `torch._int_mm` reaches "
-            f"{_g(square['int_mm_colmajor']['tera_ops_per_s'])} TOP/s against bf16's "
-            f"{_g(square['bf16_matmul']['tera_ops_per_s'])} TFLOP/s, and a row-major weight drops it to "
-            f"{_g(square['int_mm_rowmajor']['tera_ops_per_s'])}." if square else "")
-    everywhere = all(r["exact"] for r in rec["shapes"])
-    exact = f"The currents are {'exact at every shape' if everywhere else 'NOT exact at every shape'}."
-    beats = sum(ms(r, "binary_linear") < ms(r, "bf16_matmul") for r in shapes)
-    cublas = lambda r: ms(r, "int_mm_colmajor") / ms(r, "bf16_matmul")
-    versus = (("At every simulator shape they take longer than bf16" if not beats else
-               f"At {beats} of {len(shapes)} simulator shapes they beat bf16") + (
-        f"; cuBLAS int8 takes {span(cublas)}x bf16's time at every one: at these shapes (M large, K "
-        f"and N a few hundred to a few thousand) int8 products as such are not faster than bf16's "
-        f"on this device." if all(cublas(r) > 1 for r in shapes) else
-        "; cuBLAS int8 beats bf16 at some of them, so stpcore's kernels leave speed unused."))
-    rate = lambda r: _g(r["binary_linear"]["tera_ops_per_s"])
-    twin = lambda r: next((q for q in shapes if q["M"] == r["M"] and q["N"] == r["N"]
-                           and 0 < q["K"] - r["K"] < 16), None)
-    aligned = "".join(
-        f" At K = {r['K']}, not a multiple of 16, `binary_linear` runs at {rate(r)} TOP/s"
-        + (f" against {rate(twin(r))} at K = {twin(r)['K']}" if twin(r) else "")
-        + ": Triton vectorises int8 rows only when they are 16-byte aligned, so pruned widths are "
-          "padded to 16 for the integer path (`stpcore.snn.layer.ALIGN`)." for r in odd)
-    return (f"At the simulator's aligned shapes (a block of {shapes[0]['t']} steps, M = {shapes[0]['M']} rows) "
-            f"stpcore's `binary_linear` takes {span(lambda r: ms(r, 'binary_linear') / ms(r, 'bf16_matmul'))}x "
-            f"the bf16 product's time and {span(lambda r: ms(r, 'binary_linear') / ms(r, 'int_mm_colmajor'))}x "
-            f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
-            f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
-            f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}"
-            f"{fp8_reading(shapes, square)}{tile_reading(shapes)}")
-
-
-def fp8_reading(shapes: list, square: dict | None) -> str:
-    """What cuBLASLt's fp8 product of the same 0/1 and +-1 values says about the tensor cores'
-    headroom (``fp8_scaled_mm``, ``fp8_exact`` in the record; empty where they are absent)."""
-    timed = [r for r in shapes if "fp8_scaled_mm" in r]
-    if not timed:
-        return ""
-    ms = lambda r, k: r[k]["ms"]
-    exact = all(r.get("fp8_exact") for r in timed + ([square] if square and "fp8_exact" in square else []))
-    lo, hi = (f(ms(r, "binary_linear") / ms(r, "fp8_scaled_mm") for r in timed) for f in (min, max))
-    top = (f" ({square['fp8_scaled_mm']['tera_ops_per_s']:.0f} TOP/s on the square)"
-           if square and "fp8_scaled_mm" in square else "")
-    return (f" The same 0/1 spikes and +-1 signs as fp8 (e4m3) through cuBLASLt's `_scaled_mm` with "
-            f"fp32 output{top} {'gave the exact integer sums at every shape, including the largest (all ones)' if exact else 'were NOT exact at every shape'}"
-            f", and `binary_linear` takes {_g(lo)}-{_g(hi)}x its time (it also forms and writes "
-            f"the current): the tensor cores can multiply these values faster than stpcore's Triton "
-            f"kernels do, but cuBLASLt cannot run the LIF scan behind its product.")
-
-
-def tile_key(tile: dict) -> str:
-    """A tile dict (``int_kernels._tile``) as the sweep's key, ``(BLOCK_M, BLOCK_N, BLOCK_K,
-    num_warps, num_stages)``."""
-    return str(tuple(tile[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")))
-
-
-def tile_reading(shapes: list[dict]) -> str:
-    """The tile sweep (``tiles`` of the shapes that have one) in words: how far the fixed tile of
-    each kernel is from the best tile tried, at its worst shape, and whether every tile gave
-    the same output."""
-    swept = [r for r in shapes if "tiles" in r]
-    if not swept:
-        return ""
-    parts, same = [], all(c["same"] for r in swept for cells in r["tiles"].values() for c in cells.values())
-    for kernel in GEMM_COLUMNS:
-        rows = [r for r in swept if kernel in r["tiles"] and r["configs"].get(kernel)]
-        if rows:
-            over = {(r["K"], r["N"]): r["tiles"][kernel][tile_key(r["configs"][kernel])]["ms"]
-                    / min(c["ms"] for c in r["tiles"][kernel].values()) for r in rows}
-            (k, n), worst = max(over.items(), key=lambda kv: kv[1])
-            tried = len(rows[0]["tiles"][kernel])
-            parts.append(f"`{kernel}`'s is the fastest of {tried} tiles at every shape" if worst < 1.005
-                         else f"`{kernel}`'s is {_g(100 * (worst - 1))} % slower than the best of "
-                              f"{tried} tiles at its worst shape (K = {k}, N = {n})")
-    return (f" The kernels' tiles are fixed per shape (`int_kernels._tile`), not autotuned; of the "
-            f"tiles swept at these shapes, {' and '.join(parts)}; every tile gave "
-            f"{'the same outputs' if same else 'NOT the same outputs'}.")
 
 
 def integer_path_summary(record: dict) -> str:
@@ -249,7 +135,7 @@ PROFILE_RECORD = RESULTS / "profile_sim_cuda.json"
 def profile_ratio(bench: dict, width: str, path: str | Path = PROFILE_RECORD) -> float | None:
     """The dense int8 run's throughput over bf16's in the profile record (wall times), where it
     profiled ``width`` at the bench record's commit; else None."""
-    prof = _load(Path(path))
+    prof = load_record(Path(path))
     commit = lambda r: r.get("provenance", {}).get("git_commit")
     if isinstance(prof, str) or prof.get("width") != width or commit(prof) != commit(bench):
         return None
@@ -282,7 +168,7 @@ def profile_table(path: str | Path = PROFILE_RECORD) -> pd.DataFrame | str:
     """Milliseconds per kernel group (rows) of each profiled simulation (columns: pruning setting
     and dtype), then the kernels' sum, the wall time and the gap between them (launches and host
     work), from ``bench/profile_sim.py``'s record; or a line saying it is missing."""
-    rec = _load(Path(path))
+    rec = load_record(Path(path))
     if isinstance(rec, str):
         return rec + " (run `python bench/profile_sim.py --device cuda --size paper` on a GPU)"
     return _profile_frame(rec)
@@ -339,7 +225,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
     1-bit bench record, and the attention at fp32 accuracy, as measured and at the peak of the
     units it runs on), as a multiple of the reference loop, and with the products at the rate of
     the fastest exact product in the GEMM record at ``gemm_path`` (cuBLASLt's fp8)."""
-    rec = _load(Path(path))
+    rec = load_record(Path(path))
     if isinstance(rec, str):
         return profile_table(path)
     table = _profile_frame(rec)
@@ -384,7 +270,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
                  f"the int8 peak but the attention ({_g(i8['attention'])} ms) and every other kernel ({_g(rest)} ms) "
                  f"as measured, {_g(ref * 1e3 / practical)}x. So issue 12's 30x needs nearly every kernel at its "
                  f"device peak.")
-        fp8 = _load(Path(gemm_path))
+        fp8 = load_record(Path(gemm_path))
         square = None if isinstance(fp8, str) else next(
             (r for r in fp8["shapes"] if not r["t"] and r.get("fp8_exact") and "fp8_scaled_mm" in r), None)
         if square:

@@ -34,13 +34,13 @@ import math
 
 import torch
 
-from .kernels import INTERPRET, SPIKE_DTYPES, triton
+from .kernels import INTERPRET, SPIKE_DTYPES, check_counts, triton
 
 if triton is not None:
     import triton.language as tl
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    from .kernels import _lif_step
+    from .kernels import _add_counts, _lif_step
 
 
 
@@ -49,6 +49,12 @@ def int_kernels_available() -> bool:
     return triton is not None
 
 
+#: The operand dtypes the kernels take, int8 (int32 accumulation) and float8_e4m3fn (fp32
+#: accumulation), which ``bench/gemm_int8.py`` times against each other. 0 and +-1 are exact
+#: fp8 values and every partial sum is an integer of magnitude <= K, exact in fp32 and, for
+#: K < 2**13, within the 14 bits Hopper's fp8 tensor cores are reported to keep (the bench
+#: checks the sums, ``fp8_exact``, and the kernels' outputs, ``fp8_kernels_equal``).
+OPERANDS = (torch.int8, torch.float8_e4m3fn)
 #: Row blocks per launch group (``_tile_of``).
 GROUP_M = 8
 #: The keys of a launch tile (:func:`_tile`, the kernels' ``tile`` argument).
@@ -99,18 +105,18 @@ if triton is not None:
         ``row0``, ``col0``), or their pointers with ``M`` valid rows (reads at ``offs_m``,
         ``offs_n``)."""
         if TMA:             # (if/else: code after a constexpr branch's return is still compiled)
-            acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
+            acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=acc.dtype)
         else:
             kk = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(x + offs_m[:, None] * K + kk[None, :],
                         mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
             b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
                         mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
-            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+            acc = tl.dot(a, b, acc, out_dtype=acc.dtype)
         return acc
 
     @triton.jit
-    def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K,
+    def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K, ACC: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                               GROUP_M: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -119,7 +125,7 @@ if triton is not None:
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
         for k0 in range(0, K, BLOCK_K):
             acc = _dot_block(x, w, acc, row0, col0, k0, offs_m, offs_n, M, N, K, BLOCK_K, TMA)
         cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
@@ -128,8 +134,9 @@ if triton is not None:
 
     @triton.jit
     def _binary_linear_lif_kernel(x, w, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
-                                  s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
-                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                  s_out, cnt_ptr, vth_ptr, leak, T, M, N, K,
+                                  LEAK_ONE: tl.constexpr, COUNT: tl.constexpr,
+                                  ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                                   STAGES: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -145,7 +152,8 @@ if triton is not None:
         s = tl.load(s_in + tile, mask=live, other=0.0)     # the last spike: step 0's reset
         blocks = tl.maximum(tl.cdiv(K, BLOCK_K), 1)         # K = 0: one all-zero block
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+        n = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         # one flat loop over (step, K block), so the pipeliner prefetches step t + 1's first
         # blocks while step t's LIF runs. Step t's rows: TMA, rows t M + row0 of the [T M, K]
         # spikes (rows past M belong to step t + 1 or read as zeros, and only feed rows that
@@ -162,10 +170,12 @@ if triton is not None:
             if k0 + BLOCK_K >= K:                           # the step's last block: fire
                 cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
                 u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
+                n += s
                 tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
-                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+                acc = tl.zeros_like(acc)
         tl.store(u_out + tile, u, mask=live)
         tl.store(s_out + tile, s, mask=live)
+        _add_counts(cnt_ptr, tile, n, live, COUNT)
 
 
 def _check_tile(tile: dict | None) -> None:
@@ -177,11 +187,19 @@ def _check_tile(tile: dict | None) -> None:
 def _operands(x2: torch.Tensor, signs: torch.Tensor, tile: dict) -> tuple:
     """``(x, w, TMA)`` kernel arguments for the ``[rows, K]`` spikes ``x2`` and the signs: tensor
     descriptors with the tile's blocks where TMA can read them (:func:`_use_tma`), else the
-    tensors (pointers)."""
+    tensors (pointers; int8 only)."""
     if not _use_tma(x2, signs):
+        if x2.dtype != torch.int8:
+            raise ValueError(f"int kernels: float8_e4m3fn operands need TMA (K a positive "
+                             f"multiple of 16, 16-byte aligned tensors); got K = {x2.shape[1]}")
         return x2, signs, False
     return (TensorDescriptor.from_tensor(x2, [tile["BLOCK_M"], tile["BLOCK_K"]]),
             TensorDescriptor.from_tensor(signs, [tile["BLOCK_N"], tile["BLOCK_K"]]), True)
+
+
+def _acc(x: torch.Tensor):
+    """The accumulator dtype of operands ``x``'s dtype (:data:`OPERANDS`)."""
+    return tl.int32 if x.dtype == torch.int8 else tl.float32
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -198,8 +216,9 @@ def _use_tma(x2: torch.Tensor, signs: torch.Tensor) -> bool:
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
-    if x.dtype != torch.int8 or signs.dtype != torch.int8:
-        raise TypeError(f"int kernels: `x` and `signs` must be int8; got {x.dtype} and {signs.dtype}")
+    if x.dtype != signs.dtype or x.dtype not in OPERANDS:
+        raise TypeError(f"int kernels: `x` and `signs` must be int8 (or both float8_e4m3fn, "
+                        f"K a multiple of 16); got {x.dtype} and {signs.dtype}")
     if x.shape[-1] != signs.shape[1] or not alpha.shape == bias.shape == (signs.shape[0],):
         raise ValueError(f"int kernels: `x` [..., K], `signs` [N, K], `alpha` and `bias` [N] must "
                          f"agree; got {tuple(x.shape)}, {tuple(signs.shape)}, "
@@ -223,14 +242,15 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     if m and n:
         xo, wo, tma = _operands(x2, signs, tile)
         _binary_linear_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
-                                                 out, m, n, k, TMA=tma, **tile)
+                                                 out, m, n, k, ACC=_acc(x2), TMA=tma, **tile)
     return out.reshape(*x.shape[:-1], n)
 
 
 def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
                       bias: torch.Tensor, threshold: torch.Tensor, leak: float = 1.0,
                       state: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      spike_dtype: torch.dtype = torch.int8, tile: dict | None = None):
+                      spike_dtype: torch.dtype = torch.int8, tile: dict | None = None,
+                      counts: torch.Tensor | None = None):
     """Eq. 1-3 driven by ``alpha * (x[t] @ signs^T) + bias``, in one launch (module doc).
 
     Args:
@@ -241,6 +261,8 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         state: ``(u, s)`` shaped ``[..., N]`` (fp32), or None to start at rest.
         spike_dtype: int8 or a float dtype (0/1 are exact in each).
         tile: as :func:`binary_linear`'s.
+        counts: None, or fp32 ``[..., N]`` to which each neuron's spikes are added in place
+            (:func:`stpcore.snn.kernels.fused_lif_scan`'s ``counts``).
 
     Returns:
         ``(spikes [T, ..., N], (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
@@ -256,6 +278,7 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         raise ValueError(f"binary_linear_lif: `x` must be [T, ..., K] with T >= 1; got {tuple(x.shape)}")
     steps, n = x.shape[0], signs.shape[0]
     shape = (steps, *x.shape[1:-1], n)
+    check_counts(counts, shape[1:], x.device, "binary_linear_lif")
     if state is None:
         u = torch.zeros(shape[1:], dtype=torch.float32, device=x.device)
         s = torch.zeros_like(u)
@@ -269,8 +292,11 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
     xo, wo, tma = _operands(_rows(x), signs.contiguous(), tile)
     _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
-                                                 spikes, u, s, u_out, s_out, threshold.reshape(1),
-                                                 float(leak), steps, m, n, x.shape[-1],
-                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma,
+                                                 spikes, u, s, u_out, s_out,
+                                                 u if counts is None else counts,
+                                                 threshold.reshape(1), float(leak), steps, m, n,
+                                                 x.shape[-1], LEAK_ONE=float(leak) == 1.0,
+                                                 COUNT=counts is not None, ACC=_acc(x),
+                                                 TMA=tma,
                                                  STAGES=tile["num_stages"], **tile)
     return spikes, (u_out, s_out)

@@ -104,17 +104,21 @@ def use_int_kernels(x: torch.Tensor) -> bool:
     return x.is_cuda and int_kernels_available() and use_fused_lif(x.device)
 
 
-def fire_linear(x: torch.Tensor, lin, threshold, leak: float = 1.0, state=None, spike_dtype=None):
+def fire_linear(x: torch.Tensor, lin, threshold, leak: float = 1.0, state=None, spike_dtype=None,
+                counts=None):
     """LIF spikes (Eq. 1-3) of a population driven directly by ``lin``'s currents of spikes
-    ``x [T, ..., in]`` (:func:`compute_currents`; spikes in ``spike_dtype``, default ``x``'s).
+    ``x [T, ..., in]`` (:func:`compute_currents`; spikes in ``spike_dtype``, default ``x``'s;
+    ``counts``: as :func:`stpcore.snn.lif.lif_scan`'s).
     For a :class:`BinaryLinear` on CUDA with the Triton kernels, product and LIF run in one
     kernel (:func:`stpcore.snn.int_kernels.binary_linear_lif`); otherwise
     :func:`compute_currents` then :func:`stpcore.snn.lif.lif_scan`. Returns
     ``(spikes [T, ..., out], (u, s))``."""
     if (isinstance(lin, BinaryLinear) and use_int_kernels(x) and isinstance(threshold, torch.Tensor)
             and threshold.dim() == 0):
-        return binary_linear_lif(x, *lin, threshold, leak, state, spike_dtype or x.dtype)
-    return lif_scan(compute_currents(x, lin), threshold, leak, state, spike_dtype=spike_dtype or x.dtype)
+        return binary_linear_lif(x, *lin, threshold, leak, state, spike_dtype or x.dtype,
+                                 counts=counts)
+    return lif_scan(compute_currents(x, lin), threshold, leak, state,
+                    spike_dtype=spike_dtype or x.dtype, counts=counts)
 
 
 def compute_currents(x: torch.Tensor, lin) -> torch.Tensor:

@@ -53,9 +53,15 @@ if triton is not None:
         return u, tl.where(u >= vth, 1.0, 0.0)
 
     @triton.jit
-    def _lif_scan_kernel(cur_ptr, spk_ptr, u_ptr, s_ptr, vth_ptr, vth_val, leak, T, M, stride_t,
-                         VTH_FROM_PTR: tl.constexpr, LEAK_ONE: tl.constexpr,
-                         BLOCK: tl.constexpr):
+    def _add_counts(cnt_ptr, offs, n, live, COUNT: tl.constexpr):
+        """``counts[offs] += n`` (this block's spikes per neuron) where ``COUNT``."""
+        if COUNT:
+            tl.store(cnt_ptr + offs, tl.load(cnt_ptr + offs, mask=live, other=0.0) + n, mask=live)
+
+    @triton.jit
+    def _lif_scan_kernel(cur_ptr, spk_ptr, u_ptr, s_ptr, cnt_ptr, vth_ptr, vth_val, leak, T, M,
+                         stride_t, VTH_FROM_PTR: tl.constexpr, LEAK_ONE: tl.constexpr,
+                         COUNT: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         live = offs < M
         if VTH_FROM_PTR:
@@ -64,20 +70,24 @@ if triton is not None:
             vth = vth_val
         u = tl.load(u_ptr + offs, mask=live, other=0.0)
         s = tl.load(s_ptr + offs, mask=live, other=0.0)
+        n = tl.zeros((BLOCK,), dtype=tl.float32)
         cur = cur_ptr + offs
         spk = spk_ptr + offs
         for _ in range(T):
             u, s = _lif_step(u, s, tl.load(cur, mask=live, other=0.0).to(tl.float32), vth, leak,
                              LEAK_ONE)
+            n += s
             tl.store(spk, s.to(spk_ptr.dtype.element_ty), mask=live)
             cur += stride_t
             spk += M
         tl.store(u_ptr + offs, u, mask=live)
         tl.store(s_ptr + offs, s, mask=live)
+        _add_counts(cnt_ptr, offs, n, live, COUNT)
 
     @triton.jit
-    def _norm_lif_kernel(cur_ptr, res_ptr, w_ptr, b_ptr, spk_ptr, u_ptr, s_ptr, vth_ptr, eps, leak,
-                         T, R, D, LEAK_ONE: tl.constexpr, BLOCK_D: tl.constexpr):
+    def _norm_lif_kernel(cur_ptr, res_ptr, w_ptr, b_ptr, spk_ptr, u_ptr, s_ptr, cnt_ptr, vth_ptr,
+                         eps, leak, T, R, D, LEAK_ONE: tl.constexpr, COUNT: tl.constexpr,
+                         BLOCK_D: tl.constexpr):
         cols = tl.arange(0, BLOCK_D)
         live = cols < D
         base = tl.program_id(0).to(tl.int64) * D + cols
@@ -86,6 +96,7 @@ if triton is not None:
         b = tl.load(b_ptr + cols, mask=live, other=0.0).to(tl.float32)
         u = tl.load(u_ptr + base, mask=live, other=0.0)
         s = tl.load(s_ptr + base, mask=live, other=0.0)
+        n = tl.zeros((BLOCK_D,), dtype=tl.float32)
         off = base
         for _ in range(T):
             x = (tl.load(cur_ptr + off, mask=live, other=0.0).to(tl.float32)
@@ -93,10 +104,12 @@ if triton is not None:
             xc = tl.where(live, x - tl.sum(x, axis=0) / D, 0.0)
             y = xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / D + eps) * w + b
             u, s = _lif_step(u, s, y, vth, leak, LEAK_ONE)
+            n += s
             tl.store(spk_ptr + off, s.to(spk_ptr.dtype.element_ty), mask=live)
             off += R * D
         tl.store(u_ptr + base, u, mask=live)
         tl.store(s_ptr + base, s, mask=live)
+        _add_counts(cnt_ptr, base, n, live, COUNT)
 
     @triton.jit
     def _sum_time_kernel(spk_ptr, out_ptr, T, M, BLOCK: tl.constexpr):
@@ -134,6 +147,19 @@ def fused_lif_supports(current: torch.Tensor, threshold) -> bool:
             and current.shape[0] >= 1 and scalar)
 
 
+def check_counts(counts, shape, device, who: str) -> None:
+    """``counts`` (the ``counts`` argument of the LIF kernels' wrappers) must be None or a
+    contiguous fp32 tensor of the population's ``shape`` on ``device``: the kernels add each
+    neuron's spikes of the block to it in place (exact: integers below 2**24)."""
+    if counts is not None and not (isinstance(counts, torch.Tensor) and counts.dtype == torch.float32
+                                   and tuple(counts.shape) == tuple(shape)
+                                   and counts.device == device and counts.is_contiguous()):
+        got = (f"{counts.dtype} {tuple(counts.shape)} on {counts.device}"
+               if isinstance(counts, torch.Tensor) else type(counts).__name__)
+        raise ValueError(f"{who}: `counts` must be None or a contiguous float32 tensor shaped "
+                         f"{tuple(shape)} on {device}; got {got}")
+
+
 def _state_and_spikes(current, state, spike_dtype):
     """fp32 ``(u, s)`` shaped ``current[0]`` (zeros, or copies of ``state``: the kernels update
     them in place) and an empty spike tensor shaped like ``current``."""
@@ -148,7 +174,7 @@ def _state_and_spikes(current, state, spike_dtype):
 
 def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
                    state: tuple[torch.Tensor, torch.Tensor] | None = None, block: int = 1024,
-                   spike_dtype=None):
+                   spike_dtype=None, counts: torch.Tensor | None = None):
     """Eq. 1-3 over the leading time axis in one kernel launch (see module doc).
 
     Args:
@@ -159,6 +185,9 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
         leak: gamma in (0, 1], a python float.
         state: ``(u, s)`` each shaped ``current[0]``, or None to start at rest.
         spike_dtype: dtype of the spikes (default: the current's).
+        counts: None, or fp32 ``[...]`` (shaped ``current[0]``) to which each neuron's spikes
+            of these steps are added in place, in the same launch (:func:`check_counts`):
+            what :func:`sum_spikes` of the spikes would add, without reading them again.
 
     Returns:
         ``(spikes, (u, s))``: spikes shaped like ``current``; u and s fp32.
@@ -166,6 +195,7 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     if not fused_lif_supports(current, threshold):
         raise ValueError("fused_lif_scan: needs triton, a float current [T, ...] and a "
                          "scalar threshold")
+    check_counts(counts, current.shape[1:], current.device, "fused_lif_scan")
     steps, m = current.shape[0], current[0].numel()
     cur = current
     if not (current[0].is_contiguous() and (steps == 1 or current.stride(0) in (0, m))):
@@ -176,15 +206,17 @@ def fused_lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     vth_t = threshold.reshape(1) if from_ptr else u     # u: an unused placeholder pointer
     if m == 0:
         return spikes, (u, s)
-    _lif_scan_kernel[(triton.cdiv(m, block),)](cur, spikes, u, s, vth_t, 0.0 if from_ptr else float(threshold),
-                           float(leak), steps, m, stride_t, VTH_FROM_PTR=from_ptr,
-                           LEAK_ONE=float(leak) == 1.0, BLOCK=block)
+    _lif_scan_kernel[(triton.cdiv(m, block),)](
+        cur, spikes, u, s, u if counts is None else counts, vth_t,
+        0.0 if from_ptr else float(threshold), float(leak), steps, m, stride_t,
+        VTH_FROM_PTR=from_ptr, LEAK_ONE=float(leak) == 1.0, COUNT=counts is not None, BLOCK=block)
     return spikes, (u, s)
 
 
 def fused_norm_lif_scan(current: torch.Tensor, residual: torch.Tensor, ln: torch.nn.LayerNorm,
                         threshold: torch.Tensor, leak: float = 1.0,
-                        state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None):
+                        state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None,
+                        counts: torch.Tensor | None = None):
     """Eq. 1-3 driven by ``LayerNorm(current + residual)`` over the last axis, in one launch.
 
     One program per row (token) keeps the row's membrane in registers and, at every step, sums
@@ -197,19 +229,22 @@ def fused_norm_lif_scan(current: torch.Tensor, residual: torch.Tensor, ln: torch
         current, residual: ``[T, ..., D]``, same shape, any float dtypes.
         ln: the LayerNorm over D.
         threshold: a 0-dim tensor on the current's device.
-        leak, state, spike_dtype: as :func:`fused_lif_scan`.
+        leak, state, spike_dtype, counts: as :func:`fused_lif_scan`.
     """
     if not (fused_lif_available() and current.shape == residual.shape
             and isinstance(threshold, torch.Tensor) and threshold.dim() == 0):
         raise ValueError("fused_norm_lif_scan: needs triton, current and residual of one shape "
                          "and a 0-dim threshold tensor")
+    check_counts(counts, current.shape[1:], current.device, "fused_norm_lif_scan")
     steps, width = current.shape[0], current.shape[-1]
     rows = current[0].numel() // max(width, 1)
     cur, res = current.contiguous(), residual.contiguous()
     u, s, spikes = _state_and_spikes(current, state, spike_dtype)
     if rows == 0 or width == 0:
         return spikes, (u, s)
-    _norm_lif_kernel[(rows,)](cur, res, ln.weight, ln.bias, spikes, u, s, threshold.reshape(1),
+    _norm_lif_kernel[(rows,)](cur, res, ln.weight, ln.bias, spikes, u, s,
+                              u if counts is None else counts, threshold.reshape(1),
                               float(ln.eps), float(leak), steps, rows, width,
-                              LEAK_ONE=float(leak) == 1.0, BLOCK_D=triton.next_power_of_2(width))
+                              LEAK_ONE=float(leak) == 1.0, COUNT=counts is not None,
+                              BLOCK_D=triton.next_power_of_2(width))
     return spikes, (u, s)

@@ -61,6 +61,17 @@ def fused_kernels(dt, x: torch.Tensor) -> bool:
     return cuda and (dt in LOW_PRECISION or dt == INT_DTYPE)
 
 
+def population_counts(counts: dict | None, name: str, shape, device) -> torch.Tensor | None:
+    """Population ``name``'s spike counts in ``counts`` (a dict the simulation keeps, or None:
+    no counting), created as fp32 zeros ``shape`` on first use; the LIF functions add each
+    block's spikes to it (their ``counts`` argument)."""
+    if counts is None:
+        return None
+    if name not in counts:
+        counts[name] = torch.zeros(shape, dtype=torch.float32, device=device)
+    return counts[name]
+
+
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Forward value ``value`` (the simulated rate), gradient of ``f`` (the equilibrium map)."""
     return value + (f - f.detach())
@@ -159,8 +170,12 @@ class SpikingEncoderLayer(nn.Module):
         return nn.functional.layer_norm(current.to(acc) + residual, ln.normalized_shape,
                                         ln.weight.to(acc), ln.bias.to(acc), ln.eps)
 
-    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, kv_cols, dt):
+    def simulate_block(self, s_in, w, ext_mask, state, vth, leak, kv_cols, dt, counts=None):
         """Simulate all six populations over a block of steps. ``s_in``: ``[t, B, N, D]``.
+
+        ``counts``: None, or a dict in which each population's spikes are counted across blocks
+        (:func:`population_counts`: ``{name: fp32 [B, N, width]}``), by the kernels that write
+        them where they can (no second pass over the spikes).
 
         ``w`` comes from :meth:`weights`; ``kv_cols`` are the kept heads' columns to take from
         whole Key and Value weights (None: all heads kept, or Key and Value already pruned in
@@ -172,19 +187,24 @@ class SpikingEncoderLayer(nn.Module):
         fused = fused_kernels(dt, s_in)
         out = {}
 
+        count = lambda name, shape: population_counts(counts, name, shape, s_in.device)
+
         def fire(name, current):        # spikes in dt: 0/1 are exact
-            out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
+            out[name], state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt,
+                                              counts=count(name, current.shape[1:]))
             return out[name]
 
         def fire_lin(name, x):          # the integer path on CUDA: product and LIF in one kernel
+            shape = (*x.shape[1:-1], w[name][0].shape[0])      # [out, in] weight or signs
             out[name], state[name] = fire_linear(x, w[name], vth, leak, state.get(name),
-                                                 spike_dtype(name, dt))
+                                                 spike_dtype(name, dt), count(name, shape))
             return out[name]
 
         def fire_norm(name, ln, current, residual):     # fused: one kernel
             if fused:
-                out[name], state[name] = fused_norm_lif_scan(current, residual, ln, vth, leak,
-                                                             state.get(name), spike_dtype=dt)
+                out[name], state[name] = fused_norm_lif_scan(
+                    current, residual, ln, vth, leak, state.get(name), spike_dtype=dt,
+                    counts=count(name, current.shape[1:]))
             else:
                 fire(name, self.residual_norm(ln, current, residual))
 
@@ -201,16 +221,20 @@ class SpikingEncoderLayer(nn.Module):
                   out["attention_output"])
         return out
 
-    def population_block(self, name, s, w, ext_mask, state, vth, leak, kv_cols, dt):
+    def population_block(self, name, s, w, ext_mask, state, vth, leak, kv_cols, dt, counts=None):
         """Simulate one population over a block of steps from its presynaptic spikes ``s``
         (``{"input": [t, B, N, D], population: [t, B, N, width]}``; see :data:`PRESYNAPTIC`),
-        as :meth:`simulate_block` would; returns its spikes ``[t, B, N, width]`` in ``dt``."""
+        as :meth:`simulate_block` would (``counts`` too); returns its spikes
+        ``[t, B, N, width]`` in ``dt``."""
         lin = lambda x, n: compute_currents(x.to(dt), w[n])
-        fused = fused_kernels(dt, next(iter(s.values())))
+        first = next(iter(s.values()))
+        fused = fused_kernels(dt, first)
+        count = lambda shape: population_counts(counts, name, shape, first.device)
         if name in ("key", "value", "intermediate"):
             pre = s["attention_output" if name == "intermediate" else "input"].to(dt)
             spikes, state[name] = fire_linear(pre, w[name], vth, leak, state.get(name),
-                                              spike_dtype(name, dt))
+                                              spike_dtype(name, dt),
+                                              count((*pre.shape[1:-1], w[name][0].shape[0])))
             return spikes
         elif name == "attention":
             k, v = s["key"], s["value"]
@@ -224,10 +248,12 @@ class SpikingEncoderLayer(nn.Module):
             current, res = lin(s[pre], name), s[residual]    # 0/1 spikes: exact in any dtype
             if fused:
                 spikes, state[name] = fused_norm_lif_scan(current, res, ln, vth, leak,
-                                                          state.get(name), spike_dtype=dt)
+                                                          state.get(name), spike_dtype=dt,
+                                                          counts=count(current.shape[1:]))
                 return spikes
             current = self.residual_norm(ln, current, res)
-        spikes, state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt)
+        spikes, state[name] = lif_scan(current, vth, leak, state.get(name), spike_dtype=dt,
+                                       counts=count(current.shape[1:]))
         return spikes
 
     def equilibrium(self, a_in, rates, ext_mask, vth, head_mask, neuron_mask):

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from .kernels import SPIKE_DTYPES, fused_lif_scan, fused_lif_supports, sum_spikes
+from .kernels import SPIKE_DTYPES, check_counts, fused_lif_scan, fused_lif_supports, sum_spikes
 
 _FUSED_CHECKED: dict[str, bool] = {}      # device -> the fused kernel passed its self-check
 
@@ -60,7 +60,8 @@ def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
 
 
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
-             state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None):
+             state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None,
+             counts: torch.Tensor | None = None):
     """Run Eq. 1-3 over the leading time axis.
 
     Args:
@@ -71,6 +72,9 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
             None starts from rest.
         spike_dtype: dtype of the returned spikes (default: the current's; 0/1 are exact in
             every float format).
+        counts: None, or a float32 tensor shaped ``current[0]`` to which each neuron's spikes
+            of these steps are added in place (the fused kernel counts them as it writes them;
+            elsewhere :func:`spike_counts` of the spikes).
 
     Returns:
         ``(spikes [T, B, ...] in {0, 1}, state)`` with the final ``(u, s)``. The state is kept
@@ -81,8 +85,19 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
     if current.dim() < 1 or current.shape[0] < 1:
         raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
     if current.is_cuda and fused_lif_supports(current, threshold) and use_fused_lif(current.device):
-        return fused_lif_scan(current, threshold, leak, state, spike_dtype=spike_dtype)
-    return lif_scan_loop(current, threshold, leak, state, spike_dtype)
+        return fused_lif_scan(current, threshold, leak, state, spike_dtype=spike_dtype,
+                              counts=counts)
+    check_counts(counts, current.shape[1:], current.device, "lif_scan")
+    spikes, state = lif_scan_loop(current, threshold, leak, state, spike_dtype)
+    add_counts(counts, spikes)
+    return spikes, state
+
+
+def add_counts(counts: torch.Tensor | None, spikes: torch.Tensor) -> None:
+    """``counts += spike_counts(spikes)`` in place, unless ``counts`` is None: the ``counts``
+    argument of the LIF functions where no kernel counted the spikes."""
+    if counts is not None:
+        counts += spike_counts(spikes)
 
 
 def lif_scan_loop(current: torch.Tensor, threshold, leak: float = 1.0,

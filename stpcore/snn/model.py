@@ -32,7 +32,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import SpikingBertConfig
 from .layer import LOW_PRECISION, POPULATIONS, SpikingEncoderLayer, _attach
-from .lif import equilibrium_rate, lif_scan, spike_counts
+from .lif import equilibrium_rate, lif_scan
 from .packed import packed_weights_file, unpack_state
 from .prepared import WeightCaching, expand_rates, prepare_weights
 from .quant import QuantLinear
@@ -251,25 +251,23 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                            record_traces):
         """Complete spatial unrolling: every population ``steps`` steps, exact spikes."""
         cfg, L = self.config, len(self.layers)
-        sums = [{p: 0.0 for p in POPULATIONS} for _ in range(L)]
+        sums = [{} for _ in range(L)]       # spike counts, added to by the LIF kernels
         states = [{} for _ in range(L)]
-        emb_sum, emb_state = 0.0, {}
+        emb_sum = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        emb_state = {}
         record = (lambda s: (s.float() * valid).sum(dim=2)) if record_traces else None
         emb_tr, traces = [], [{p: [] for p in POPULATIONS} for _ in range(L)]
         for t0 in range(0, steps, cfg.time_chunk):
             t = min(cfg.time_chunk, steps - t0)
             s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak,
-                                         emb_state.get("s"), spike_dtype=dtype)
-            emb_sum = emb_sum + spike_counts(s)
+                                         emb_state.get("s"), spike_dtype=dtype, counts=emb_sum)
             if record:
                 emb_tr.append(record(s))
             for l in range(L):
                 out = self.layers[l].simulate_block(s, weights[l], ext, states[l], vth[l],
-                                                    cfg.leak, kv_cols[l], dtype)
-                for p in POPULATIONS:
-                    sums[l][p] = sums[l][p] + spike_counts(out[p])
-                    if record:
-                        traces[l][p].append(record(out[p]))
+                                                    cfg.leak, kv_cols[l], dtype, sums[l])
+                for p in POPULATIONS if record else ():
+                    traces[l][p].append(record(out[p]))
                 s = out["output"]
         rates = [{p: sums[l][p] / steps for p in POPULATIONS} for l in range(L)]
         pop_traces = None

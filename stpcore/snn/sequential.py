@@ -15,7 +15,7 @@ import torch
 
 from .bernoulli import draw_bernoulli
 from .layer import POPULATIONS, PRESYNAPTIC, spike_dtype
-from .lif import lif_scan, spike_counts
+from .lif import lif_scan
 
 
 def _blocks(steps: int, chunk: int):
@@ -34,30 +34,29 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
     valid tokens at each of the population's steps; else None.
     """
     record = (lambda s: (s.float() * valid).sum(dim=2)) if record_traces else None
-    state, spikes_sum, trace = {}, 0.0, []
+    state, trace = {}, []
+    spikes_sum = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     t_emb = timesteps["embedding"]
     for t in _blocks(t_emb, chunk):
         s, state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], leak, state.get("s"),
-                                 spike_dtype=dtype)
-        spikes_sum = spikes_sum + spike_counts(s)
+                                 spike_dtype=dtype, counts=spikes_sum)
         if record:
             trace.append(record(s))
     emb_rate = spikes_sum / t_emb
     traces = {"embedding": torch.cat(trace), "layers": []} if record else None
     rates, a_in = [], emb_rate
     for l, layer in enumerate(layers):
-        known, state, layer_traces = {"input": a_in}, {}, {}
+        known, state, layer_traces, counts = {"input": a_in}, {}, {}, {}
         for name, steps in zip(POPULATIONS, timesteps["layers"][l]):
-            total, trace = 0.0, []
+            trace = []
             for t in _blocks(steps, chunk):
                 pre = {p: draw_bernoulli(known[p], t, spike_dtype(p, dtype), generator)
                        for p in PRESYNAPTIC[name]}
                 s = layer.population_block(name, pre, weights[l], ext, state, vth[l], leak,
-                                           kv_cols[l], dtype)
-                total = total + spike_counts(s)
+                                           kv_cols[l], dtype, counts)
                 if record:
                     trace.append(record(s))
-            known[name] = total / steps
+            known[name] = counts[name] / steps
             if record:
                 layer_traces[name] = torch.cat(trace)
         rates.append({p: known[p] for p in POPULATIONS})
