@@ -173,7 +173,7 @@ def test_cuda_int8_simulation_takes_the_kernels_and_deviates_as_fp32(case, atten
     real_lif, real_attention = integer.binary_linear_lif, layer.spike_attention
 
     def count(name, fn):
-        return lambda *a: calls.__setitem__(name, calls[name] + 1) or fn(*a)
+        return lambda *a, **k: calls.__setitem__(name, calls[name] + 1) or fn(*a, **k)
     monkeypatch.setattr(integer, "binary_linear_lif", count("lif", real_lif))
     monkeypatch.setattr(layer, "spike_attention", count("attention", real_attention))
     frac = {"fp32": 0.0, "int8": 0.0}
