@@ -113,9 +113,11 @@ def bench_simulation(model, batch, timer, s, peaks, hidden, inter) -> dict:
         sec = timer(lambda: bert.simulate(**batch, dtype=dtype), reps)
         with bert.cache_weights():          # as in an evaluation loop: weights prepared once
             cached = timer(lambda: bert.simulate(**batch, dtype=dtype), reps)
+            by_chunk = {} if dtype == torch.float32 else chunk_times(model, batch, dtype, timer, reps)
         res[name] = {"seconds": sec, "example_steps_per_s": s["batch"] * steps / sec,
                      "speedup_vs_reference": res["reference_s"] / sec,
                      "cached_seconds": cached, "speedup_cached": res["reference_s"] / cached,
+                     **({"cached_by_chunk": by_chunk} if by_chunk else {}),
                      **compare_rates(sim, ref), "tflops": flops / sec / 1e12,
                      "frac_matmul_peak": flops / sec / 1e12 / peaks[f"matmul_{name}_tflops"]
                      if f"matmul_{name}_tflops" in peaks else None,
@@ -125,12 +127,30 @@ def bench_simulation(model, batch, timer, s, peaks, hidden, inter) -> dict:
     return res
 
 
+def chunk_times(model, batch, dtype, timer, reps: int) -> dict:
+    """``{chunk: seconds}``: the cached simulation in ``dtype`` at each of :data:`CHUNKS`. The
+    integer path's spikes do not depend on the chunk; bf16's may (another GEMM per row count)."""
+    cfg, saved, out = model.config, model.config.time_chunk, {}
+    try:
+        for chunk in CHUNKS:
+            cfg.time_chunk = chunk
+            out[str(chunk)] = timer(lambda: model.spiking_bert.simulate(**batch, dtype=dtype), reps)
+    finally:
+        cfg.time_chunk = saved
+    return out
+
+
 #: The training-step variants whose Eq. 4 pass is compiled: record key -> (``torch.compile``
 #: mode, the pass's dtype); "reduce-overhead" also replays the compiled pass as CUDA graphs. The
-#: fp32 one keeps the default's fp32 gradients.
+#: fp32 one keeps the default's fp32 gradients; "tf32": TF32 products around the step (whose bf16
+#: and int8 simulations have no fp32 product: it reaches the Eq. 4 pass and classifier only).
 COMPILED = {"implicit_bf16_compiled": ("default", torch.bfloat16),
             "implicit_bf16_graphs": ("reduce-overhead", torch.bfloat16),
-            "implicit_fp32_graphs": ("reduce-overhead", torch.float32)}
+            "implicit_fp32_graphs": ("reduce-overhead", torch.float32),
+            "implicit_tf32_graphs": ("reduce-overhead", "tf32")}
+#: Time chunks at which the bf16 and int8 simulations are also timed (``cached_by_chunk``): the
+#: paper profile's 64 and one block of all 85 steps.
+CHUNKS = (64, 85)
 
 
 def compiled_step(bert, train_step, mode: str, timer, reps: int) -> dict:
@@ -170,8 +190,15 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
 
         def train_step():
             model.zero_grad(set_to_none=True)
-            model(**batch, labels=labels, sim_dtype=dtype,
-                  implicit_dtype=implicit_dtype).loss.backward()
+            precision = torch.get_float32_matmul_precision()
+            if implicit_dtype == "tf32":
+                torch.set_float32_matmul_precision("high")
+            try:
+                model(**batch, labels=labels, sim_dtype=dtype,
+                      implicit_dtype=torch.float32 if implicit_dtype == "tf32"
+                      else implicit_dtype).loss.backward()
+            finally:
+                torch.set_float32_matmul_precision(precision)
         return forward, train_step
 
     def timed(dtype) -> dict:

@@ -32,7 +32,8 @@ T_INT, T_INT_DEFAULT, T_INT_TRAIN = 30.0, 1.0, 1.10
 #: A training record's variants of the step, each with its Eq. 4 pass changed (record key -> how).
 TRAIN_VARIANTS = {"implicit_bf16": "in bf16", "implicit_bf16_compiled": "in bf16, compiled",
                   "implicit_bf16_graphs": "in bf16, compiled as CUDA graphs",
-                  "implicit_fp32_graphs": "in fp32, compiled as CUDA graphs"}
+                  "implicit_fp32_graphs": "in fp32, compiled as CUDA graphs",
+                  "implicit_tf32_graphs": "in fp32 with TF32 products, compiled as CUDA graphs"}
 #: Throughput ratios within this of 1 are a tie, not a lead. One dtype's simulation time at paper
 #: size moves by about this much between runs on the H200 (bf16 at width 768 took 54.9, 55.5 and
 #: 57.5 ms in the 1-bit records at 59a4528, 29b3e96 and 544ee5a).
