@@ -144,6 +144,11 @@ def test_gemm_table_and_reading(tmp_path):
     text = gemm.gemm_reading(path)
     assert "`binary_linear` 1-2x; `binary_linear_lif` 1.5x, and their currents and spikes equal" in text
     assert gemm.gemm_table(path).loc[(2, 64, 16, 16), "stpcore binary_linear, fp8 operands (TOP/s)"] == 1
+    assert "persistent" not in text
+    for r, ms in zip(rec["shapes"][1:3], (1.0, 1.0)):          # default: 2.0 and 1.5 ms
+        r["binary_linear_persistent"], r["persistent_equal"] = cell(ms), True
+    path.write_text(json.dumps(rec))
+    assert "runs at 1.5-2x the default kernel's speed, with the same currents" in gemm.gemm_reading(path)
     rec["shapes"][2]["fp8_kernels_equal"] = False
     path.write_text(json.dumps(rec))
     assert "DIFFER from the int8 kernels" in gemm.gemm_reading(path)

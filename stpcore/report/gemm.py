@@ -14,6 +14,7 @@ GEMM_RECORD = BENCH_RESULTS / "gemm_int8_cuda.json"
 GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
                 "int_mm_colmajor": "torch._int_mm, column-major weight",
                 "binary_linear": "stpcore binary_linear (current written)",
+                "binary_linear_persistent": "stpcore binary_linear, persistent",
                 "binary_linear_lif": "stpcore binary_linear_lif (spikes written)",
                 "bf16_matmul": "bf16 product",
                 "fp8_scaled_mm": "cuBLASLt fp8 product, fp32 out (no epilogue)",
@@ -73,7 +74,7 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
             f"cuBLAS int8's; with the LIF scan fused behind it (`binary_linear_lif`, int8 spikes out) "
             f"{span(lambda r: ms(r, 'binary_linear_lif') / ms(r, 'binary_linear'))}x the product alone, "
             f"which saves writing and re-reading the fp32 currents.{peak} {exact} {versus}{aligned}"
-            f"{fp8_reading(shapes, square)}{tile_reading(shapes)}")
+            f"{persistent_reading(shapes)}{fp8_reading(shapes, square)}{tile_reading(shapes)}")
 
 
 def fp8_reading(shapes: list, square: dict | None) -> str:
@@ -109,6 +110,19 @@ def fp8_kernels_reading(shapes: list) -> str:
             f"against the same kernels on int8 (int8 time / fp8 time, above 1 where fp8 is faster): "
             f"{said}, and their currents and spikes "
             f"{'equal the int8 kernels bit for bit at every shape' if same else 'DIFFER from the int8 kernels'}.")
+
+
+def persistent_reading(shapes: list) -> str:
+    """The persistent ``binary_linear`` against the default kernel (``binary_linear_persistent``,
+    ``persistent_equal``), in words; empty where the record has no such timing."""
+    ratio = [r["binary_linear"]["ms"] / r["binary_linear_persistent"]["ms"]
+             for r in shapes if "binary_linear_persistent" in r]
+    if not ratio:
+        return ""
+    same = all(r.get("persistent_equal", False) for r in shapes if "binary_linear_persistent" in r)
+    return (f" The persistent `binary_linear` (one program per SM, currents stored through TMA) "
+            f"runs at {_g(min(ratio))}-{_g(max(ratio))}x the default kernel's speed, with "
+            f"{'the same currents at every shape' if same else 'DIFFERENT currents'}.")
 
 
 def tile_key(tile: dict) -> str:
