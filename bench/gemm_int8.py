@@ -18,8 +18,6 @@ CUDA events, after 3 warm-up calls) of
   ``float8_e4m3fn``, unit scales, fp32 out: the integer product without stpcore's epilogue, where
   K is a multiple of 16 (cuBLASLt's condition). ``fp8_exact``: whether it equals the int32
   product on these inputs and on all-ones spikes against all-plus signs (the largest sum, K);
-* ``binary_linear_persistent``: ``binary_linear(..., persistent=True)``, one program per SM
-  walking the tiles, currents stored through TMA (``persistent_equal``: the same currents);
 * ``binary_linear_fp8``, ``binary_linear_lif_fp8``: stpcore's two kernels on those fp8 operands
   (fp32 accumulation, ``int_kernels.OPERANDS``), where K is a multiple of 16;
   ``fp8_kernels_equal``: whether their currents and spikes equal the int8 kernels' bit for bit.
@@ -122,16 +120,12 @@ def main() -> dict:
         exact = (alpha.double() * (flat.double() @ signs.double().t()) + bias.double()).float()
         row = {"t": t, "M": flat.shape[0], "K": k, "N": n,
                "exact": bool(torch.equal(binary_linear(flat, signs, alpha, bias), exact))}
-        row["persistent_equal"] = bool(torch.equal(binary_linear(flat, signs, alpha, bias, persistent=True),
-                                                   exact))
         del exact
         w_row, xb, wb = signs.t().contiguous(), flat.to(torch.bfloat16), signs.to(torch.bfloat16)
         vth = torch.tensor(1.0, device="cuda")
         fns = {"int_mm_rowmajor": lambda: torch._int_mm(flat, w_row),
                "int_mm_colmajor": lambda: torch._int_mm(flat, signs.t()),
                "binary_linear": lambda: binary_linear(flat, signs, alpha, bias),
-               "binary_linear_persistent": lambda: binary_linear(flat, signs, alpha, bias,
-                                                                 persistent=True),
                "bf16_matmul": lambda: xb @ wb.t()}
         if k % 16 == 0:
             x8, w8 = flat.to(FP8), signs.to(FP8)

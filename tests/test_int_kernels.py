@@ -54,17 +54,6 @@ def test_currents_are_the_exact_value_rounded_once(t, m, k, n, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("t,m,k,n", SHAPES)
-def test_persistent_kernel_gives_the_same_currents(t, m, k, n, device):
-    """The persistent product (one program per SM, TMA stores) equals the default kernel bit for
-    bit, also where it does not apply (K or N unaligned: the default kernel runs)."""
-    signs, alpha, bias = make_layer(k, n, seed=k + n, device=device)
-    x = draw_spikes(t, m, k, seed=m).to(device)
-    assert torch.equal(binary_linear(x, signs, alpha, bias, persistent=True),
-                       binary_linear(x, signs, alpha, bias))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("t,m,k,n", SHAPES)
 def test_fused_lif_equals_currents_then_loop(t, m, k, n, device):
     """Spikes, membranes and last spikes of the one-kernel LIF equal the loop's on the kernel's
     own currents, bit for bit, and a second block continues from the returned state."""

@@ -148,7 +148,7 @@ def test_gemm_table_and_reading(tmp_path):
     for r, ms in zip(rec["shapes"][1:3], (1.0, 1.0)):          # default: 2.0 and 1.5 ms
         r["binary_linear_persistent"], r["persistent_equal"] = cell(ms), True
     path.write_text(json.dumps(rec))
-    assert "runs at 1.5-2x the default kernel's speed, with the same currents" in gemm.gemm_reading(path)
+    assert "ran at 1.5-2x the default kernel's speed, with the same currents" in gemm.gemm_reading(path)
     rec["shapes"][2]["fp8_kernels_equal"] = False
     path.write_text(json.dumps(rec))
     assert "DIFFER from the int8 kernels" in gemm.gemm_reading(path)

@@ -113,15 +113,17 @@ def fp8_kernels_reading(shapes: list) -> str:
 
 
 def persistent_reading(shapes: list) -> str:
-    """The persistent ``binary_linear`` against the default kernel (``binary_linear_persistent``,
-    ``persistent_equal``), in words; empty where the record has no such timing."""
+    """A persistent ``binary_linear`` against the default kernel (``binary_linear_persistent``,
+    ``persistent_equal``: the record at 0dbfeb3, whose kernel was removed after it as slower), in
+    words; empty where the record has no such timing."""
     ratio = [r["binary_linear"]["ms"] / r["binary_linear_persistent"]["ms"]
              for r in shapes if "binary_linear_persistent" in r]
     if not ratio:
         return ""
     same = all(r.get("persistent_equal", False) for r in shapes if "binary_linear_persistent" in r)
-    return (f" The persistent `binary_linear` (one program per SM, currents stored through TMA) "
-            f"runs at {_g(min(ratio))}-{_g(max(ratio))}x the default kernel's speed, with "
+    return (f" A persistent `binary_linear` (one program per SM walking the tiles, currents stored "
+            f"through TMA; tried at this record's commit, then removed) ran at "
+            f"{_g(min(ratio))}-{_g(max(ratio))}x the default kernel's speed, with "
             f"{'the same currents at every shape' if same else 'DIFFERENT currents'}.")
 
 

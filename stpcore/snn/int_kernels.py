@@ -85,12 +85,12 @@ def _grid(m: int, n: int, tile: dict) -> tuple:
 
 if triton is not None:
     @triton.jit
-    def _tile_of(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-        """The first row and column of tile ``pid``. Grouped launch order: programs launched
+    def _tile_of(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+        """The first row and column of this program's tile. Grouped launch order: programs launched
         together walk the column blocks of ``GROUP_M`` row blocks, so a block of spike rows is
         read from memory once and then from L2 (the first kernels ran row blocks fastest and
         re-read every spike row once per column block: bench/results/gemm_int8_cuda.json)."""
-        blocks_m, blocks_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+        pid, blocks_m, blocks_n = tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
         first_m = (pid // (GROUP_M * blocks_n)) * GROUP_M
         rows = tl.minimum(blocks_m - first_m, GROUP_M)
         pid_m = first_m + (pid % (GROUP_M * blocks_n)) % rows
@@ -119,7 +119,7 @@ if triton is not None:
     def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K, ACC: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                               GROUP_M: tl.constexpr, TMA: tl.constexpr):
-        row0, col0 = _tile_of(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
         offs_n = col0 + tl.arange(0, BLOCK_N)
         live_n = offs_n < N
@@ -133,37 +133,13 @@ if triton is not None:
                  mask=(offs_m[:, None] < M) & live_n[None, :])
 
     @triton.jit
-    def _binary_linear_persistent_kernel(x, w, out, alpha_ptr, bias_ptr, M, N, K,
-                                         ACC: tl.constexpr, BLOCK_M: tl.constexpr,
-                                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                                         GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr):
-        """:func:`_binary_linear_kernel` with one program per SM walking tiles ``PROGRAMS`` apart,
-        its (tile, K block) loop flattened so that the next tile's loads overlap this tile's
-        epilogue, and the currents stored through a TMA descriptor ``out``."""
-        tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
-        blocks = tl.cdiv(K, BLOCK_K)
-        done = tl.program_id(0) - PROGRAMS          # the epilogue's own tile counter
-        for tile in tl.range(tl.program_id(0), tiles, PROGRAMS, flatten=True):
-            row0, col0 = _tile_of(tile, M, N, BLOCK_M, BLOCK_N, GROUP_M)
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
-            for kb in range(blocks):
-                acc = tl.dot(x.load([row0, kb * BLOCK_K]), w.load([col0, kb * BLOCK_K]).T, acc,
-                             out_dtype=acc.dtype)
-            done += PROGRAMS
-            row0, col0 = _tile_of(done, M, N, BLOCK_M, BLOCK_N, GROUP_M)
-            offs_n = col0 + tl.arange(0, BLOCK_N)
-            alpha = tl.load(alpha_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
-            bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
-            out.store([row0, col0], tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :]))
-
-    @triton.jit
     def _binary_linear_lif_kernel(x, w, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
                                   s_out, cnt_ptr, vth_ptr, leak, T, M, N, K,
                                   LEAK_ONE: tl.constexpr, COUNT: tl.constexpr,
                                   ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                                   STAGES: tl.constexpr, TMA: tl.constexpr):
-        row0, col0 = _tile_of(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         offs_m = row0.to(tl.int64) + tl.arange(0, BLOCK_M)
         offs_n = col0 + tl.arange(0, BLOCK_N)
         live_n = offs_n < N
@@ -250,16 +226,13 @@ def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torc
 
 
 def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
-                  bias: torch.Tensor, tile: dict | None = None,
-                  persistent: bool = False) -> torch.Tensor:
+                  bias: torch.Tensor, tile: dict | None = None) -> torch.Tensor:
     """``alpha * (x @ signs^T) + bias`` of int8 spikes ``x [..., K]``: fp32 ``[..., N]``, each
     value the exact current rounded once. ``alpha``, ``bias``: ``[N]``, any float dtype, read as
     they are and cast to fp32 in the kernel (fp32 must hold them exactly, as it does the scales
     and biases of a 1-bit layer, which :class:`stpcore.snn.integer.BinaryLinear` keeps in float64).
     ``tile``: the launch's tile (:func:`_tile`'s keys; None: :func:`_tile`'s choice), for
-    benchmarks. ``persistent``: :func:`_binary_linear_persistent_kernel` where TMA can read the
-    operands and write the currents (N a multiple of 4), timed against the default in
-    ``bench/gemm_int8.py``."""
+    benchmarks."""
     _check(x, signs, alpha, bias)
     _check_tile(tile)
     x2, signs = _rows(x), signs.contiguous()
@@ -268,16 +241,8 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     out = torch.empty((m, n), dtype=torch.float32, device=x.device)
     if m and n:
         xo, wo, tma = _operands(x2, signs, tile)
-        a, b = alpha.contiguous(), bias.contiguous()
-        if persistent and tma and n % 4 == 0:
-            programs = torch.cuda.get_device_properties(x.device).multi_processor_count \
-                if x.is_cuda else 4
-            oo = TensorDescriptor.from_tensor(out, [tile["BLOCK_M"], tile["BLOCK_N"]])
-            _binary_linear_persistent_kernel[(min(programs, _grid(m, n, tile)[0]),)](
-                xo, wo, oo, a, b, m, n, k, ACC=_acc(x2), PROGRAMS=programs, **tile)
-        else:
-            _binary_linear_kernel[_grid(m, n, tile)](xo, wo, a, b, out, m, n, k, ACC=_acc(x2),
-                                                     TMA=tma, **tile)
+        _binary_linear_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
+                                                 out, m, n, k, ACC=_acc(x2), TMA=tma, **tile)
     return out.reshape(*x.shape[:-1], n)
 
 
