@@ -57,10 +57,22 @@ def test_currents_are_float64_rounded_once(t, m, k, n, device):
     lin = make_binary_layer(k, n, seed=k + n)
     spikes = draw_spikes(t, m, k, seed=m)
     with torch.no_grad():
-        w = split_binary(lin.effective_weight(), lin.bias)
+        w = split_binary(lin)
         got = compute_binary_currents(spikes.to(device), type(w)(*(x.to(device) for x in w)))
     assert got.dtype == torch.float32 and got.shape == (t, m, n)
     assert torch.equal(got.cpu(), compute_float64_currents(spikes, lin))
+
+
+def test_split_binary_is_the_effective_weight_exactly():
+    """Signs and scales read off the weight give binarize's effective weight bit for bit, with
+    sign(0) = +1 as binarize has it (a zero weight in row 0)."""
+    lin = make_binary_layer(40, 24, seed=1)
+    with torch.no_grad():
+        lin.weight[0, 3] = 0.0
+        split = split_binary(lin)
+        assert split.signs.dtype == torch.int8 and split.signs[0, 3] == 1
+        assert torch.equal(split.alpha[:, None].float() * split.signs, lin.effective_weight())
+        assert torch.equal(split.bias, lin.bias.double()) and split.alpha.dtype == torch.float64
 
 
 def test_fp32_currents_are_not_float64_rounded_once():
@@ -75,7 +87,7 @@ def test_fp32_currents_are_not_float64_rounded_once():
 def test_currents_need_int8_spikes():
     lin = make_binary_layer(8, 8, seed=0)
     with torch.no_grad(), pytest.raises(TypeError, match="int8"):
-        compute_binary_currents(torch.ones(3, 8), split_binary(lin.effective_weight(), lin.bias))
+        compute_binary_currents(torch.ones(3, 8), split_binary(lin))
 
 
 @pytest.mark.parametrize("m,k,n", [(17, 13, 10), (40, 64, 24), (33, 8, 3)])

@@ -50,14 +50,15 @@ class BinaryLinear(NamedTuple):
     bias: torch.Tensor      # [out] float64
 
 
-def split_binary(weight: torch.Tensor, bias: torch.Tensor) -> BinaryLinear:
-    """Split an effective fp32 1-bit weight ``[out, in]`` (``alpha * sign``, pruned rows and
-    columns dropped, padding rows and columns zero) and its bias ``[out]``. ``alpha * (+-1)`` is
-    exact in fp32, so every non-zero entry of row i has magnitude alpha_i and the split is
-    exact: ``alpha[:, None] * signs == weight``."""
-    mag = weight.abs()
-    alpha = mag.amax(dim=1) if weight.shape[1] else mag.new_zeros(weight.shape[0])
-    return BinaryLinear(torch.sign(weight).to(INT_DTYPE), alpha.double(), bias.double())
+def split_binary(layer) -> BinaryLinear:
+    """The integer path's view of a 1-bit :class:`~stpcore.snn.quant.QuantLinear`, read off its
+    weight ``W [out, in]`` in a few kernels (not through the fp32 effective weight): ``sign(W)`` as int8 (+1 at 0, as
+    :func:`~stpcore.snn.quant.binarize`), binarize's scale ``mean_j |W_ij|`` (in W's dtype, then
+    float64) and the bias. ``alpha[:, None] * signs`` is the layer's effective weight exactly
+    (``alpha * (+-1)`` is exact)."""
+    w = layer.weight.detach()
+    return BinaryLinear(torch.where(w >= 0, 1, -1).to(INT_DTYPE), w.abs().mean(dim=1).double(),
+                        layer.bias.detach().double())
 
 
 def multiply_int8(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,12 @@ def population_counts(counts: dict | None, name: str, shape, device) -> torch.Te
     return counts[name]
 
 
+def _remake(parts: tuple, items) -> tuple:
+    """``items`` as the kind of tuple ``parts`` is: a :class:`~stpcore.snn.integer.BinaryLinear`
+    ``(signs, alpha, bias)`` or a float ``(weight, bias)``."""
+    return parts._make(items) if hasattr(parts, "_make") else tuple(items)
+
+
 def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Forward value ``value`` (the simulated rate), gradient of ``f`` (the equilibrium map)."""
     return value + (f - f.detach())
@@ -92,34 +98,36 @@ class SpikingEncoderLayer(nn.Module):
 
     def weights(self, dtype, head_cols=None, neurons=None, prune_kv=True) -> dict:
         """Effective weights and biases in ``dtype``: ``{name: (weight [out, in], bias [out])}``,
-        or for ``dtype`` int8 ``{name: BinaryLinear}`` (sign matrices and fp64 scales and biases,
-        :func:`stpcore.snn.integer.split_binary`; ValueError unless every layer is 1-bit). With
+        or for ``dtype`` int8 ``{name: BinaryLinear}`` (sign matrices and fp64 scales and biases
+        read off the layers, :func:`stpcore.snn.integer.split_binary`; ValueError unless every
+        layer is 1-bit). With
         the kept heads' hidden columns ``head_cols`` (:meth:`head_columns`) and kept ``neurons``
         (index tensors; None = all) the pruned units' rows and columns are dropped: Query (and,
         with ``prune_kv``, Key and Value) rows and attention-output columns of pruned heads,
         intermediate rows and output columns of pruned neurons. The kept neurons are padded to a
-        multiple of :data:`ALIGN` with zero weights and a bias of -inf."""
+        multiple of :data:`ALIGN` with zero weights (and scales) and a bias of -inf."""
         names = ("query", "key", "value", "attention_output", "intermediate", "output")
         if dtype == INT_DTYPE and not all(getattr(self, n).binary for n in names):
             raise ValueError(f"`sim_dtype` {INT_DTYPE} (integer synaptic products) needs 1-bit "
                              f"weights (set_binary_weights(True)); this model's are full "
                              f"precision: use float32, bfloat16 or float16")
-        fdt = torch.float32 if dtype == INT_DTYPE else dtype
-        w = {n: (getattr(self, n).effective_weight().to(fdt), getattr(self, n).bias.to(fdt))
+        w = {n: split_binary(getattr(self, n)) if dtype == INT_DTYPE else
+             (getattr(self, n).effective_weight().to(dtype), getattr(self, n).bias.to(dtype))
              for n in names}
         if head_cols is not None:
             for n in ("query", "key", "value") if prune_kv else ("query",):
-                w[n] = (w[n][0][head_cols], w[n][1][head_cols])
-            w["attention_output"] = (w["attention_output"][0][:, head_cols],
-                                     w["attention_output"][1])
+                w[n] = _remake(w[n], (t[head_cols] for t in w[n]))
+            ao = w["attention_output"]
+            w["attention_output"] = _remake(ao, (ao[0][:, head_cols], *ao[1:]))
         if neurons is not None:     # padded (ALIGN) with units that never fire
-            (wi, bi), (wo, bo) = w["intermediate"], w["output"]
+            inter, out = w["intermediate"], w["output"]
             pad = -len(neurons) % ALIGN.get(dtype, 8)
-            w["intermediate"] = (torch.cat([wi[neurons], wi.new_zeros(pad, wi.shape[1])]),
-                                 torch.cat([bi[neurons], bi.new_full((pad,), -math.inf)]))
-            w["output"] = (torch.cat([wo[:, neurons], wo.new_zeros(wo.shape[0], pad)], 1), bo)
-        if dtype == INT_DTYPE:
-            w = {n: split_binary(*wb) for n, wb in w.items()}
+            fills = (*([0.0] * (len(inter) - 2)), -math.inf)    # [alpha], bias
+            w["intermediate"] = _remake(inter, (
+                torch.cat([inter[0][neurons], inter[0].new_zeros(pad, inter[0].shape[1])]),
+                *(torch.cat([v[neurons], v.new_full((pad,), f)]) for v, f in zip(inter[1:], fills))))
+            w["output"] = _remake(out, (torch.cat([out[0][:, neurons],
+                                                   out[0].new_zeros(out[0].shape[0], pad)], 1), *out[1:]))
         return w
 
     def head_columns(self, heads: torch.Tensor) -> torch.Tensor:
