@@ -28,6 +28,8 @@ def test_dtype_table_and_integer_path_summary():
     assert ("The two tie: at width 768/3072 this record has int8 at 1.033x bf16's throughput. "
             "A difference within 5 %") in tie
     assert "it would be the default at width 384/1536." in tie
+    assert "The paper profile simulates every 1-bit model in int8" in tie   # its binary_sim_dtype
+    assert "The paper profile simulates" not in fast
     labels = {t.get_text() for t in benchmarks.plot_roofline(rec).axes[0].texts}
     assert {"int8 768/3072", "int8 384/1536"} <= labels
 
@@ -132,7 +134,9 @@ def test_gemm_table_and_reading(tmp_path):
     text = gemm.gemm_reading(path)
     assert "fp32 output (2 TOP/s on the square) gave the exact integer sums at every shape" in text
     assert "`binary_linear` takes 1.5-2.5x its time" in text
-    assert gemm.gemm_table(path).loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
+    alt = gemm.gemm_table(path, alternatives=True)
+    assert alt.loc[(2, 64, 16, 16), "cuBLASLt fp8 product, fp32 out (no epilogue) (TOP/s)"] == 1
+    assert alt.loc[(2, 64, 16, 16), "fp8 sums exact"] and "bf16 product (TOP/s)" not in alt
     rec["shapes"][0]["fp8_exact"] = False
     path.write_text(json.dumps(rec))
     assert "were NOT exact at every shape" in gemm.gemm_reading(path)
@@ -143,7 +147,7 @@ def test_gemm_table_and_reading(tmp_path):
     path.write_text(json.dumps(rec))
     text = gemm.gemm_reading(path)
     assert "`binary_linear` 1-2x; `binary_linear_lif` 1.5x, and their currents and spikes equal" in text
-    assert gemm.gemm_table(path).loc[(2, 64, 16, 16), "stpcore binary_linear, fp8 operands (TOP/s)"] == 1
+    assert gemm.gemm_table(path, True).loc[(2, 64, 16, 16), "stpcore binary_linear, fp8 operands (TOP/s)"] == 1
     assert "persistent" not in text
     for r, ms in zip(rec["shapes"][1:3], (1.0, 1.0)):          # default: 2.0 and 1.5 ms
         r["binary_linear_persistent"], r["persistent_equal"] = cell(ms), True

@@ -22,16 +22,25 @@ GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
                 "binary_linear_lif_fp8": "stpcore binary_linear_lif, fp8 operands"}
 
 
-def gemm_table(path: str | Path = GEMM_RECORD) -> pd.DataFrame | str:
+#: The products of :data:`GEMM_COLUMNS` that are alternatives to the integer path's own kernels
+#: (:func:`gemm_table`'s second table): the fp8 ones and the removed persistent kernel.
+ALTERNATIVES = ("binary_linear_persistent", "fp8_scaled_mm", "binary_linear_fp8",
+                "binary_linear_lif_fp8")
+
+
+def gemm_table(path: str | Path = GEMM_RECORD, alternatives: bool = False) -> pd.DataFrame | str:
     """Per GEMM shape ``(t, M, K, N)``: tera-operations per second of each product in
     ``bench/gemm_int8.py``'s record, whether stpcore's currents were exact, or a line saying the
-    record is missing."""
+    record is missing. The int8 and bf16 products, or with ``alternatives`` those of
+    :data:`ALTERNATIVES` (and whether fp8 gave the exact sums)."""
     rec = load_record(Path(path))
     if isinstance(rec, str):
         return rec + " (run `python bench/gemm_int8.py` on a GPU)"
-    rows = [{"t": r["t"], "M": r["M"], "K": r["K"], "N": r["N"], "currents exact": r["exact"],
+    columns = {k: v for k, v in GEMM_COLUMNS.items() if (k in ALTERNATIVES) == alternatives}
+    flag = ("fp8_exact", "fp8 sums exact") if alternatives else ("exact", "currents exact")
+    rows = [{"t": r["t"], "M": r["M"], "K": r["K"], "N": r["N"], flag[1]: r.get(flag[0], NO_METRIC),
              **{label + " (TOP/s)": round(r[key]["tera_ops_per_s"]) if key in r else NO_METRIC
-                for key, label in GEMM_COLUMNS.items()}} for r in rec["shapes"]]
+                for key, label in columns.items()}} for r in rec["shapes"]]
     return pd.DataFrame(rows).set_index(["t", "M", "K", "N"])
 
 

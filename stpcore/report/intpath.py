@@ -10,6 +10,7 @@ import pandas as pd
 
 from .benchmarks import (BENCH_RESULTS as RESULTS, INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT,
                          T_INT_TIE, _g, dtype_table, load_record, record_dtypes)
+from ..runs.profiles import PROFILES
 from .gemm import GEMM_RECORD
 from .tables import NO_METRIC
 
@@ -110,9 +111,9 @@ def integer_path_summary(record: dict) -> str:
                    "int8 peak.")
     timed = [w for w in int8.index if isinstance(ratio[w], float)]
     default = [w for w in timed if ratio[w] >= T_INT_DEFAULT + T_INT_TIE]
-    second = {w: profile_ratio(record, w) for w in default}         # a second timing disagrees:
+    second = {w: profile_ratio(record, w) for w in timed}           # a second timing disagrees:
     tied = [w for w in timed if abs(ratio[w] - T_INT_DEFAULT) < T_INT_TIE
-            or (second.get(w) or float("inf")) < T_INT_DEFAULT + T_INT_TIE]
+            or (w in default and (second[w] or float("inf")) < T_INT_DEFAULT + T_INT_TIE)]
     default = [w for w in default if w not in tied]
     shown = lambda w: f"at width {w} this record has int8 at {ratio[w]:.3f}x bf16's throughput" + (
         f" and the profile of the same commit (`profile_sim_cuda`, a second timing) at "
@@ -124,7 +125,11 @@ def integer_path_summary(record: dict) -> str:
             "is at least as fast as bf16) " + (
                 f"it would be the default at width {', '.join(default)}." if default
                 else "bf16 stays the default, and int8 stays selectable through the "
-                     "API (`simulate(dtype=torch.int8)`)."))
+                     "API (`simulate(dtype=torch.int8)`).") + (
+        f" The paper profile simulates every 1-bit model in int8 (`binary_sim_dtype`), decided on an "
+        f"earlier record that had it ahead at every width and kept for its exactness (the deviations "
+        f"page)." if set(default) != set(timed) and PROFILES["paper"].get("binary_sim_dtype") == "int8"
+        else ""))
     return (f"On {prov.get('device', '?')} (torch {prov.get('torch', '?')}) the integer path runs {runs}. "
             f"Issue 12's target of >= {T_INT:g}x the reference loop is {target}.{peak} {rule}")
 
