@@ -38,22 +38,16 @@ MATHJAX_VERSION = "3"
 MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book dir (git-ignored)
 
 #: Modules documented on the API page, in this order.
-API_MODULES = ("stpcore.snn.config", "stpcore.snn.lif", "stpcore.snn.layer", "stpcore.snn.model",
-               "stpcore.snn.prepared", "stpcore.snn.quant", "stpcore.snn.packed", "stpcore.snn.kernels",
-               "stpcore.snn.int_kernels", "stpcore.snn.spike_attention", "stpcore.snn.bernoulli",
-               "stpcore.snn.sequential", "stpcore.snn.integer", "stpcore.train.data", "stpcore.train.corpus",
-               "stpcore.train.teacher", "stpcore.train.distill", "stpcore.train.loop", "stpcore.prune.acs",
-               "stpcore.prune.spatial", "stpcore.prune.temporal", "stpcore.prune.retrain",
-               "stpcore.runs.profiles", "stpcore.runs.runner", "stpcore.runs.foundation",
-               "stpcore.runs.pruning", "stpcore.runs.records", "stpcore.runs.seeding",
-               "stpcore.runs.checkpoints", "stpcore.runs.validate", "stpcore.runs.sweep",
-               "stpcore.report.paper", "stpcore.report.tables",
-               "stpcore.report.notes", "stpcore.report.summary", "stpcore.report.plots",
-               "stpcore.report.benchmarks", "stpcore.report.intpath", "stpcore.report.gemm", "stpcore.report.book",
-               "stpcore.report.rerun", "stpcore.report.foundation", "stpcore.report.schedules",
-               "stpcore.report.gaps", "stpcore.report.granularity", "stpcore.report.penalty",
-               "stpcore.report.seeds", "stpcore.report.spikes", "stpcore.report.stats",
-               "stpcore.report.verdicts", "stpcore.report.tradeoff", "stpcore.report.variants")
+API_MODULES = tuple(f"stpcore.{m}" for m in (
+    "snn.config snn.lif snn.layer snn.model snn.prepared snn.quant snn.packed snn.kernels "
+    "snn.int_kernels snn.spike_attention snn.bernoulli snn.sequential snn.integer train.data "
+    "train.corpus train.teacher train.distill train.loop prune.acs prune.spatial "
+    "prune.temporal prune.retrain runs.profiles runs.runner runs.foundation runs.pruning "
+    "runs.records runs.seeding runs.checkpoints runs.validate runs.sweep report.paper "
+    "report.tables report.notes report.summary report.plots report.benchmarks report.intpath "
+    "report.gemm report.book report.rerun report.foundation report.schedules report.gaps "
+    "report.granularity report.penalty report.seeds report.spikes report.stats "
+    "report.verdicts report.tradeoff report.variants").split())
 
 
 class BookError(RuntimeError):
