@@ -23,7 +23,8 @@ GEMM_COLUMNS = {"int_mm_rowmajor": "torch._int_mm, row-major weight",
 
 
 #: The products of :data:`GEMM_COLUMNS` that are alternatives to the integer path's own kernels
-#: (:func:`gemm_table`'s second table): the fp8 ones and the removed persistent kernel.
+#: (:func:`gemm_table`'s second table): cuBLASLt's fp8 product, and stpcore's kernels on fp8
+#: operands and a persistent ``binary_linear``, both timed in the record at 0dbfeb3 and removed.
 ALTERNATIVES = ("binary_linear_persistent", "fp8_scaled_mm", "binary_linear_fp8",
                 "binary_linear_lif_fp8")
 
@@ -106,8 +107,9 @@ def fp8_reading(shapes: list, square: dict | None) -> str:
 
 
 def fp8_kernels_reading(shapes: list) -> str:
-    """stpcore's own kernels on fp8 operands (``binary_linear_fp8``, ``binary_linear_lif_fp8``)
-    against the same kernels on int8, in words; empty where the record has no such timing."""
+    """stpcore's own kernels on fp8 operands (``binary_linear_fp8``, ``binary_linear_lif_fp8``:
+    the record at 0dbfeb3, whose fp8 path was removed after it as no faster) against the same
+    kernels on int8, in words; empty where the record has no such timing."""
     pairs = [(k, k + "_fp8") for k in ("binary_linear", "binary_linear_lif")]
     spans = {k: [r[k]["ms"] / r[f]["ms"] for r in shapes if f in r and k in r] for k, f in pairs}
     if not any(spans.values()):
@@ -115,7 +117,8 @@ def fp8_kernels_reading(shapes: list) -> str:
     same = all(r.get("fp8_kernels_equal") for r in shapes if "fp8_kernels_equal" in r)
     span = lambda v: _g(min(v)) if _g(min(v)) == _g(max(v)) else f"{_g(min(v))}-{_g(max(v))}"
     said = "; ".join(f"`{k}` {span(v)}x" for k, v in spans.items() if v)
-    return (f" stpcore's own kernels on those fp8 operands (fp32 accumulation) run at these speeds "
+    return (f" stpcore's own kernels on those fp8 operands (fp32 accumulation; tried at this record's "
+            f"commit, then removed) ran at these speeds "
             f"against the same kernels on int8 (int8 time / fp8 time, above 1 where fp8 is faster): "
             f"{said}, and their currents and spikes "
             f"{'equal the int8 kernels bit for bit at every shape' if same else 'DIFFER from the int8 kernels'}.")

@@ -49,12 +49,6 @@ def int_kernels_available() -> bool:
     return triton is not None
 
 
-#: The operand dtypes the kernels take, int8 (int32 accumulation) and float8_e4m3fn (fp32
-#: accumulation), which ``bench/gemm_int8.py`` times against each other. 0 and +-1 are exact
-#: fp8 values and every partial sum is an integer of magnitude <= K, exact in fp32 and, for
-#: K < 2**13, within the 14 bits Hopper's fp8 tensor cores are reported to keep (the bench
-#: checks the sums, ``fp8_exact``, and the kernels' outputs, ``fp8_kernels_equal``).
-OPERANDS = (torch.int8, torch.float8_e4m3fn)
 #: Row blocks per launch group (``_tile_of``).
 GROUP_M = 8
 #: The keys of a launch tile (:func:`_tile`, the kernels' ``tile`` argument).
@@ -105,18 +99,18 @@ if triton is not None:
         ``row0``, ``col0``), or their pointers with ``M`` valid rows (reads at ``offs_m``,
         ``offs_n``)."""
         if TMA:             # (if/else: code after a constexpr branch's return is still compiled)
-            acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=acc.dtype)
+            acc = tl.dot(x.load([row0, k0]), w.load([col0, k0]).T, acc, out_dtype=tl.int32)
         else:
             kk = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(x + offs_m[:, None] * K + kk[None, :],
                         mask=(offs_m[:, None] < M) & (kk[None, :] < K), other=0)
             b = tl.load(w + offs_n[None, :].to(tl.int64) * K + kk[:, None],
                         mask=(kk[:, None] < K) & (offs_n[None, :] < N), other=0)
-            acc = tl.dot(a, b, acc, out_dtype=acc.dtype)
+            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
         return acc
 
     @triton.jit
-    def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K, ACC: tl.constexpr,
+    def _binary_linear_kernel(x, w, alpha_ptr, bias_ptr, out_ptr, M, N, K,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                               GROUP_M: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -125,7 +119,7 @@ if triton is not None:
         live_n = offs_n < N
         alpha = tl.load(alpha_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         for k0 in range(0, K, BLOCK_K):
             acc = _dot_block(x, w, acc, row0, col0, k0, offs_m, offs_n, M, N, K, BLOCK_K, TMA)
         cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
@@ -135,7 +129,7 @@ if triton is not None:
     @triton.jit
     def _binary_linear_lif_kernel(x, w, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
                                   s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
-                                  ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                                   STAGES: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -151,7 +145,7 @@ if triton is not None:
         s = tl.load(s_in + tile, mask=live, other=0.0)     # the last spike: step 0's reset
         blocks = tl.maximum(tl.cdiv(K, BLOCK_K), 1)         # K = 0: one all-zero block
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         # one flat loop over (step, K block), so the pipeliner prefetches step t + 1's first
         # blocks while step t's LIF runs. Step t's rows: TMA, rows t M + row0 of the [T M, K]
         # spikes (rows past M belong to step t + 1 or read as zeros, and only feed rows that
@@ -169,7 +163,7 @@ if triton is not None:
                 cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
                 u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
                 tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
-                acc = tl.zeros_like(acc)
+                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         tl.store(u_out + tile, u, mask=live)
         tl.store(s_out + tile, s, mask=live)
 
@@ -183,19 +177,11 @@ def _check_tile(tile: dict | None) -> None:
 def _operands(x2: torch.Tensor, signs: torch.Tensor, tile: dict) -> tuple:
     """``(x, w, TMA)`` kernel arguments for the ``[rows, K]`` spikes ``x2`` and the signs: tensor
     descriptors with the tile's blocks where TMA can read them (:func:`_use_tma`), else the
-    tensors (pointers; int8 only)."""
+    tensors (pointers)."""
     if not _use_tma(x2, signs):
-        if x2.dtype != torch.int8:
-            raise ValueError(f"int kernels: float8_e4m3fn operands need TMA (K a positive "
-                             f"multiple of 16, 16-byte aligned tensors); got K = {x2.shape[1]}")
         return x2, signs, False
     return (TensorDescriptor.from_tensor(x2, [tile["BLOCK_M"], tile["BLOCK_K"]]),
             TensorDescriptor.from_tensor(signs, [tile["BLOCK_N"], tile["BLOCK_K"]]), True)
-
-
-def _acc(x: torch.Tensor):
-    """The accumulator dtype of operands ``x``'s dtype (:data:`OPERANDS`)."""
-    return tl.int32 if x.dtype == torch.int8 else tl.float32
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -212,9 +198,8 @@ def _use_tma(x2: torch.Tensor, signs: torch.Tensor) -> bool:
 
 
 def _check(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor):
-    if x.dtype != signs.dtype or x.dtype not in OPERANDS:
-        raise TypeError(f"int kernels: `x` and `signs` must be int8 (or both float8_e4m3fn, "
-                        f"K a multiple of 16); got {x.dtype} and {signs.dtype}")
+    if x.dtype != torch.int8 or signs.dtype != torch.int8:
+        raise TypeError(f"int kernels: `x` and `signs` must be int8; got {x.dtype} and {signs.dtype}")
     if x.shape[-1] != signs.shape[1] or not alpha.shape == bias.shape == (signs.shape[0],):
         raise ValueError(f"int kernels: `x` [..., K], `signs` [N, K], `alpha` and `bias` [N] must "
                          f"agree; got {tuple(x.shape)}, {tuple(signs.shape)}, "
@@ -238,7 +223,7 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     if m and n:
         xo, wo, tma = _operands(x2, signs, tile)
         _binary_linear_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
-                                                 out, m, n, k, ACC=_acc(x2), TMA=tma, **tile)
+                                                 out, m, n, k, TMA=tma, **tile)
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -284,9 +269,8 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
     xo, wo, tma = _operands(_rows(x), signs.contiguous(), tile)
     _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
-                                                 spikes, u, s, u_out, s_out,
-                                                 threshold.reshape(1), float(leak), steps, m, n,
-                                                 x.shape[-1], LEAK_ONE=float(leak) == 1.0,
-                                                 ACC=_acc(x), TMA=tma,
+                                                 spikes, u, s, u_out, s_out, threshold.reshape(1),
+                                                 float(leak), steps, m, n, x.shape[-1],
+                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma,
                                                  STAGES=tile["num_stages"], **tile)
     return spikes, (u_out, s_out)

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from .int_kernels import binary_linear, binary_linear_lif, int_kernels_available
 from .lif import add_counts, lif_scan, use_fused_lif
+from .quant import binary_scale
 
 #: The simulation dtype that selects this path (profile ``sim_dtype="int8"``).
 INT_DTYPE = torch.int8
@@ -52,12 +53,12 @@ class BinaryLinear(NamedTuple):
 
 def split_binary(layer) -> BinaryLinear:
     """The integer path's view of a 1-bit :class:`~stpcore.snn.quant.QuantLinear`, read off its
-    weight ``W [out, in]`` in a few kernels (not through the fp32 effective weight): ``sign(W)`` as int8 (+1 at 0, as
-    :func:`~stpcore.snn.quant.binarize`), binarize's scale ``mean_j |W_ij|`` (in W's dtype, then
-    float64) and the bias. ``alpha[:, None] * signs`` is the layer's effective weight exactly
+    weight ``W [out, in]`` in a few kernels (not through the fp32 effective weight): ``sign(W)``
+    as int8 (+1 at 0, as :func:`~stpcore.snn.quant.binarize`), its scale
+    (:func:`~stpcore.snn.quant.binary_scale`, then float64) and the bias. ``alpha[:, None] * signs`` is the layer's effective weight exactly
     (``alpha * (+-1)`` is exact)."""
     w = layer.weight.detach()
-    return BinaryLinear(torch.where(w >= 0, 1, -1).to(INT_DTYPE), w.abs().mean(dim=1).double(),
+    return BinaryLinear(torch.where(w >= 0, 1, -1).to(INT_DTYPE), binary_scale(w).double(),
                         layer.bias.detach().double())
 
 

@@ -72,6 +72,13 @@ def population_counts(counts: dict | None, name: str, shape, device) -> torch.Te
     return counts[name]
 
 
+def _out_shape(x: torch.Tensor, lin: tuple) -> tuple:
+    """The state shape ``[..., out]`` of the population that ``lin`` (a float ``(weight, bias)``
+    or a :class:`~stpcore.snn.integer.BinaryLinear`, ``[out, in]`` first in both) drives from
+    ``x [t, ..., in]``."""
+    return (*x.shape[1:-1], lin[0].shape[0])
+
+
 def _remake(parts: tuple, items) -> tuple:
     """``items`` as the kind of tuple ``parts`` is: a :class:`~stpcore.snn.integer.BinaryLinear`
     ``(signs, alpha, bias)`` or a float ``(weight, bias)``."""
@@ -203,9 +210,9 @@ class SpikingEncoderLayer(nn.Module):
             return out[name]
 
         def fire_lin(name, x):          # the integer path on CUDA: product and LIF in one kernel
-            shape = (*x.shape[1:-1], w[name][0].shape[0])      # [out, in] weight or signs
             out[name], state[name] = fire_linear(x, w[name], vth, leak, state.get(name),
-                                                 spike_dtype(name, dt), count(name, shape))
+                                                 spike_dtype(name, dt),
+                                                 count(name, _out_shape(x, w[name])))
             return out[name]
 
         def fire_norm(name, ln, current, residual):     # fused: one kernel
@@ -242,7 +249,7 @@ class SpikingEncoderLayer(nn.Module):
             pre = s["attention_output" if name == "intermediate" else "input"].to(dt)
             spikes, state[name] = fire_linear(pre, w[name], vth, leak, state.get(name),
                                               spike_dtype(name, dt),
-                                              count((*pre.shape[1:-1], w[name][0].shape[0])))
+                                              count(_out_shape(pre, w[name])))
             return spikes
         elif name == "attention":
             k, v = s["key"], s["value"]

@@ -32,10 +32,14 @@ def sign_ste(w: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(w)
 
 
+def binary_scale(weight: torch.Tensor) -> torch.Tensor:
+    """alpha ``[out]`` of a ``[out, in]`` weight: ``mean_j |W[i, j]|``, in the weight's dtype."""
+    return weight.abs().mean(dim=1)
+
+
 def binarize(weight: torch.Tensor) -> torch.Tensor:
     """1-bit weight ``alpha * sign(W)``, alpha per output channel (rows of ``[out, in]``)."""
-    alpha = weight.abs().mean(dim=1, keepdim=True)
-    return alpha * sign_ste(weight)
+    return binary_scale(weight)[:, None] * sign_ste(weight)
 
 
 def pack_signs(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +47,7 @@ def pack_signs(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     of :func:`binarize` and ``W >= 0`` packed eight bits to a byte along each row
     (``numpy.packbits``, first column in the high bit)."""
     w = weight.detach().float().cpu()
-    return w.abs().mean(dim=1), torch.from_numpy(np.packbits((w >= 0).numpy(), axis=1))
+    return binary_scale(w), torch.from_numpy(np.packbits((w >= 0).numpy(), axis=1))
 
 
 def unpack_signs(alpha: torch.Tensor, signs: torch.Tensor, in_features: int) -> torch.Tensor:
