@@ -107,6 +107,13 @@ COMPUTE_EQUIVALENT = {
     # else), checkpoint_digest moved from runner.py to this file unchanged, and a record made with
     # deterministic algorithms on says so (git diff 268ef9e -- stpcore ':!stpcore/report')
     "0ec01a9c58e8a187f8dbf85f4461c7e22cba29f67d30ff131eb049bea868fb31": "268ef9e",
+    # c8e5165 (the sweeps, temporal_readings and SST-2's two_stage and adaptive_threshold records):
+    # since then the paper profile names binary_sim_dtype="int8" (those records were made with it
+    # set), the LIF kernels count spikes as they write them (the same counts), and the integer path
+    # reads signs and scales off the 1-bit weight (split_binary: the same BinaryLinear, bit for
+    # bit); bench/results/exactness_cuda.json at 05e76d3 has every value 7340856's had
+    # (git diff c8e5165 -- stpcore ':!stpcore/report')
+    "2aa7fb78d318b21c99bf0e3a2a09c40e3acfd7e028b625bd5dbf123b2f3f808e": "c8e5165",
 }
 
 
