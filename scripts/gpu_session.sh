@@ -24,6 +24,8 @@
 #        general KD (`general_kd_epochs`) also _partial, mnli and qnli. A new variant's root
 #        starts with the shipped foundation's records, which its runs reuse when the variant
 #        changes pruning knobs only (profiles.PRUNING_KEYS) and retrain otherwise.
+#   scripts/gpu_session.sh forget TASK STAGES  (after setup) those stages' records dropped, so
+#                                    that `task` recomputes them (a rerun in another mode)
 #   scripts/gpu_session.sh status    one line per log, the records so far, GPU use
 #   scripts/gpu_session.sh collect   records, choices, packs and logs into $OUT
 #   scripts/gpu_session.sh cuda-tests FILES...  (after setup) those test files on the GPU
@@ -50,6 +52,8 @@ env_setup() {
   export PYTHONPATH=/tmp/site:$S/code STP_GLUE_DIR=$S/glue STP_TEACHER_DIR=$S/teacher/minilm
   export STP_GIT_COMMIT=$(cat $S/commit) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1   # progress: one log line per ~5 %
+  # recorded runs repeat bit for bit on the same GPU and software (book/rerun.md); =0 for PyTorch's defaults
+  export STP_DETERMINISTIC=${STP_DETERMINISTIC:-1}
 }
 slot() {  # POOL N CMD...: run CMD (a command or a function) holding one of N slot locks of POOL
   local pool=$1 n=$2 i fd rc; shift 2
@@ -189,6 +193,10 @@ collect)
   tar -czf $OUT/packs.tgz -C $S/packs . 2>/dev/null
   tar -czf $OUT/logs.tgz -C $S/logs . 2>/dev/null
   ls -la $OUT ;;
+forget)  # TASK STAGES (after setup): drop those stages' records, every seed, from the default
+  # variant's root, so that the next `task` recomputes them instead of reusing them
+  shift; for st in ${2//,/ }; do rm -f $S/v/default/results/$PROFILE/$1/$st{,.seed*}.json; done
+  ls $S/v/default/results/$PROFILE/$1 | tr '\n' ' '; echo ;;
 cuda-tests)  # FILES...: those test files on the GPU, from a copy of tests/ and bench/ (which the
   # tests import) beside the frozen stpcore, so that the next call's re-copy cannot disturb them
   shift; rm -rf $S/tt && mkdir -p $S/tt && cp -r tests bench $S/tt/ || exit 1
