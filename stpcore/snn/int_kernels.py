@@ -34,13 +34,13 @@ import math
 
 import torch
 
-from .kernels import INTERPRET, SPIKE_DTYPES, check_counts, triton
+from .kernels import INTERPRET, SPIKE_DTYPES, triton
 
 if triton is not None:
     import triton.language as tl
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    from .kernels import _add_counts, _lif_step
+    from .kernels import _lif_step
 
 
 
@@ -128,8 +128,8 @@ if triton is not None:
 
     @triton.jit
     def _binary_linear_lif_kernel(x, w, alpha_ptr, bias_ptr, spk_ptr, u_in, s_in, u_out,
-                                  s_out, cnt_ptr, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
-                                  COUNT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                  s_out, vth_ptr, leak, T, M, N, K, LEAK_ONE: tl.constexpr,
+                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                                   STAGES: tl.constexpr, TMA: tl.constexpr):
         row0, col0 = _tile_of(M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -142,7 +142,7 @@ if triton is not None:
         bias = tl.load(bias_ptr + offs_n, mask=live_n, other=0.0).to(tl.float32)
         vth = tl.load(vth_ptr).to(tl.float32)
         u = tl.load(u_in + tile, mask=live, other=0.0)
-        n = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # spikes counted (COUNT)
+        s = tl.load(s_in + tile, mask=live, other=0.0)     # the last spike: step 0's reset
         blocks = tl.maximum(tl.cdiv(K, BLOCK_K), 1)         # K = 0: one all-zero block
         step_x, step_s = (M * K).to(tl.int64), (M * N).to(tl.int64)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
@@ -161,21 +161,11 @@ if triton is not None:
                                  K, BLOCK_K, TMA)
             if k0 + BLOCK_K >= K:                           # the step's last block: fire
                 cur = tl.fma(acc.to(tl.float32), alpha[None, :], bias[None, :])
-                # the last spike, step t's reset: the given state's at t = 0, after that the
-                # membrane's own, s[t-1] = (u[t-1] >= vth). Not carried through the loop: the
-                # registers of that tile hold the counts instead.
-                if t == 0:
-                    s = tl.load(s_in + tile, mask=live, other=0.0)
-                else:
-                    s = tl.where(u >= vth, 1.0, 0.0)
                 u, s = _lif_step(u, s, cur, vth, leak, LEAK_ONE)
-                if COUNT:
-                    n += s
                 tl.store(spk_ptr + t * step_s + tile, s.to(spk_ptr.dtype.element_ty), mask=live)
                 acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         tl.store(u_out + tile, u, mask=live)
-        tl.store(s_out + tile, tl.where(u >= vth, 1.0, 0.0), mask=live)     # T >= 1
-        _add_counts(cnt_ptr, tile, n, live, COUNT)
+        tl.store(s_out + tile, s, mask=live)
 
 
 def _check_tile(tile: dict | None) -> None:
@@ -240,8 +230,7 @@ def binary_linear(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
 def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
                       bias: torch.Tensor, threshold: torch.Tensor, leak: float = 1.0,
                       state: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      spike_dtype: torch.dtype = torch.int8, tile: dict | None = None,
-                      counts: torch.Tensor | None = None):
+                      spike_dtype: torch.dtype = torch.int8, tile: dict | None = None):
     """Eq. 1-3 driven by ``alpha * (x[t] @ signs^T) + bias``, in one launch (module doc).
 
     Args:
@@ -252,8 +241,6 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         state: ``(u, s)`` shaped ``[..., N]`` (fp32), or None to start at rest.
         spike_dtype: int8 or a float dtype (0/1 are exact in each).
         tile: as :func:`binary_linear`'s.
-        counts: None, or fp32 ``[..., N]`` to which each neuron's spikes are added in place
-            (:func:`stpcore.snn.kernels.fused_lif_scan`'s ``counts``).
 
     Returns:
         ``(spikes [T, ..., N], (u, s))`` as :func:`stpcore.snn.lif.lif_scan` returns them.
@@ -269,7 +256,6 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
         raise ValueError(f"binary_linear_lif: `x` must be [T, ..., K] with T >= 1; got {tuple(x.shape)}")
     steps, n = x.shape[0], signs.shape[0]
     shape = (steps, *x.shape[1:-1], n)
-    check_counts(counts, shape[1:], x.device, "binary_linear_lif")
     if state is None:
         u = torch.zeros(shape[1:], dtype=torch.float32, device=x.device)
         s = torch.zeros_like(u)
@@ -283,10 +269,8 @@ def binary_linear_lif(x: torch.Tensor, signs: torch.Tensor, alpha: torch.Tensor,
     u_out, s_out = torch.empty_like(u), torch.empty_like(s)    # apart: the input state is read only
     xo, wo, tma = _operands(_rows(x), signs.contiguous(), tile)
     _binary_linear_lif_kernel[_grid(m, n, tile)](xo, wo, alpha.contiguous(), bias.contiguous(),
-                                                 spikes, u, s, u_out, s_out,
-                                                 u if counts is None else counts,
-                                                 threshold.reshape(1), float(leak), steps, m, n,
-                                                 x.shape[-1], LEAK_ONE=float(leak) == 1.0,
-                                                 COUNT=counts is not None, TMA=tma,
+                                                 spikes, u, s, u_out, s_out, threshold.reshape(1),
+                                                 float(leak), steps, m, n, x.shape[-1],
+                                                 LEAK_ONE=float(leak) == 1.0, TMA=tma,
                                                  STAGES=tile["num_stages"], **tile)
     return spikes, (u_out, s_out)

@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from .int_kernels import binary_linear, binary_linear_lif, int_kernels_available
-from .lif import lif_scan, use_fused_lif
+from .lif import add_counts, lif_scan, use_fused_lif
 from .quant import binary_scale
 
 #: The simulation dtype that selects this path (profile ``sim_dtype="int8"``).
@@ -117,8 +117,9 @@ def fire_linear(x: torch.Tensor, lin, threshold, leak: float = 1.0, state=None, 
     ``(spikes [T, ..., out], (u, s))``."""
     if (isinstance(lin, BinaryLinear) and use_int_kernels(x) and isinstance(threshold, torch.Tensor)
             and threshold.dim() == 0):
-        return binary_linear_lif(x, *lin, threshold, leak, state, spike_dtype or x.dtype,
-                                 counts=counts)
+        spikes, state = binary_linear_lif(x, *lin, threshold, leak, state, spike_dtype or x.dtype)
+        add_counts(counts, spikes)      # apart: a count tile would cost this kernel registers
+        return spikes, state
     return lif_scan(compute_currents(x, lin), threshold, leak, state,
                     spike_dtype=spike_dtype or x.dtype, counts=counts)
 
