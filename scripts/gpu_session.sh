@@ -178,12 +178,16 @@ setup)
   done
   cp .frozen/commit $S/commit
   PYTHONPATH=/tmp/site python3 -c "import torch, datasets; print(torch.__version__, torch.cuda.is_available())" ;;
-task)
-  env_setup; shift; task=$1
-  mkdir -p $S/logs $S/choices
+task)      # in a session of its own: a job left in the call's session ended with the call (on
+  # 2026-12-04 a pipeline started without setsid died after its foundation step, unseen for 9 min)
+  shift; mkdir -p $S/logs $S/choices
+  cp "$0" $S/gpu_session.sh     # a copy the next call's re-copy of the working tree cannot touch
+  setsid bash $S/gpu_session.sh pipeline "$@" > $S/logs/$1-pipeline-$$.log 2>&1 < /dev/null &
+  echo "started $1" ;;
+pipeline)  # (task's detached job)
+  env_setup; shift
   cd $S/code                    # never the working tree, which the next call replaces
-  ( task_pipeline "$@" ) > $S/logs/$task-pipeline-$$.log 2>&1 < /dev/null &
-  echo "started $task" ;;
+  task_pipeline "$@" ;;
 status)
   for f in $S/logs/*.log; do echo "== $(basename $f): $(tr '\r' '\n' < $f | grep -v Warning | grep . | tail -n 1 | cut -c1-200)"; done
   find $S/v -path '*results*' -name '*.json' -newer $S/commit | sed "s|$S/v/||" | sort | tr '\n' ' '; echo

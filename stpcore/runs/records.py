@@ -114,6 +114,11 @@ COMPUTE_EQUIVALENT = {
     # bit); bench/results/exactness_cuda.json at 05e76d3 has every value 7340856's had
     # (git diff c8e5165 -- stpcore ':!stpcore/report')
     "2aa7fb78d318b21c99bf0e3a2a09c40e3acfd7e028b625bd5dbf123b2f3f808e": "c8e5165",
+    # 88df4d0 (data/results/repeats/2026-12-04-deterministic-4): binary_linear_lif counted its own
+    # spikes there (3bacbb2, reverted for speed in ccb5580), the same spikes: in deterministic mode
+    # MRPC spatial_retrain seed 0 rebuilt checkpoint 6afba538 as at c8e5165 and 06f6df5
+    # (git diff 88df4d0 -- stpcore ':!stpcore/report')
+    "3c47fe3d2992f34e90830ddd28631e2a459bb53a08eeca1c127c023e6b279a41": "88df4d0",
 }
 
 
