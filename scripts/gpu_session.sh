@@ -199,8 +199,15 @@ collect)
   ls -la $OUT ;;
 forget)  # TASK STAGES (after setup): drop those stages' records, every seed, from the default
   # variant's root, so that the next `task` recomputes them instead of reusing them
-  shift; for st in ${2//,/ }; do rm -f $S/v/default/results/$PROFILE/$1/$st{,.seed*}.json; done
-  ls $S/v/default/results/$PROFILE/$1 | tr '\n' ' '; echo ;;
+  shift; d=$S/v/default/results/$PROFILE/$1
+  for st in ${2//,/ }; do       # every name checked before any record goes
+    compgen -G "$d/$st.json" > /dev/null || compgen -G "$d/$st.seed*.json" > /dev/null || {
+      echo "forget: no record of '$st' in $d (a misspelt stage?); nothing removed" >&2; exit 1; }
+  done
+  for st in ${2//,/ }; do
+    echo "forgetting $(ls $d/$st.json $d/$st.seed*.json 2>/dev/null | wc -l) record(s) of $st"
+    rm -f $d/$st{,.seed*}.json
+  done ;;
 cuda-tests)  # FILES...: those test files on the GPU, from a copy of tests/ and bench/ (which the
   # tests import) beside the frozen stpcore, so that the next call's re-copy cannot disturb them
   shift; rm -rf $S/tt && mkdir -p $S/tt && cp -r tests bench $S/tt/ || exit 1
