@@ -33,6 +33,7 @@ from stpcore.runs.records import (REPO_ROOT, SOURCE_SHA256, atomic_write_json,  
                                   describe_device, git_commit)
 from stpcore.snn import sequential  # noqa: E402
 from stpcore.snn.prepared import prepare_weights  # noqa: E402
+from stpcore.snn.spike_attention import attention_mode, heads_per_program  # noqa: E402
 
 SETTINGS = ("dense", "temporal", "spatial")
 
@@ -178,6 +179,7 @@ def main(argv=None) -> dict:
     record = {"name": f"profile_sim_{args.size}", "size": args.size, "width": f"{hidden}/{inter}",
               "setup": {k: v for k, v in s.items() if k != "reps"}, "layer_timesteps": pruned[0],
               "weights": "random (reference_loop.random_model), 1-bit; timing only", "runs": runs,
+              "attention": {"mode": attention_mode(), "heads_per_program": heads_per_program()},
               "provenance": {**git_commit(), "source_sha256": SOURCE_SHA256,
                              "device": describe_device(device), "torch": torch.__version__,
                              "wall_time_s": time.perf_counter() - start}}

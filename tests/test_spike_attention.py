@@ -61,6 +61,26 @@ def test_padded_keys_get_no_weight_and_spike_dtypes_agree(device):
         assert torch.equal(spike_attention(q, k.to(dt), v.to(dt), mask, 16), base)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_heads_per_program_moves_no_output_bit(device, monkeypatch):
+    """``STP_ATTENTION_HEADS``: a program taking 2 or 4 of the 4 heads in turn (3 uses 1, 8 uses 4:
+    the largest common divisor) writes the one-head-per-program context bit for bit."""
+    q, k, v, mask = make_inputs(2, 3, 37, 4, 16, seed=5, device=device)
+    monkeypatch.setenv("STP_ATTENTION_HEADS", "1")
+    base = spike_attention(q, k, v, mask, 16)
+    for heads in ("2", "3", "4", "8"):
+        monkeypatch.setenv("STP_ATTENTION_HEADS", heads)
+        assert torch.equal(spike_attention(q, k, v, mask, 16), base), heads
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", ""])
+def test_heads_per_program_names_its_variable(value, monkeypatch):
+    monkeypatch.setenv("STP_ATTENTION_HEADS", value)
+    want = f"STP_ATTENTION_HEADS must be a positive integer; got '{value}'"
+    with pytest.raises(ValueError, match=want):
+        sa.heads_per_program()
+
+
 @pytest.mark.skipif(not sa.triton or not torch.cuda.is_available(), reason="needs CUDA and triton")
 def test_more_sequence_heads_than_a_second_grid_axis_takes():
     """70000 (sequence, head) pairs, more than the 65535 programs a CUDA grid's second axis

@@ -23,6 +23,9 @@ eight warps per program) where PyTorch's fused fp32 attention (CUDA cores) took 
 
 ``STP_INT_ATTENTION``: ``split`` (default; this kernel where :func:`use_spike_attention`) or
 ``sdpa`` (PyTorch's fused fp32 attention, the integer path's attention before this kernel).
+``STP_ATTENTION_HEADS`` (:func:`heads_per_program`): heads per program, taken in a loop that
+prefetches the next head (one program holds one head and has nothing to overlap its loads with);
+the same outputs bit for bit, untimed, so 1 stays the default.
 Runs under ``TRITON_INTERPRET=1`` on CPU tensors, but with fp32 products there: the interpreter
 (triton 3.6) multiplies bf16 operands as raw bits and rounds fp32 to bf16 otherwise than the
 GPU, so on CPU the tests check the indexing, masks and softmax, and on CUDA the split products.
@@ -56,6 +59,20 @@ def attention_mode() -> str:
     if mode not in ("split", "sdpa"):
         raise ValueError(f"STP_INT_ATTENTION must be 'split' or 'sdpa'; got {mode!r}")
     return mode
+
+
+def heads_per_program() -> int:
+    """``STP_ATTENTION_HEADS`` (default 1): how many heads one program of the kernel takes in
+    turn, in a loop that issues the next head's loads while the current one computes (a divisor
+    of the head count is used: the largest that divides both). Each head's tile and products are
+    the same whatever the value, so it moves no output bit (tests: on the interpreter, and on
+    CUDA where the split products run). 1, the default, is the kernel every record used; larger
+    values are an untimed alternative, to be timed on the H200 before it may become the default.
+    ValueError naming the variable for anything but a positive integer."""
+    text = os.environ.get("STP_ATTENTION_HEADS", "1")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"STP_ATTENTION_HEADS must be a positive integer; got {text!r}")
+    return int(text)
 
 
 def use_spike_attention(q: torch.Tensor, head_size: int) -> bool:
@@ -94,16 +111,10 @@ if triton is not None:
         return tl.dot(a, b.to(tl.float32), acc, input_precision="ieee", out_dtype=tl.float32)
 
     @triton.jit
-    def _spike_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, N, W, scale,
-                                HEAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                SPLIT: tl.constexpr):
-        seq_head, pid_m = tl.program_id(0), tl.program_id(1)
-        heads = W // HEAD
-        seq, head = seq_head // heads, seq_head % heads
-        base = seq.to(tl.int64) * N * W + head * HEAD
-        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        keys, dims = tl.arange(0, BLOCK_N), tl.arange(0, HEAD)
-        live_q, live_k = rows[:, None] < N, keys < N
+    def _attend_head(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, seq, base, rows, keys, dims, live_q,
+                     live_k, N, W, scale, HEAD: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, SPLIT: tl.constexpr):
+        """One head's context for ``BLOCK_M`` queries (``base``: the head's first element)."""
         q = tl.load(q_ptr + base + rows[:, None] * W + dims[None, :], mask=live_q, other=0.0)
         kt = tl.load(k_ptr + base + keys[None, :] * W + dims[:, None], mask=live_k[None, :],
                      other=0.0)                                          # [HEAD, BLOCK_N]
@@ -117,6 +128,24 @@ if triton is not None:
         ctx = _product(p, v, tl.zeros((BLOCK_M, HEAD), tl.float32), SPLIT)
         tl.store(out_ptr + base + rows[:, None] * W + dims[None, :], ctx, mask=live_q)
 
+    @triton.jit
+    def _spike_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, N, W, scale,
+                                HEAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                SPLIT: tl.constexpr, HEADS: tl.constexpr, STAGES: tl.constexpr):
+        group, pid_m = tl.program_id(0), tl.program_id(1)
+        groups = W // (HEAD * HEADS)                    # programs per sequence and query block
+        seq, head0 = group // groups, (group % groups) * HEADS
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        keys, dims = tl.arange(0, BLOCK_N), tl.arange(0, HEAD)
+        live_q, live_k = rows[:, None] < N, keys < N
+        first = seq.to(tl.int64) * N * W + head0 * HEAD
+        if HEADS == 1:
+            _attend_head(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, seq, first, rows, keys, dims,
+                         live_q, live_k, N, W, scale, HEAD, BLOCK_M, BLOCK_N, SPLIT)
+        else:       # HEADS heads in turn, the next one's loads issued while this one computes
+            for h in tl.range(0, HEADS, num_stages=STAGES):
+                _attend_head(q_ptr, k_ptr, v_ptr, mask_ptr, out_ptr, seq, first + h * HEAD, rows,
+                             keys, dims, live_q, live_k, N, W, scale, HEAD, BLOCK_M, BLOCK_N, SPLIT)
 
 def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
                     head_size: int) -> torch.Tensor:
@@ -148,10 +177,11 @@ def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     rows = mask.to(torch.float32).expand(*lead, 1, 1, n).reshape(seqs, n).contiguous()
     block_n = max(16, triton.next_power_of_2(n))
     block_m = 16 if INTERPRET else max(16, min(128, _TILE // block_n))
-    # (sequence, head) pairs on the first grid axis, which takes up to 2**31 - 1 programs (the
-    # second takes 65535: an MRPC evaluation, 64 steps x 128 sequences x 12 heads, is 98304).
-    _spike_attention_kernel[(seqs * (width // head_size), triton.cdiv(n, block_m))](
+    group = math.gcd(heads_per_program(), width // head_size)
+    # (sequence, head group) pairs on the first grid axis, which takes up to 2**31 - 1 programs
+    # (the second takes 65535: an MRPC evaluation, 64 steps x 128 sequences x 12 heads, is 98304).
+    _spike_attention_kernel[(seqs * (width // head_size // group), triton.cdiv(n, block_m))](
         q.contiguous(), k.contiguous(), v.contiguous(), rows, out, n, width,
         1.0 / math.sqrt(head_size), HEAD=head_size, BLOCK_M=block_m, BLOCK_N=block_n,
-        SPLIT=not INTERPRET, num_warps=_WARPS)
+        SPLIT=not INTERPRET, HEADS=group, STAGES=2, num_warps=_WARPS)
     return out
