@@ -183,7 +183,9 @@ task)      # in a session of its own: a job left in the call's session ended wit
   shift; mkdir -p $S/logs $S/choices
   cp "$0" $S/gpu_session.sh     # a copy the next call's re-copy of the working tree cannot touch
   setsid bash $S/gpu_session.sh pipeline "$@" > $S/logs/$1-pipeline-$$.log 2>&1 < /dev/null &
-  echo "started $1" ;;
+  pid=$!    # returns once the pipeline leads its own session: a call ended before that killed it
+  for _ in $(seq 100); do [ "$(ps -o sid= -p $pid | tr -d ' ')" = $pid ] && break; sleep 0.1; done
+  echo "started $1 (pipeline $pid)" ;;
 pipeline)  # (task's detached job)
   env_setup; shift
   cd $S/code                    # never the working tree, which the next call replaces
