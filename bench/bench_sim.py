@@ -188,18 +188,21 @@ def bench_training(model, batch, labels, timer, s, device) -> dict:
             with torch.no_grad():
                 model(**batch, sim_dtype=dtype)
 
+        tf32 = implicit_dtype == "tf32"       # fp32 Eq. 4 pass, TF32 products around the step
+        eq4 = torch.float32 if tf32 else implicit_dtype
+
         def train_step():
             model.zero_grad(set_to_none=True)
+            model(**batch, labels=labels, sim_dtype=dtype, implicit_dtype=eq4).loss.backward()
+
+        def tf32_step():
             precision = torch.get_float32_matmul_precision()
-            if implicit_dtype == "tf32":
-                torch.set_float32_matmul_precision("high")
+            torch.set_float32_matmul_precision("high")
             try:
-                model(**batch, labels=labels, sim_dtype=dtype,
-                      implicit_dtype=torch.float32 if implicit_dtype == "tf32"
-                      else implicit_dtype).loss.backward()
+                train_step()
             finally:
                 torch.set_float32_matmul_precision(precision)
-        return forward, train_step
+        return forward, tf32_step if tf32 else train_step
 
     def timed(dtype) -> dict:
         forward, train_step = steps(dtype)

@@ -54,7 +54,7 @@ def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
     shapes = [r for r in rec["shapes"] if r["t"] and r["K"] % 16 == 0 and r["N"] % 16 == 0]
     odd = [r for r in rec["shapes"] if r["t"] and (r["K"] % 16 or r["N"] % 16)]
     ms = lambda r, k: r[k]["ms"]
-    span = lambda f: f"{_g(min(map(f, shapes)))}-{_g(max(map(f, shapes)))}"
+    span = lambda f: _span(list(map(f, shapes)))
     square = next((r for r in rec["shapes"] if not r["t"]), None)
     peak = (f" On the {square['M']}^3 square the column-major `torch._int_mm` reaches "
             f"{_g(square['int_mm_colmajor']['tera_ops_per_s'])} TOP/s against bf16's "
@@ -95,12 +95,12 @@ def fp8_reading(shapes: list, square: dict | None) -> str:
         return ""
     ms = lambda r, k: r[k]["ms"]
     exact = all(r.get("fp8_exact") for r in timed + ([square] if square and "fp8_exact" in square else []))
-    lo, hi = (f(ms(r, "binary_linear") / ms(r, "fp8_scaled_mm") for r in timed) for f in (min, max))
+    over = _span([ms(r, "binary_linear") / ms(r, "fp8_scaled_mm") for r in timed])
     top = (f" ({square['fp8_scaled_mm']['tera_ops_per_s']:.0f} TOP/s on the square)"
            if square and "fp8_scaled_mm" in square else "")
     return (f" The same 0/1 spikes and +-1 signs as fp8 (e4m3) through cuBLASLt's `_scaled_mm` with "
             f"fp32 output{top} {'gave the exact integer sums at every shape, including the largest (all ones)' if exact else 'were NOT exact at every shape'}"
-            f", and `binary_linear` takes {_g(lo)}-{_g(hi)}x its time (it also forms and writes "
+            f", and `binary_linear` takes {over}x its time (it also forms and writes "
             f"the current): the tensor cores can multiply these values faster than stpcore's Triton "
             f"kernels do, but cuBLASLt cannot run the LIF scan behind its product."
             f"{fp8_kernels_reading(timed)}")
@@ -115,7 +115,7 @@ def fp8_kernels_reading(shapes: list) -> str:
     if not any(spans.values()):
         return ""
     same = all(r.get("fp8_kernels_equal") for r in shapes if "fp8_kernels_equal" in r)
-    span = lambda v: _g(min(v)) if _g(min(v)) == _g(max(v)) else f"{_g(min(v))}-{_g(max(v))}"
+    span = lambda v: _g(min(v)) if _g(min(v)) == _g(max(v)) else _span(v)
     said = "; ".join(f"`{k}` {span(v)}x" for k, v in spans.items() if v)
     return (f" stpcore's own kernels on those fp8 operands (fp32 accumulation; tried at this record's "
             f"commit, then removed) ran at these speeds "
@@ -135,8 +135,13 @@ def persistent_reading(shapes: list) -> str:
     same = all(r.get("persistent_equal", False) for r in shapes if "binary_linear_persistent" in r)
     return (f" A persistent `binary_linear` (one program per SM walking the tiles, currents stored "
             f"through TMA; tried at this record's commit, then removed) ran at "
-            f"{_g(min(ratio))}-{_g(max(ratio))}x the default kernel's speed, with "
+            f"{_span(ratio)}x the default kernel's speed, with "
             f"{'the same currents at every shape' if same else 'DIFFERENT currents'}.")
+
+
+def _span(values: list[float]) -> str:
+    """``min-max`` of ``values`` as :func:`~stpcore.report.benchmarks._g` writes numbers."""
+    return f"{_g(min(values))}-{_g(max(values))}"
 
 
 def tile_key(tile: dict) -> str:
