@@ -266,3 +266,63 @@ def test_plot_activity_loss_keeps_a_tiny_change_in_normalized_c_flat():
     assert hi - lo == pytest.approx(0.02 * (lo + hi) / 2)       # 2 % of #C, not the 0.08 % spread
     _, ax_b = plots.plot_activity_loss(hist([0.30, 0.10]), None).axes
     assert ax_b.get_ylim()[0] < 0.10 and ax_b.get_ylim()[1] > 0.30   # a real change: autoscaled
+
+
+def test_compare_sentence_gives_a_gap_of_percentages_in_points():
+    text = notes.compare_sentence("sst2 accuracy", 79.70, 87.27, " %")
+    assert text == "sst2 accuracy: paper 87.27 %, ours 79.70 % (difference -7.57 points)."
+    assert notes.compare_sentence("timesteps", 43.0, 53.08).endswith("(difference -10.08).")
+
+
+def test_provenance_table_shows_notes_in_full_and_times_a_re_evaluation():
+    long_note = "launched with git_commit " + "7" * 40 + "; its imported source matches another commit"
+    old = _rec("mrpc", "lambda_sweep")
+    old["provenance"]["note"] = long_note
+    again = _rec("sst2", "baseline", dev_accuracy=81.65)
+    again["provenance"].update(evaluated_in="int8", wall_time_s=16.8, evaluated_from={
+        "git_commit": "c650509952", "wall_time_s": 346.7, "dev_accuracy": 81.19, "dtype": "bfloat16"})
+    df = notes.provenance_table([old, again])
+    assert isinstance(df, notes.FullTextFrame)
+    assert long_note in repr(df) and long_note in df._repr_html_()       # not cut at 50 characters
+    assert type(df[["note"]]) is not notes.FullTextFrame                 # derived frames are plain
+    assert df.loc[("sst2", "baseline"), "note"] == (
+        "Evaluated again in int8: the wall time is that evaluation's; trained by commit c650509 in "
+        "347 s, dev acc 81.19 in bfloat16.")
+
+
+def test_extra_hyperparameters_keep_small_floats_and_add_the_decisive_knobs():
+    from stpcore.runs import profiles
+    cfgs = {t: profiles.hyperparameters(t, "paper") for t in ("sst2", "mrpc")}
+    df = notes.extra_hyperparameters(cfgs)
+    assert df.loc["paper_learning_rate", "SST-2"] == "5e-10"               # not rounded to 0.0
+    assert df.loc["binary_sim_dtype (1-bit models)", "SST-2"] == "int8"
+    assert df.loc["mask_lr", "MRPC"] == "0.05" and df.loc["retrain_limit (examples per epoch)", "SST-2"] == 8000
+    assert df.loc["λ applied (Table I's x (768 / D)^2)", "SST-2"] == "2e-11"   # 5e-12 x (768 / 384)^2
+    smoke = notes.extra_hyperparameters({"sst2": profiles.hyperparameters("sst2", "smoke")})
+    assert smoke.loc["binary_sim_dtype (1-bit models)", "SST-2"] == "float32"   # the smoke profile's own
+
+
+def test_granularity_tables_name_their_task():
+    from stpcore.report import granularity
+    comps = {"embedding": 3, "layers": [[1, 2, 3, 4, 5, 6]]}
+    alloc = {"layer": {"acs_fraction": 0.9, "mean_latency": 80.0},
+             "sublayer": {"acs_fraction": 0.5, "mean_latency": 45.0}}
+    rec = _rec("mrpc", "temporal_readings", t_conv=110,
+               readings={"running/tokens": {"components": comps, "allocation": alloc}})
+    assert granularity.components_table(rec).columns.name.startswith("MRPC, seed 0")
+    table = granularity.allocation_table(rec)
+    assert table.columns.name == "MRPC, seed 0" and "paper two_stage latency, MRPC (%)" in table.columns
+    pca = _rec("mrpc", "temporal_pca", dev_accuracy=70.0, acs_fraction=0.5, mean_latency=55.0)
+    pca["config"] = {"t_conv": 110}
+    assert granularity.temporal_pca_table({"seed 0": pca}).loc["seed 0", "task"] == "MRPC"
+
+
+def test_figure_legends_explain_their_encodings():
+    fig = plots.plot_activity_loss({"history": _hist(scale=0.7)}, {"history": _hist()})
+    assert "(dashed): without" in fig.axes[0].get_legend().get_title().get_text()
+    two = {t: _rec(t, "spatial_retrain", dev_accuracy=80.0) for t in ("sst2", "mrpc")}
+    rnd = {t: _rec(t, "random_mask", dev_accuracy=70.0, post_mask_dev_accuracy=50.0) for t in ("sst2", "mrpc")}
+    masked = {t: _rec(t, "spatial_fisher_asr", dev_accuracy=75.0) for t in ("sst2", "mrpc")}
+    left = plots.plot_random_mask(two, rnd, masked, tasks=["sst2", "mrpc"]).axes[0]
+    markers = {l.get_label(): l.get_marker() for l in left.lines}
+    assert markers["SST-2, random mask"] == "o" and markers["MRPC, random mask"] == "s"

@@ -187,5 +187,16 @@ def test_foundation_table_times_a_re_evaluated_baseline_by_its_training_run():
                                          "evaluated_from": {"dev_accuracy": 81.2, "wall_time_s": 347.0}}}
     for r in (trained, again):
         row = foundation_table({("sst2", "baseline"): r}, ["sst2"]).xs("sst2").iloc[-1]
-        assert row["wall time (s)"] == 347                 # the training, not the 17 s evaluation
+        assert row["training wall time (s)"] == 347        # the training, not the 17 s evaluation
     assert foundation_table({("sst2", "baseline"): again}, ["sst2"]).xs("sst2").iloc[-1]["dev acc (ours)"] == 81.7
+
+
+def test_precision_table_names_the_dtype_of_the_baseline_record_beside_it():
+    from stpcore.report.summary import precision_table, record_dtype
+    check = {"metrics": {"float32": {"dev_accuracy": 70.0}, "int8": {"dev_accuracy": 70.0}}}
+    now = {**rec(66.91), "config": {"sim_dtype": "bfloat16"}, "provenance": {"evaluated_in": "int8"}}
+    archived = {**rec(66.67), "config": {"sim_dtype": "bfloat16"}, "provenance": {}}
+    for base, dtype in ((now, "int8"), (archived, "bfloat16")):
+        table = precision_table({("mrpc", "precision_check"): check, ("mrpc", "baseline"): base}, ["mrpc"])
+        assert set(table["baseline record simulated in"]) == {dtype}
+    assert record_dtype({"config": {"sim_dtype": "bfloat16", "binary_sim_dtype": "int8"}}) == "int8"

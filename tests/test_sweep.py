@@ -97,7 +97,7 @@ def test_schedule_sweep_table_and_reading(tmp_path):
 
 @pytest.mark.parametrize("default_epochs, adopted", [(3, False), (5, True)])
 def test_reading_of_a_chosen_variant_compares_dev_and_says_if_adopted(tmp_path, default_epochs, adopted):
-    from stpcore.report.schedules import load_schedule_sweep, schedule_sweep_reading
+    from stpcore.report.schedules import load_schedule_sweep, schedule_sweep_reading, schedule_sweep_table
     sweeps, results = tmp_path / "sweeps", tmp_path / "results"
     folder = sweeps / "sst2-schedule"
     cfg = {"fp_ikd_epochs": default_epochs}
@@ -107,8 +107,13 @@ def test_reading_of_a_chosen_variant_compares_dev_and_says_if_adopted(tmp_path, 
     choice = choose_variant({"default": (results, {}), "long": (folder / "long", {"fp_ikd_epochs": 5})}, "sst2")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "choice.json").write_text(json.dumps(choice))
-    text = schedule_sweep_reading(load_schedule_sweep("sst2", root=sweeps, results=results))
-    assert "Chosen: **long**" in text
+    sweep = load_schedule_sweep("sst2", root=sweeps, results=results)
+    text = schedule_sweep_reading(sweep)
+    assert ("Chosen: **long**" in text) is adopted          # "chosen" only where the records use it
+    assert ("Held-out's pick: **long**, not adopted" in text) is not adopted
+    labels = set(schedule_sweep_table(sweep).index)
+    assert labels == ({"default", "long (chosen)"} if adopted else
+                      {"default (used by the records)", "long (held-out's pick; not adopted)"})
     assert "seeds pooled: +50.00 [" in text and "over 200 dev examples): better" in text
     assert ("has adopted long (fp_ikd_epochs=5)" in text) is adopted
     assert ("has not adopted long" in text) is not adopted

@@ -93,3 +93,14 @@ def test_plot_tradeoff_shows_a_variant_apart():
     ours = [t for t in ax.texts if t.get_fontsize() == 7]                # our labels: the stage name only
     assert sorted(t.get_text() for t in ours) == ["two_stage", "two_stage"]
     assert {t.get_color() for t in ours} == {"C0", "C2"}
+
+
+def test_place_labels_keeps_labels_of_one_point_apart():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    tradeoff.place_labels(ax, [(5, 5, name, "C0", 7) for name in ("two_stage", "joint_retrain", "random_mask")])
+    offsets = [t.xyann for t in ax.texts]
+    assert len(offsets) == 3 and len(set(offsets)) == 3          # three different places, none on another
+    assert offsets[0] == tradeoff.LABEL_OFFSETS[0]
+    plt.close(fig)

@@ -43,7 +43,8 @@ def latency_sums(d: int = 25) -> pd.DataFrame:
 
 
 def components_table(record: dict | None) -> pd.DataFrame | None:
-    """c per population (rows: embedding, then layer x population) under each trace reading."""
+    """c per population (rows: embedding, then layer x population) under each trace reading;
+    the columns' name says which task's (and seed's) baseline the record measured."""
     if record is None:
         return None
     readings = record["metrics"]["readings"]
@@ -54,12 +55,15 @@ def components_table(record: dict | None) -> pd.DataFrame | None:
         for l, row in enumerate(c["layers"], 1):
             col.update({(f"layer {l}", p): v for p, v in zip(POPULATIONS, row)})
         rows[name] = col
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.columns.name = f"{task_label(record['task'])}, seed {record['provenance'].get('seed', 0)}: c per reading"
+    return table
 
 
 def allocation_table(record: dict | None, paper_rows: Iterable[str] = ("two_stage",)) -> pd.DataFrame | None:
     """Per reading and granularity: ACs kept and mean latency (% of T_conv) that Eq. 10 gives
-    at the profile's base, beside the paper's pruned latency for the task."""
+    at the profile's base, beside the paper's pruned latency for the task (the columns name the
+    task)."""
     if record is None:
         return None
     m, task = record["metrics"], record["task"]
@@ -72,20 +76,24 @@ def allocation_table(record: dict | None, paper_rows: Iterable[str] = ("two_stag
             rows.append({"reading": name, "granularity": gran,
                          "ACs kept (%)": round(100 * a["acs_fraction"], 1),
                          "latency (% of T_conv)": round(100 * a["mean_latency"] / m["t_conv"], 1),
-                         **{f"paper {row} latency (%)": round(v, 1) for row, v in paper.items()}})
-    return pd.DataFrame(rows).set_index(["reading", "granularity"])
+                         **{f"paper {row} latency, {task_label(task)} (%)": round(v, 1)
+                            for row, v in paper.items()}})
+    table = pd.DataFrame(rows).set_index(["reading", "granularity"])
+    table.columns.name = f"{task_label(task)}, seed {record['provenance'].get('seed', 0)}"
+    return table
 
 
 def temporal_pca_table(records: dict[str, dict | None]) -> pd.DataFrame:
-    """Post-training temporal pruning, labelled records (e.g. per granularity and seed): dev
-    accuracy, ACs kept and mean latency (% of T_conv)."""
+    """Post-training temporal pruning, labelled records (e.g. per granularity and seed): the
+    task, dev accuracy, ACs kept and mean latency (% of T_conv)."""
     rows = []
     for label, rec in records.items():
         if rec is None:
             rows.append({"run": label, "dev accuracy": "not run"})
             continue
         m, t = rec["metrics"], rec["config"]["t_conv"]
-        rows.append({"run": label, "granularity": m.get("temporal_granularity", "layer"),
+        rows.append({"run": label, "task": task_label(rec["task"]),
+                     "granularity": m.get("temporal_granularity", "layer"),
                      "dev accuracy": round(m["dev_accuracy"], 2),
                      "ACs kept (%)": round(100 * m["acs_fraction"], 1),
                      "latency (% of T_conv)": round(100 * m["mean_latency"] / t, 1),

@@ -86,12 +86,47 @@ def record_status(record: Mapping | None,
     return text
 
 
+class FullTextFrame(pd.DataFrame):
+    """A table that shows its text cells in full when displayed (pandas otherwise cuts a cell at
+    ``display.max_colwidth``, 50 characters, mid-sentence: a provenance note or status would end
+    in "..."). Frames derived from it are plain DataFrames."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _repr_html_(self):
+        with pd.option_context("display.max_colwidth", None):
+            return super()._repr_html_()
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None):
+            return super().__repr__()
+
+
+def provenance_note(prov: Mapping) -> str:
+    """A record's ``provenance.note``, and for a record evaluated again in another dtype
+    (``evaluated_in``, ``evaluated_from``) a sentence saying that its wall time is that
+    evaluation's, and which run trained it (commit, wall time, dev accuracy and dtype)."""
+    note, before = prov.get("note", "") or "", prov.get("evaluated_from")
+    if not (prov.get("evaluated_in") and isinstance(before, Mapping)):
+        return note
+    commit, wall, acc = before.get("git_commit"), before.get("wall_time_s"), before.get("dev_accuracy")
+    made = (f"trained by commit {commit[:7] if commit else 'unknown'}"
+            + (f" in {wall:.0f} s" if isinstance(wall, (int, float)) else "")
+            + (f", dev acc {acc:.2f} in {before.get('dtype', 'its dtype')}" if isinstance(acc, (int, float)) else ""))
+    text = f"Evaluated again in {prov['evaluated_in']}: the wall time is that evaluation's; {made}."
+    return f"{note} {text}" if note else text
+
+
 def provenance_table(records) -> pd.DataFrame:
     """Where each number came from: one row per ``(task, stage)`` of a mapping ("not run" where
     no record), or per record of a list (several seeds of one stage each get their row).
 
     The ``status`` column is :func:`record_status`: whether the record was made by the current
-    code (else the commit that made it) and which of its upstream records were rerun since."""
+    code (else the commit that made it) and which of its upstream records were rerun since. The
+    table displays its status and note in full (:class:`FullTextFrame`); the note is
+    :func:`provenance_note`."""
     rows, index = [], []
     if records is None or isinstance(records, Mapping):
         items = sorted(as_record_map(records).items())
@@ -108,10 +143,10 @@ def provenance_table(records) -> pd.DataFrame:
         commit = prov.get("git_commit")
         rows.append([rec.get("profile"), prov.get("device"), prov.get("seed"), prov.get("wall_time_s"),
                      commit[:10] if commit else NO_METRIC, prov.get("git_dirty"), prov.get("finished"),
-                     record_status(rec), prov.get("note", "")])
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "stage"]) if index
-                        else pd.MultiIndex.from_tuples([], names=["task", "stage"]),
-                        columns=PROVENANCE_COLUMNS)
+                     record_status(rec), provenance_note(prov)])
+    return FullTextFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["task", "stage"]) if index
+                         else pd.MultiIndex.from_tuples([], names=["task", "stage"]),
+                         columns=PROVENANCE_COLUMNS)
 
 
 def run_status(records, seed: int | None = None) -> str:
@@ -128,11 +163,15 @@ def run_status(records, seed: int | None = None) -> str:
 
 
 def compare_sentence(what: str, ours: Any, paper: Any, unit: str = "", digits: int = 2) -> str:
-    """A sentence quoting a number of ours next to the paper's (for notebook prose)."""
+    """A sentence quoting a number of ours next to the paper's (for notebook prose).
+
+    A difference of two percentages is in percentage points: with ``unit`` " %" it reads
+    "(difference -7.57 points)", not "%"."""
     if _is_missing(ours) or isinstance(ours, str):
         return f"{what}: paper {fmt_missing(paper, digits)}{unit}; ours: {ours if isinstance(ours, str) else NOT_RUN}."
+    gap_unit = " points" if unit.strip() == "%" else unit
     return (f"{what}: paper {paper:.{digits}f}{unit}, ours {float(ours):.{digits}f}{unit} "
-            f"(difference {float(ours) - float(paper):+.{digits}f}{unit}).")
+            f"(difference {float(ours) - float(paper):+.{digits}f}{gap_unit}).")
 
 
 # ---------------------------------------------------------------------------- notebook helpers
@@ -153,10 +192,50 @@ def collect_for(artifact: str, tasks: Iterable[str], profile: str = "smoke", see
                            recompute=recompute, getter=getter)
 
 
-def extra_hyperparameters(profile_cfgs: Mapping[str, Mapping | None]) -> pd.DataFrame:
-    """The knobs of our runs that Table I does not list (rows) per task (columns)."""
-    cols = {task_label(t): {k: v for k, v in cfg.items() if k not in TABLE_I_KEYS}
-            for t, cfg in profile_cfgs.items() if cfg is not None}
+def _student_width(teacher: str) -> int | None:
+    """The hidden size of ``teacher`` (the student follows it), or None where its config cannot
+    be read (a hub teacher offline)."""
+    try:
+        from transformers import AutoConfig
+
+        from ..train.teacher import resolve_teacher
+        return int(AutoConfig.from_pretrained(resolve_teacher(teacher)).hidden_size)
+    except Exception:      # noqa: BLE001 - any failure to read it only leaves the row n/a
+        return None
+
+
+def decisive_knobs(task: str, profile: str) -> dict:
+    """Knobs of profile ``profile`` for ``task`` that Table I does not list and other pages call
+    decisive: the dtype 1-bit models are simulated in, the mask and threshold learning rates,
+    the training examples per retraining epoch, and the λ retraining applies (Table I's, scaled
+    by (reference width / D)^2, :func:`stpcore.prune.retrain.penalty_scale`)."""
+    from ..prune.retrain import penalty_scale
+    from ..runs.profiles import binary_dtype_name, get_profile
+    p = get_profile(profile, task)
+    width = _student_width(p.teacher)
+    return {"binary_sim_dtype (1-bit models)": binary_dtype_name(p.to_dict()),
+            "mask_lr": p.mask_lr, "threshold_lr": p.threshold_lr,
+            "retrain_limit (examples per epoch)": next((n for n in (p.retrain_limit, p.train_limit) if n is not None),
+                                                       "whole split"),
+            "λ applied (Table I's x (768 / D)^2)": NO_METRIC if width is None else
+            p.ac_penalty_lambda * penalty_scale(width, p.penalty_reference_width)}
+
+
+def extra_hyperparameters(profile_cfgs: Mapping[str, Mapping | None], profile: str | None = None) -> pd.DataFrame:
+    """The knobs of our runs that Table I does not list (rows) per task (columns), then
+    :func:`decisive_knobs` of ``profile`` (None: the profile whose
+    :func:`stpcore.runs.profiles.hyperparameters` are the ones given, where one is). Floats are
+    shown as written (``5e-10``), not rounded to the table's decimals."""
+    from ..runs.profiles import PROFILES, hyperparameters
+    cols = {}
+    for t, cfg in profile_cfgs.items():
+        if cfg is None:
+            continue
+        col = {k: v for k, v in cfg.items() if k not in TABLE_I_KEYS}
+        name = profile or next((n for n in PROFILES if hyperparameters(t, n) == dict(cfg)), None)
+        if name is not None:
+            col.update(decisive_knobs(t, name))
+        cols[task_label(t)] = {k: f"{v:g}" if isinstance(v, float) else v for k, v in col.items()}
     return pd.DataFrame(cols)
 
 

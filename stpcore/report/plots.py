@@ -159,7 +159,7 @@ def _by_task(records: Any) -> dict[str, dict | None]:
 @_themed
 def plot_activity_loss(with_record: Any, without_record: Any, title: str | None = None) -> Figure:
     """Fig. 3. (a) mean ASR per encoder layer over epochs, solid with the activity loss
-    (L1, L2, ...), dashed without (L1', L2', ...); (b) Normalized #C over epochs, on an axis
+    (L1, L2, ...), dashed without (L1', L2', ...; the legend's title says so); (b) Normalized #C over epochs, on an axis
     at least 2 % of #C tall, so that changes far smaller than that do not fill the panel.
 
     Each argument is a record, a metrics dict or a history list whose entries hold
@@ -192,7 +192,8 @@ def plot_activity_loss(with_record: Any, without_record: Any, title: str | None 
     ax_b.set_ylim(mid - half, mid + half)
     for ax in (ax_a, ax_b):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, ncol=2 if ax is ax_a else 1)
+            ax.legend(fontsize=8, ncol=2 if ax is ax_a else 1, handlelength=3, title_fontsize=8,
+                      title="L1, L2, ...: with activity loss\nL1', L2', ... (dashed): without" if ax is ax_a else None)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -271,6 +272,10 @@ def plot_base_sweep(record: Any, task: str = "sst2", accuracy_key: str = "dev_ac
 
 
 # ---------------------------------------------------------------------------- Fig. 5
+#: The markers of the first, second and third task in Fig. 5's left panel (each with its line style).
+TASK_MARKERS = ("o", "s", "^")
+
+
 @_themed
 def plot_random_mask(two_stage_records: Any, random_records: Any, masked_records: Any = None,
                      accuracy_key: str = "dev_accuracy", tasks: Iterable[str] | None = None) -> Figure:
@@ -278,7 +283,8 @@ def plot_random_mask(two_stage_records: Any, random_records: Any, masked_records
     retraining from the post-training (FIM + ASR) masks (``masked_records``: the
     ``spatial_fisher_asr`` records before, ``two_stage_records``: the ``spatial_retrain``
     records after) and from a random mask of the same budget (``random_records``: the
-    ``random_mask`` records, which hold both). Right: accuracy per task after retraining.
+    ``random_mask`` records, which hold both); colour is the mask, line style and marker the
+    task (:data:`TASK_MARKERS`). Right: accuracy per task after retraining.
 
     Each argument: ``{task: record}``, ``{(task, stage): record}`` or a list of records.
     (The paper plots training accuracy per epoch; our retraining is one epoch on SST-2, so the
@@ -296,13 +302,14 @@ def plot_random_mask(two_stage_records: Any, random_records: Any, masked_records
                   "post_mask_dev_accuracy"))
         for before, after, name, color, key in pairs:
             if before and after and before.get(key) is not None and after.get("dev_accuracy") is not None:
-                ax_l.plot([0, 1], [before[key], after["dev_accuracy"]], marker="o", markersize=4, color=color,
-                          linestyle=("-", "--", ":")[i % 3], label=f"{task_label(task)}, {name}")
+                ax_l.plot([0, 1], [before[key], after["dev_accuracy"]], marker=TASK_MARKERS[i % 3],
+                          markersize=5, color=color, linestyle=("-", "--", ":")[i % 3],
+                          label=f"{task_label(task)}, {name}")
                 drawn = True
     if not drawn:
         _not_run(ax_l)
     else:
-        ax_l.legend(fontsize=7)
+        ax_l.legend(fontsize=7, handlelength=3.5, title="line and marker: task; colour: mask", title_fontsize=7)
     ax_l.set_xticks([0, 1])
     ax_l.set_xticklabels(["after masking", "after retraining"])
     ax_l.set(xlim=(-0.3, 1.3), ylabel="dev accuracy (%)", title="retraining: start and end")

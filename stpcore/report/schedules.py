@@ -62,13 +62,18 @@ def count_denominator(accuracies, most: int = 100_000) -> int | None:
 def schedule_sweep_table(sweep: dict) -> pd.DataFrame:
     """Per variant: the swept settings (one column each, as its records ran them), then per
     stage the mean held-out and dev accuracy and the last epoch's training accuracy over the
-    seeds that finished (``not run`` where none did), and how many seeds that is."""
-    rows = sweep["rows"]
+    seeds that finished (``not run`` where none did), and how many seeds that is. The variant
+    held-out chose is marked "(chosen)" where the records use it (:func:`is_adopted`); where they
+    do not, it is marked "(held-out's pick; not adopted)" and ``default`` "(used by the records)"."""
+    rows, chosen = sweep["rows"], sweep["chosen"]
     keys = list(dict.fromkeys(k for o in rows.overrides for k in o))
+    adopted = is_adopted(rows, chosen)
     out = []
     for name, part in rows.groupby("variant", sort=False):
         ran = {**next((c for c in part.config if c), {}), **part.overrides.iloc[0]}
-        row = {"variant": name + (" (chosen)" if name == sweep["chosen"] else ""),
+        label = ((" (chosen)" if adopted else " (held-out's pick; not adopted)") if name == chosen
+                 else " (used by the records)" if name == "default" and not adopted else "")
+        row = {"variant": name + label,
                **{k: ran.get(k, "n/a") for k in keys}}
         for stage in SWEPT_STAGES:
             done = part[(part.stage == stage) & part.heldout.notna()]
@@ -87,7 +92,9 @@ def schedule_sweep_reading(sweep: dict) -> str:
     size is read off the accuracies by :func:`count_denominator`)."""
     rows, chosen = sweep["rows"], sweep["chosen"]
     heldout_examples = count_denominator(rows.heldout.dropna().tolist())
-    parts = [f"Rule: {sweep['rule']}. Chosen: **{chosen}**."]
+    parts = [f"Rule: {sweep['rule']}. Chosen: **{chosen}**." if is_adopted(rows, chosen) else
+             f"Rule: {sweep['rule']}. Held-out's pick: **{chosen}**, not adopted: every record here "
+             f"(and every pruning stage) uses **default** (the last sentence says why)."]
     for stage in SWEPT_STAGES:
         done = rows[(rows.stage == stage) & rows.heldout.notna()]
         means = done.groupby("variant").heldout.mean()
@@ -118,6 +125,18 @@ def schedule_sweep_reading(sweep: dict) -> str:
     return " ".join(parts)
 
 
+def is_adopted(rows: pd.DataFrame, chosen: str) -> bool:
+    """Whether the task's own records (``default``) already ran the chosen variant's overrides,
+    i.e. whether the profile adopted it and the pruning stages start from it (always for
+    ``default``)."""
+    if chosen == "default":
+        return True
+    base = rows[rows.stage == "baseline"]
+    overrides = rows[rows.variant == chosen].overrides.iloc[0]
+    ran = [c for c in base[base.variant == "default"].config if c]
+    return bool(ran) and all(c.get(k) == v for c in ran for k, v in overrides.items())
+
+
 def _adoption(rows: pd.DataFrame, chosen: str) -> list[str]:
     """Sentences on a chosen variant other than ``default``: its 1-bit dev accuracy against the
     default's (seeds pooled, paired bootstrap over the dev examples: reported, never used to
@@ -134,8 +153,7 @@ def _adoption(rows: pd.DataFrame, chosen: str) -> list[str]:
                    f"{ci['diff']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] points (95 % paired "
                    f"bootstrap over {ci['n']} dev examples): {verdict(ci)}.")
     overrides = rows[rows.variant == chosen].overrides.iloc[0]
-    ran = [c for c in base[base.variant == "default"].config if c]
-    adopted = bool(ran) and all(c.get(k) == v for c in ran for k, v in overrides.items())
+    adopted = is_adopted(rows, chosen)
     out.append(f"The profile {'has adopted' if adopted else 'has not adopted'} {chosen} "
                f"({', '.join(f'{k}={v}' for k, v in overrides.items())}): "
                + ("the task's records, and every pruning stage, start from it." if adopted else

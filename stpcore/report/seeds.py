@@ -192,7 +192,10 @@ def seeded_table(records: SeededRecords, task: str, stages: Iterable[str], seeds
             delta = [NO_METRIC, NO_METRIC, "no seed-0 baseline" if records.get((task, *REFERENCE)) is None
                      else NO_METRIC, NO_METRIC]
         else:
-            delta = [_cell(ch["diff"]), _interval(ch), ch["basis"], stats.verdict(ch)]
+            basis = ch["basis"] if stage != REFERENCE[0] else (
+                f"{ch['basis']}: seed{'s' if len(recs) > 2 else ''} {','.join(str(s) for s in recs if s)} "
+                f"against seed 0 (the foundation's seed-to-seed spread)")
+            delta = [_cell(ch["diff"]), _interval(ch), basis, stats.verdict(ch)]
         rows.append([",".join(map(str, recs)), _cell(acc["mean"]), _interval(acc),
                      _cell(float(np.mean(acs)) if acs else None), _cell(float(np.mean(lat)) if lat else None),
                      _cell(_paper_accuracy(task, stage, paper_table))] + delta)

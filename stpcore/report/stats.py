@@ -17,7 +17,7 @@ import math
 import statistics
 from collections import Counter
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -116,27 +116,49 @@ def pooled_bootstrap_ci(correct_base: Sequence, correct_seeds: Sequence[Sequence
     return out
 
 
+def _contrast(plus: Mapping[str, Sequence], minus: Mapping[str, Sequence], n_boot: int, level: float,
+              seed: int) -> dict:
+    """:func:`pooled_contrast_ci` on arms named for the caller's errors (``{name: 0/1 vectors}``)."""
+    means = {}
+    for name, vs in (*plus.items(), *minus.items()):
+        if len(vs) == 0:
+            raise ValueError(f"`{name}` must hold at least one 0/1 vector (one per seed); got none")
+        means[name] = np.mean([_binary(v, f"{name}[{j}]") for j, v in enumerate(vs)], axis=0)
+    sizes = {v.size for v in means.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"{' and '.join(f'`{k}`' for k in means)} must score the same examples (equal lengths); "
+                         f"got lengths {sorted(sizes)}")
+    _check_n_boot(n_boot)
+    _check_level(level)
+    pos, neg = (np.sum([means[k] for k in side], axis=0) for side in (plus, minus))
+    return _bootstrap_diff(neg, pos, int(n_boot), float(level), seed)
+
+
+def pooled_contrast_ci(plus: Sequence[Sequence[Sequence]], minus: Sequence[Sequence[Sequence]],
+                       n_boot: int = 10000, level: float = 0.95, seed: int = 0) -> dict:
+    """A contrast of the accuracies of several stages scored on the same examples: the sum of
+    the ``plus`` arms' accuracies minus the sum of the ``minus`` arms' (points), each arm pooled
+    over its seeds (per example, the mean correctness over the arm's 0/1 vectors), with a paired
+    bootstrap over the examples (each replicate draws them once for every arm). One arm a side is
+    a difference of two stages (:func:`pooled_pair_bootstrap_ci`); ``(A - B) - (C - D)`` is
+    ``plus=[A, D], minus=[B, C]``, a difference in differences. Returns ``{"diff", "low",
+    "high", "n", "seeds_plus", "seeds_minus"}`` (the seeds of each arm)."""
+    if not plus or not minus:
+        raise ValueError(f"`plus` and `minus` must each hold at least one arm; got {len(plus)} and {len(minus)}")
+    out = _contrast({f"plus[{i}]": vs for i, vs in enumerate(plus)},
+                    {f"minus[{i}]": vs for i, vs in enumerate(minus)}, n_boot, level, seed)
+    return {**out, "seeds_plus": [len(vs) for vs in plus], "seeds_minus": [len(vs) for vs in minus]}
+
+
 def pooled_pair_bootstrap_ci(correct_a: Sequence[Sequence], correct_b: Sequence[Sequence], n_boot: int = 10000,
                              level: float = 0.95, seed: int = 0) -> dict:
     """The accuracy difference ``b - a`` of two stages, each run at one or more seeds, scored on
     the same examples: per example, the mean correctness over ``b``'s seeds minus that over
     ``a``'s, with a paired bootstrap over the examples (each replicate draws them once for every
-    seed of both). :func:`pooled_bootstrap_ci` is the case of one vector in ``a``. Returns
-    ``{"diff", "low", "high", "n", "seeds_a", "seeds_b"}``."""
-    sides = {}
-    for name, vs in (("correct_a", correct_a), ("correct_b", correct_b)):
-        if len(vs) == 0:
-            raise ValueError(f"`{name}` must hold at least one 0/1 vector (one per seed); got none")
-        sides[name] = [_binary(v, f"{name}[{i}]") for i, v in enumerate(vs)]
-    sizes = {v.size for vs in sides.values() for v in vs}
-    if len(sizes) != 1:
-        raise ValueError(f"`correct_a` and `correct_b` must score the same examples (equal lengths); "
-                         f"got lengths {sorted(sizes)}")
-    _check_n_boot(n_boot)
-    _check_level(level)
-    a, b = (np.mean(sides[k], axis=0) for k in ("correct_a", "correct_b"))
-    return {**_bootstrap_diff(a, b, int(n_boot), float(level), seed),
-            "seeds_a": len(sides["correct_a"]), "seeds_b": len(sides["correct_b"])}
+    seed of both); :func:`pooled_contrast_ci` with one arm a side. :func:`pooled_bootstrap_ci` is
+    the case of one vector in ``a``. Returns ``{"diff", "low", "high", "n", "seeds_a", "seeds_b"}``."""
+    out = _contrast({"correct_b": correct_b}, {"correct_a": correct_a}, n_boot, level, seed)
+    return {**out, "seeds_a": len(correct_a), "seeds_b": len(correct_b)}
 
 
 # ---------------------------------------------------------------------------- seeds

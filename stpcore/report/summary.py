@@ -47,9 +47,9 @@ def paper_reference(task: str, stage: str) -> float | None:
 def foundation_table(records: Mapping[tuple[str, str], dict | None],
                      tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """Dev accuracy (%) of each foundation stage, the paper's reference, the difference,
-    Normalized #C and where/how long it ran (for a record evaluated again in another dtype,
-    ``provenance.evaluated_from``, the run that trained it). ``records``: ``{(task, stage):
-    record or None}``."""
+    Normalized #C, where it ran and how long its training took (for a record evaluated again in
+    another dtype, ``provenance.evaluated_from``, the run that trained it, not the evaluation:
+    the provenance tables give that one). ``records``: ``{(task, stage): record or None}``."""
     rows = []
     for task in tasks:
         for stage in FOUNDATION_STAGES:
@@ -63,14 +63,28 @@ def foundation_table(records: Mapping[tuple[str, str], dict | None],
                          "Normalized #C": fmt_missing(get_metric(rec, "normalized_c"), 3, NO_METRIC)
                          if stage != "teacher" else NO_METRIC,
                          "device": prov.get("device", NOT_RUN),
-                         "wall time (s)": fmt_missing((prov.get("evaluated_from") or prov).get("wall_time_s"), 0)})
+                         "training wall time (s)": fmt_missing((prov.get("evaluated_from") or prov).get("wall_time_s"), 0)})
     return pd.DataFrame(rows).set_index(["task", "model"])
+
+
+def record_dtype(record: dict | None) -> str:
+    """The dtype a record's dev metrics were simulated in: ``provenance.evaluated_in`` for a
+    record evaluated again (:func:`stpcore.runs.runner.Run.evaluated_as_now`), else its
+    configuration's 1-bit dtype (``binary_sim_dtype``, where it names one) or ``sim_dtype``."""
+    if record is None:
+        return NOT_RUN
+    cfg = record.get("config") or {}
+    binary = cfg.get("binary_sim_dtype")
+    return ((record.get("provenance") or {}).get("evaluated_in")
+            or (binary if binary not in (None, "same") else cfg.get("sim_dtype")) or NO_METRIC)
 
 
 def precision_table(records: Mapping[tuple[str, str], dict | None],
                     tasks: Iterable[str] = ("sst2", "mrpc")) -> pd.DataFrame:
     """The ``precision_check`` records: the 1-bit baseline simulated in each dtype (fp32 is
-    exact), with the ``baseline`` record's own dev accuracy beside it for reference, and each
+    exact), with the ``baseline`` record's own dev accuracy beside it for reference (and the
+    dtype that record was simulated in, :func:`record_dtype`: pages that set an archived bf16
+    record beside the check show another number than the int8 record), and each
     dtype's dev accuracy minus fp32's, paired over the dev examples
     (:func:`stats.paired_bootstrap_ci`; records that predate the stored predictions have none)."""
     rows = []
@@ -88,7 +102,8 @@ def precision_table(records: Mapping[tuple[str, str], dict | None],
                          "Normalized #C": fmt_missing(m.get("normalized_c"), 4),
                          "Δ dev acc vs fp32 (pt)": NO_METRIC if d is None else round(d["diff"], 2),
                          "95% interval (paired)": _interval(d),
-                         "baseline record's dev acc": fmt_missing(get_metric(base, "dev_accuracy"))})
+                         "baseline record's dev acc": fmt_missing(get_metric(base, "dev_accuracy")),
+                         "baseline record simulated in": record_dtype(base)})
     return pd.DataFrame(rows).set_index(["task", "simulation dtype"])
 
 

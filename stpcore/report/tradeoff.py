@@ -63,30 +63,51 @@ def plot_tradeoff(frames: Mapping[str, pd.DataFrame], tolerance: float = 1.0) ->
     for ax, (task, df) in zip(axes, frames.items()):
         if df.empty:
             _not_run(ax)
-        legend = {}
-        for i, (stage, r) in enumerate(df.sort_values("ACs kept (%)").iterrows()):
+        legend, labels = {}, []
+        for stage, r in df.sort_values("ACs kept (%)").iterrows():
             name, _, variant = stage.partition(" (")
             color = "C2" if variant else "C0"
             err = None if pd.isna(r["Δ low"]) else [[r["Δ acc (pt)"] - r["Δ low"]], [r["Δ high"] - r["Δ acc (pt)"]]]
             dots = ax.errorbar([r["ACs kept (%)"]], [r["Δ acc (pt)"]], yerr=err, fmt="o", color=color, ms=4, capsize=2)
             legend.setdefault(f"ours, {variant.rstrip(')')}" if variant else "ours", dots)
-            ax.annotate(name, (r["ACs kept (%)"], r["Δ acc (pt)"]), textcoords="offset points",
-                        xytext=(4, 4 if i % 2 else -10), fontsize=7, color=color)   # neighbours alternate
+            labels.append((r["ACs kept (%)"], r["Δ acc (pt)"], name, color, 7))
         paper = df.dropna(subset=["paper ACs kept (%)", "paper Δ acc (pt)"])
         if not paper.empty:
             legend["paper (Table II)"], = ax.plot(paper["paper ACs kept (%)"], paper["paper Δ acc (pt)"], "s",
                                                   color="C3", ms=5)
-            for i, (stage, r) in enumerate(paper.sort_values("paper ACs kept (%)").iterrows()):
-                ax.annotate(stage, (r["paper ACs kept (%)"], r["paper Δ acc (pt)"]), textcoords="offset points",
-                            xytext=(4, 5 if i % 2 else -10), fontsize=6, color="C3")
+            labels += [(r["paper ACs kept (%)"], r["paper Δ acc (pt)"], stage, "C3", 6) for stage, r in paper.iterrows()]
         if legend:
             ax.legend(legend.values(), legend.keys(), fontsize=7, loc="lower right")
         ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
         ax.axhline(-tolerance, color="0.5", lw=0.8, ls="--")
         ax.set(xlim=(0, 102), xlabel="ACs kept (% of the unpruned model)",
                ylabel="dev accuracy - seed-0 baseline (pt)", title=task_label(task))
+        place_labels(ax, labels)
     fig.tight_layout()
     return fig
+
+
+#: Where :func:`place_labels` tries a label, in points from its point (right side first, then left).
+LABEL_OFFSETS = [(4, dy) for dy in (3, -11, 10, -18, 17, -25, 24)] + [(-4, dy) for dy in (3, -11, 10, -18)]
+
+
+def place_labels(ax, labels) -> None:
+    """Annotate each ``(x, y, text, color, fontsize)`` of ``labels`` beside its point at the first
+    offset of :data:`LABEL_OFFSETS` whose box (estimated from the text's length) overlaps no label
+    placed before it (the last offset when all do); left-side offsets right-align the text."""
+    to_px = ax.figure.dpi / 72.0
+    placed = []
+    for x, y, text, color, size in sorted(labels, key=lambda lab: (-lab[1], lab[0])):
+        px, py = ax.transData.transform((x, y))
+        w, h = 0.6 * size * len(text) * to_px, 1.2 * size * to_px
+        for dx, dy in LABEL_OFFSETS:
+            left = px + dx * to_px - (w if dx < 0 else 0.0)
+            box = (left, py + dy * to_px, left + w, py + dy * to_px + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=size, color=color,
+                    ha="right" if dx < 0 else "left")
 
 
 def stage_difference(records: SeededRecords, task: str, stage: str, other: str, seeds: Iterable[int] | None = None,

@@ -165,7 +165,7 @@ def match_base(records: SeededRecords, task: str, stage: str = "two_stage", seed
     df["target (paper)"] = target
     df["chosen"] = ["nearest the paper" if b == best else "" for b in df.index]
     for b in used:
-        df.loc[b, "chosen"] = "; ".join(filter(None, [df.loc[b, "chosen"], "these records' base"]))
+        df.loc[b, "chosen"] = "; ".join(filter(None, [df.loc[b, "chosen"], "these records' base (Eq. 10 on their bf16 models' c)"]))
     i = df.index.get_loc(best)
     keep = set(df.index[max(0, i - 2): i + 3]) | used
     return df.loc[[b for b in df.index if b in keep]].round(2)

@@ -119,9 +119,15 @@ def place_paper(paper: float | None, low: float | None, high: float | None) -> s
         return ""
     words = [] if low <= 0 <= high else ["worse than the baseline (interval below 0)" if high < 0
                                           else "better than the baseline (interval above 0)"]
-    if paper is not None and not low <= paper <= high:
-        words.append(f"the paper's {paper:+.2f} lies {'above' if paper > high else 'below'} our interval")
-    return "; ".join(words)
+    return "; ".join(filter(None, [*words, paper_outside(paper, low, high)]))
+
+
+def paper_outside(paper: float | None, low: float | None, high: float | None) -> str:
+    """"the paper's +x lies above/below our interval" when the paper's number falls outside
+    ``[low, high]``, else "" (also without a number or an interval)."""
+    if paper is None or low is None or high is None or low <= paper <= high:
+        return ""
+    return f"the paper's {paper:+.2f} lies {'above' if paper > high else 'below'} our interval"
 
 
 def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("sst2", "mrpc"),
@@ -149,7 +155,7 @@ def headline_verdicts(records_by_seed: SeededRecords, tasks: Iterable[str] = ("s
                 crit, threshold = f"{claim}: the paper gives no number", None
             else:
                 slack = acs_slack if claim == "ACs kept" else latency_slack
-                crit = f"{claim} <= paper's {p_val:{'g' if claim == 'ACs kept' else '.1f'}} % + {slack:g} pt"
+                crit = f"{claim} <= paper's {p_val:{'g' if claim == 'ACs kept' else '.2f'}} % + {slack:g} pt"
                 threshold = p_val + slack
             c = check_claim(records_by_seed, task, "two_stage", claim, threshold, seeds, n_boot, level)
             if claim != "accuracy kept" and c["high"] is not None and c["high"] < p_val - slack:
