@@ -79,8 +79,7 @@ def device_peaks(device, timer, n: int) -> dict:
         # b.t(): the column-major weight cuBLASLt's int8 GEMM takes (a row-major one falls back to
         # a kernel about 7x slower on an H200: bench/results/gemm_int8_cuda.json)
         out["matmul_int8_tflops"] = 2 * n ** 3 / timer(lambda: torch._int_mm(a, b.t()), 5) / 1e12
-    src = torch.empty(256 * 2 ** 20 if device.type == "cuda" else 16 * 2 ** 20, dtype=torch.uint8,
-                      device=device)
+    src = torch.empty((256 if device.type == "cuda" else 16) * 2 ** 20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     out["copy_gbps"] = 2 * src.numel() / timer(lambda: dst.copy_(src), 5) / 1e9  # read + write
     return out
@@ -300,9 +299,9 @@ def peak_memory(fn) -> float:
 def make_batch(s, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, s["vocab"], (s["batch"], s["seq"]), generator=gen)
-    mask = torch.ones_like(ids)
     labels = torch.randint(0, 2, (s["batch"],), generator=gen)
-    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids)}
     return {k: v.to(device) for k, v in batch.items()}, labels.to(device)
 
 
@@ -361,11 +360,10 @@ def main(argv=None) -> dict:
     timer, t_start = Timer(device), time.perf_counter()
     peaks = device_peaks(device, timer, s["peak_n"])
     batch, labels = make_batch(s, device)
-    record = {"name": f"sim_{args.size}{args.tag}", "size": args.size,
-              "fused_lif": os.environ.get("STP_FUSED_LIF", "auto"), "setup": {
-        k: v for k, v in s.items() if k != "reps"}, "peaks": peaks, "widths": {},
-        "weights": "random (reference_loop.random_model)" + (", 1-bit" if args.binary else "")
-                   + "; timing only"}
+    weights = "random (reference_loop.random_model)" + (", 1-bit" if args.binary else "")
+    record = {"name": f"sim_{args.size}{args.tag}", "size": args.size, "widths": {},
+              "fused_lif": os.environ.get("STP_FUSED_LIF", "auto"), "peaks": peaks,
+              "setup": {k: v for k, v in s.items() if k != "reps"}, "weights": weights + "; timing only"}
     for i, (hidden, inter) in enumerate(s["widths"]):
         model = random_model(seed=i, vocab_size=s["vocab"], hidden_size=hidden,
                              intermediate_size=inter, num_hidden_layers=s["layers"],
@@ -391,9 +389,8 @@ def main(argv=None) -> dict:
     path = REPO_ROOT / "data" / "bench" / f"{record['name']}_{device.type}.json"
     atomic_write_json(path, record)
     rows = summary_rows(record)
-    w = max(len(r[0]) for r in rows)
     for name, value, target in rows:
-        print(f"{name:<{w}}  {value:<40} {target}")
+        print(f"{name:<{max(len(r[0]) for r in rows)}}  {value:<40} {target}")
     print(f"wrote {path.relative_to(REPO_ROOT)} in {record['provenance']['wall_time_s']:.1f} s")
     return record
 

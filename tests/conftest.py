@@ -11,7 +11,6 @@ fire at an intermediate rate (checked by ``test_fixture_populations_are_active``
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import torch
@@ -101,8 +100,7 @@ def run_dirs(tmp_path, monkeypatch):
     return tmp_path
 
 
-# ---- bad inputs: each is rejected with a clear message, quickly, and writes nothing --------------
-QUICK_S = 5.0          # a rejected input never gets near a stage; generous for a slow CI box
+# ---- bad inputs: each is rejected with a clear message, before any work, and writes nothing -----
 
 
 def rows(table):
@@ -130,10 +128,15 @@ def expect_rejected(kind, what, fragment, capsys) -> str:
 
 
 def expect_rejected_quickly(kind, what, fragment, capsys) -> None:
-    """:func:`expect_rejected`, within ``QUICK_S`` seconds (before any real work)."""
-    start = time.perf_counter()
+    """:func:`expect_rejected` before any real work: under the ``outdirs`` fixture, whose
+    stand-ins make a stage, a record run or a book build raise (a structural check, not a
+    wall-clock bound, which a busy CI box would make flaky)."""
+    import stpcore.report.book as book
+    import stpcore.runs.runner as runner
+    guards = (runner.run_stage, runner.Run.record, book.build_book)
+    assert all(getattr(g, "__name__", None) == "no_stage" for g in guards), \
+        "expect_rejected_quickly needs the outdirs fixture (no stage may start)"
     expect_rejected(kind, what, fragment, capsys)
-    assert time.perf_counter() - start < QUICK_S
 
 
 @pytest.fixture

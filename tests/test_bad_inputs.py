@@ -67,7 +67,7 @@ BAD = [
     ("base_sweep<1", *cli("--set", "base_sweep=[0.9]"), "`base_sweep` must be a non-empty tuple"),
     ("progress=1", *cli("--set", "progress=1"), "`progress` must be a bool"),
     ("train_limit=0", *cli("--set", "train_limit=0"), "`train_limit` must be an int >= 1 or None; got 0"),
-    ("max_length=1000", *cli("--set", "max_length=1000"), "`max_length` must be an int in [2, 512]"),
+    ("max_length=1000", *cli("--set", "max_length=1000"), "`max_length` must be an int in [8, 512]"),
     ("penalty_fraction=1.5", *cli("--set", "penalty_fraction=1.5"), "`penalty_fraction` must be a finite number in [0, 1]; got 1.5"),
     ("pca_base=1", *cli("--set", "pca_base=1.0"), "`pca_base` must be a finite number > 1; got 1.0"),
     ("heldout_fraction=1", *cli("--set", "heldout_fraction=1"), "`heldout_fraction` must be a finite number in (0, 1)"),

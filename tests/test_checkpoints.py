@@ -231,3 +231,54 @@ def test_packed_folder_is_under_the_budget(tiny_binary, tmp_path):
         assert f"{name}.weight" not in keys and f"{name}.alpha" in keys
         assert signs[name].dtype == torch.uint8
         assert tuple(signs[name].shape) == (w.shape[0], -(-w.shape[1] // 8))
+
+
+def test_over_budget_checkpoint_writes_nothing_and_names_the_limit(tiny_binary, tmp_path,
+                                                                   monkeypatch):
+    """The size is checked before any file is written; the error says what the limit is for."""
+    from stpcore.runs import checkpoints
+    monkeypatch.setattr(checkpoints, "MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match="MAX_BYTES = 1000 bytes .*transfer limit"):
+        pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    assert list(tmp_path.iterdir()) == []                    # no folder, no .tmp folder
+
+
+def test_packed_files_are_what_the_writers_write(tiny_binary, tmp_path):
+    """pack_checkpoint writes the bytes save_file / to_json_file / atomic_write_json write."""
+    from safetensors.torch import load_file
+    from stpcore.runs.records import atomic_write_json
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    atomic_write_json(tmp_path / "ref.json", _tiny_record())
+    assert (out / "record.json").read_bytes() == (tmp_path / "ref.json").read_bytes()
+    assert json.loads((out / "config.json").read_text())["word_embeddings_source"] == "tiny-teacher"
+    assert load_file(out / "packed.safetensors")
+
+
+def test_model_card_names_the_records_teacher():
+    card = model_card(_tiny_record())
+    assert "the teacher is `tiny-teacher`" in card and "MiniLM" not in card
+    minilm = {**_tiny_record(), "config": {**_tiny_record()["config"], "teacher": "all-minilm-l6-v2"}}
+    assert "the teacher is MiniLM-L6 (width 384)" in model_card(minilm)
+
+
+def test_from_pretrained_takes_config_and_word_embeddings_source(tiny_binary, tmp_path, asked):
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    config = SpikingBertConfig.from_pretrained(out)
+    asked.clear()
+    model = SpikingBertForSequenceClassification.from_pretrained(
+        out, config=config, word_embeddings_source="other")
+    assert asked == ["other"] and model.config.word_embeddings_source == "other"
+
+
+def test_config_overrides_of_from_pretrained_are_validated(tiny_binary, tmp_path):
+    out = pack_checkpoint(tiny_binary, tmp_path / "tiny", _tiny_record())
+    for bad, name in ((dict(timesteps=-5), "timesteps"), (dict(time_chunk=0), "time_chunk"),
+                      (dict(leak=5.0), "leak")):
+        with pytest.raises(ValueError, match=f"`{name}` must be"):
+            SpikingBertForSequenceClassification.from_pretrained(out, **bad)
+    folder = tmp_path / "full"
+    tiny_binary.save_pretrained(folder)
+    with pytest.raises(ValueError, match="`timesteps` must be"):
+        SpikingBertForSequenceClassification.from_pretrained(folder, timesteps=-5)
+    with pytest.raises(ValueError, match="`timesteps` must be"):
+        SpikingBertConfig.from_pretrained(folder, timesteps=0)

@@ -1,6 +1,9 @@
 """LIF scan: the Python loop on CPU, and the fused Triton kernel against it (CUDA, or CPU under
 TRITON_INTERPRET=1 with triton installed; skipped otherwise)."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +20,28 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" and fused_lif_available()
 
 
 def test_kernels_import_without_triton():
-    assert isinstance(fused_lif_available(), bool)
+    """A CPU-only install: in a fresh interpreter where triton cannot be imported
+    (``sys.modules["triton"] = None`` makes every ``import triton...`` raise
+    ModuleNotFoundError), every module that touches triton imports, the fused paths report
+    unavailable and the loop runs. (The packages' ``__init__`` are bypassed, which import
+    transformers and take seconds; none of these modules needs them.)"""
+    snn = Path(kernels.__file__).resolve().parent
+    code = "\n".join([
+        "import sys, types",
+        "sys.modules['triton'] = None",
+        f"for name, path in (('stpcore', {str(snn.parent)!r}), ('stpcore.snn', {str(snn)!r})):",
+        "    sys.modules[name] = types.ModuleType(name)",
+        "    sys.modules[name].__path__ = [path]",
+        "from stpcore.snn import kernels, lif, bernoulli, int_kernels, spike_attention",
+        "import torch",
+        "assert kernels.fused_lif_available() is False and kernels.triton is None",
+        "assert int_kernels.int_kernels_available() is False",
+        "s, _ = lif.lif_scan(torch.full((8, 1), 0.5), 1.0)",
+        "assert s[:, 0].tolist() == [0, 1] * 4",
+        "print(kernels.__file__)"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(snn / "kernels.py")      # the stpcore under test
 
 
 def test_lif_scan_cpu_constant_current():
@@ -75,6 +99,17 @@ def _check_fused(device):
     tail, _ = fused_lif_scan(cur[20:], 0.9, state=mid, counts=counts, spike_dtype=torch.int8)
     assert torch.equal(counts, 2 + head.sum(0) + tail.sum(0, dtype=torch.float32))
     assert 0 < (counts - 2).mean() < len(cur)
+    # exactly at threshold (dyadic, so exact in fp32): H(0) = 1 spikes. I = 3/8, V = 1:
+    # u = .375 .75 1.125* .5 .875 1.25* .625 1.0* (test_lif's hand-computed train); I = 1/2, 1/4
+    # reach u = V = 1 exactly at steps 2 and 4; I = 1 at every step
+    exact = torch.tensor([0.375, 0.5, 0.25, 1.0], device=device).expand(12, 4)
+    want = [[3, 6, 8, 11], [2, 4, 6, 8, 10, 12], [4, 8, 12], list(range(1, 13))]
+    for vth in (1.0, torch.tensor(1.0, device=device)):
+        for dtype in (torch.float32, torch.bfloat16):
+            out, (u, s) = fused_lif_scan(exact.to(dtype), vth)
+            fired = [(out[:, i] == 1).nonzero().flatten().add(1).tolist() for i in range(4)]
+            assert fired == want, (vth, dtype, fired)
+            assert torch.equal(out.float(), lif_scan_loop(exact.float(), vth)[0])
 
 
 def _check_norm_fused(device):

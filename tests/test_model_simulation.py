@@ -135,10 +135,14 @@ def test_zero_input_and_zero_biases_are_silent(tiny_model):
 # ---- Eq. 11: the sequential executor ------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(3, 7, 16), (2, 5, 32)])
 def test_bernoulli_input_spike_rate_matches_probability(shape):
+    """stpcore's draw for Eq. 11 (:func:`stpcore.snn.bernoulli.draw_bernoulli`, on this device):
+    spikes [T, *shape] whose per-neuron rate is the given probability."""
+    from stpcore.snn.bernoulli import draw_bernoulli
     gen = torch.Generator().manual_seed(0)
     p = torch.rand(shape, generator=gen)
     T = 400
-    s = torch.bernoulli(p.expand(T, *p.shape), generator=gen)
+    s = draw_bernoulli(p, T, torch.float32, gen)
+    assert s.shape == (T, *shape) and s.dtype == torch.float32
     assert set(s.unique().tolist()) <= {0.0, 1.0}
     sigma = (p * (1 - p) / T).sqrt()
     assert torch.all((s.mean(0) - p).abs() <= 4 * sigma + 1e-6)

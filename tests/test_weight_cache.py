@@ -96,7 +96,8 @@ def test_writes_through_data_are_not_seen(counted, tiny_batch):
 
 def test_evaluation_prepares_once_and_a_spiking_teacher_keeps_its_cache(counted):
     """evaluate() prepares the weights once for all its batches and leaves the cache off after;
-    a Distiller turns its (frozen) spiking teacher's cache on for good."""
+    a Distiller turns its (frozen) spiking teacher's cache on while open, and close() or leaving
+    its ``with`` block restores the teacher's setting."""
     from stpcore.train.distill import Distiller
     from stpcore.train.loop import evaluate
     from conftest import loader
@@ -105,5 +106,11 @@ def test_evaluation_prepares_once_and_a_spiking_teacher_keeps_its_cache(counted)
     assert result["examples"] == 9 and len(counted) == 1
     assert model.spiking_bert.weight_cache is None
     teacher = make_tiny_model(seed=1)
-    Distiller(teacher, [1, 2], 16, "prediction")
+    kd = Distiller(teacher, [1, 2], 16, "prediction")
     assert isinstance(teacher.spiking_bert.weight_cache, prepared.WeightCache)
+    kd.close()
+    kd.close()                                           # idempotent
+    assert teacher.spiking_bert.weight_cache is None
+    with Distiller(teacher, [1, 2], 16, "prediction") as kd:
+        assert isinstance(teacher.spiking_bert.weight_cache, prepared.WeightCache)
+    assert teacher.spiking_bert.weight_cache is None

@@ -17,10 +17,10 @@ Eq. 15-21, weighted by the presynaptic spiking rates it is the numerator of Eq. 
 from __future__ import annotations
 
 import math
-from numbers import Integral
 
 import torch
 
+from ..snn.checks import check_arg as _check, is_int
 from ..snn.layer import POPULATIONS
 
 
@@ -43,11 +43,6 @@ POSTSYNAPTIC = {"query": "attention", "key": "key", "value": "value", "scores": 
                 "intermediate": "intermediate", "output": "output"}
 
 
-def _check(ok: bool, fn: str, name: str, allowed: str, got) -> None:
-    if not ok:
-        raise ValueError(f"{fn}: `{name}` must be {allowed}; got {got!r}")
-
-
 def _as_mask(mask, fn: str, name: str, width: int | None) -> torch.Tensor:
     mask = torch.as_tensor(mask)
     shape = f"a 2-D tensor [L, {width if width is not None else 'F'}]"
@@ -63,11 +58,11 @@ def _as_mask(mask, fn: str, name: str, width: int | None) -> torch.Tensor:
 def _check_config(head_mask, neuron_mask, layer_timesteps, seq_len, hidden_size, num_heads,
                   fn: str):
     """Validate the arguments shared by all counts; return float64 ``(h, n, t)``."""
-    _check(isinstance(num_heads, Integral) and num_heads >= 1, fn, "num_heads", "an int >= 1",
+    _check(is_int(num_heads) and num_heads >= 1, fn, "num_heads", "an int >= 1",
            num_heads)
-    _check(isinstance(hidden_size, Integral) and hidden_size >= 1 and hidden_size % num_heads == 0,
+    _check(is_int(hidden_size) and hidden_size >= 1 and hidden_size % num_heads == 0,
            fn, "hidden_size", f"an int >= 1 divisible by num_heads={num_heads}", hidden_size)
-    _check(isinstance(seq_len, Integral) and seq_len >= 1, fn, "seq_len", "an int >= 1", seq_len)
+    _check(is_int(seq_len) and seq_len >= 1, fn, "seq_len", "an int >= 1", seq_len)
     head = _as_mask(head_mask, fn, "head_mask", num_heads)
     neuron = _as_mask(neuron_mask, fn, "neuron_mask", None).to(head.device)
     n_layers = head.shape[0]
@@ -109,8 +104,15 @@ def _as_timesteps(timesteps, n_layers: int, device, fn: str) -> torch.Tensor:
 def population_latency(timesteps, n_layers: int) -> float:
     """Mean timesteps over the spiking populations that have their own timesteps: the
     embedding and the six per layer (25 for 4 layers) for the per-population dict; a per-layer
-    list counts as every population of layer l at t^l and the embedding at t^1."""
+    list counts as every population of layer l at t^l and the embedding at t^1. The latency
+    the records store (``mean_latency`` of :func:`spiking_costs`); not
+    :func:`stpcore.prune.temporal.mean_latency`, a per-layer mean for a list."""
+    _check(is_int(n_layers) and n_layers >= 1, "population_latency", "n_layers",
+           "an int >= 1", n_layers)
     if not isinstance(timesteps, dict):
+        _check(isinstance(timesteps, (list, tuple, torch.Tensor)) and len(timesteps) >= 1,
+               "population_latency", "timesteps",
+               f"a per-population dict or {n_layers} per-layer numbers", timesteps)
         steps = [float(v) for v in timesteps]
         timesteps = {"embedding": steps[0], "layers": [[v] * len(POPULATIONS) for v in steps]}
     t = _as_timesteps(timesteps, n_layers, "cpu", "population_latency")
@@ -118,7 +120,7 @@ def population_latency(timesteps, n_layers: int) -> float:
 
 
 def _check_reference(reference_timesteps, fn: str) -> None:
-    _check(isinstance(reference_timesteps, Integral) and reference_timesteps >= 1, fn,
+    _check(is_int(reference_timesteps) and reference_timesteps >= 1, fn,
            "reference_timesteps", "an int >= 1 (T_conv)", reference_timesteps)
 
 

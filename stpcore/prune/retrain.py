@@ -37,7 +37,8 @@ from torch import nn
 
 from . import acs
 from .acs import spiking_costs
-from .temporal import (check_granularity, collect_population_traces, flatten_populations,
+from ..snn.checks import check_arg, is_int, is_positive, is_real
+from .temporal import (GRANULARITIES, check_granularity, collect_population_traces, flatten_populations,
                        prune_population_timesteps, prune_timesteps, running_rate,
                        unflatten_populations)
 from ..train.loop import evaluate, fit, model_inputs
@@ -45,6 +46,23 @@ from ..train.loop import evaluate, fit, model_inputs
 
 @dataclass
 class RetrainConfig:
+    """Settings of :func:`retrain` (Eq. 12-13), validated at construction (a ValueError names
+    the field, what is allowed and what was given, before any training).
+
+    epochs, lr: the loop's (:func:`stpcore.train.loop.fit`). learn_masks: train head/neuron
+    mask logits (:class:`MaskLogits`, started at +-``mask_init``, at ``mask_lr``);
+    penalty_lambda: lambda of the AC penalty, on for the first ``penalty_fraction`` of the steps
+    and scaled by ``(penalty_reference_width / D)**2`` (the paper's lambda is BERT-base's, width
+    768; None: unscaled); freeze_masks: fix the logits after the penalty phase; activity_eta:
+    eta of Eq. 13; learnable_threshold: train V_th at ``threshold_lr``. pca_every: re-allocate
+    the timesteps by PCA (Eq. 10, ``pca_variance``, base ``pca_base``) every that many steps, per
+    ``granularity`` ("sublayer" or "layer"); None keeps them.
+
+    Taken from the model or the data when None (the pipeline, :mod:`stpcore.runs.pruning`,
+    passes both from the profile): ``t_conv``, the T_conv of Eq. 10, is the model's
+    ``config.timesteps``; ``seq_len``, the N of the AC penalty and of #C, is each batch's
+    (padded) sequence length (:func:`stpcore.train.loop.evaluate`: the longest batch's).
+    """
     epochs: int = 1
     lr: float = 2e-5
     learn_masks: bool = False
@@ -56,13 +74,33 @@ class RetrainConfig:
     pca_every: int | None = None          # None: timesteps stay fixed
     pca_variance: float = 0.99999
     pca_base: float = 1.02
-    t_conv: int = 85
+    t_conv: int | None = None             # None: the model's config.timesteps
     mask_init: float = 2.0
     penalty_reference_width: int | None = 768   # lambda is the width-768 (BERT-base) value
     freeze_masks: bool = True                   # mask logits fixed after the penalty phase
     threshold_lr: float = 1e-3                  # own AdamW group, no weight decay
-    seq_len: int = 128
+    seq_len: int | None = None            # None: each batch's sequence length
     granularity: str = "sublayer"         # PCA re-allocation: "sublayer" or "layer"
+
+    def __post_init__(self):
+        def need(ok, name, allowed):
+            check_arg(ok, "RetrainConfig", name, allowed, getattr(self, name))
+        count = lambda v: is_int(v) and v >= 1
+        need(count(self.epochs), "epochs", "an int >= 1")
+        for name in ("lr", "mask_lr", "threshold_lr", "mask_init"):
+            need(is_positive(getattr(self, name)), name, "a number > 0")
+        for name in ("penalty_lambda", "activity_eta"):
+            need(is_real(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
+        need(is_real(self.penalty_fraction) and 0 <= self.penalty_fraction <= 1,
+             "penalty_fraction", "in [0, 1]")
+        for name in ("learn_masks", "learnable_threshold", "freeze_masks"):
+            need(isinstance(getattr(self, name), bool), name, "True or False (a bool)")
+        for name in ("pca_every", "t_conv", "seq_len", "penalty_reference_width"):
+            need(getattr(self, name) is None or count(getattr(self, name)), name,
+                 "None or an int >= 1")
+        need(is_real(self.pca_variance) and 0 < self.pca_variance <= 1, "pca_variance", "in (0, 1]")
+        need(is_real(self.pca_base) and self.pca_base > 1, "pca_base", "a number > 1 (Eq. 10)")
+        need(self.granularity in GRANULARITIES, "granularity", f"one of {GRANULARITIES}")
 
 
 class MaskLogits(nn.Module):
@@ -159,8 +197,8 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
     scale = penalty_scale(bert.config.hidden_size, cfg.penalty_reference_width)
     masks_start = (bert.head_mask.detach().clone(), bert.neuron_mask.detach().clone())
     vth_start = [float(v) for v in bert.vth().detach().cpu()]
-    geometry = dict(seq_len=cfg.seq_len, hidden_size=bert.config.hidden_size,
-                    num_heads=bert.config.num_attention_heads)
+    t_conv = bert.config.timesteps if cfg.t_conv is None else cfg.t_conv
+    geometry = dict(hidden_size=bert.config.hidden_size, num_heads=bert.config.num_attention_heads)
     state = {"step": 0, "timesteps": [], "penalty_steps": 0}
     travel = max_logit_travel(cfg.mask_lr, penalty_steps)
     if logits is not None and cfg.penalty_lambda > 0 and travel <= cfg.mask_init:
@@ -183,7 +221,9 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
         out = m(**model_inputs(batch), labels=batch["labels"], **extra, **kw)
         loss = out.loss
         if logits is not None and cfg.penalty_lambda > 0 and state["step"] < penalty_steps:
-            m_acs = acs.count_acs(*logits.soft(), bert.config.per_population_timesteps, **geometry)
+            n = batch["input_ids"].shape[1] if cfg.seq_len is None else cfg.seq_len
+            m_acs = acs.count_acs(*logits.soft(), bert.config.per_population_timesteps,
+                                  seq_len=n, **geometry)
             loss = loss + cfg.penalty_lambda * scale * m_acs.float()
             state["penalty_steps"] += 1
         if cfg.activity_eta > 0:
@@ -194,7 +234,7 @@ def retrain(model, train_loader, cfg: RetrainConfig, device, heldout_loader=None
         state["step"] = step
         if cfg.pca_every and step % cfg.pca_every == 0:
             _, steps = reallocate_timesteps(model, trace_loader, device, cfg.pca_variance,
-                                            cfg.pca_base, cfg.t_conv, sim_dtype, cfg.granularity)
+                                            cfg.pca_base, t_conv, sim_dtype, cfg.granularity)
             key = "layer_timesteps" if cfg.granularity == "layer" else "population_timesteps"
             state["timesteps"].append({"step": step, key: steps})
             model.train()

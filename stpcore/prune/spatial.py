@@ -15,18 +15,34 @@ output sublayer). Steps:
 """
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
 
 from . import acs
+from ..snn.checks import check_arg, is_int, is_real
 from ..train.loop import model_inputs, to_device
 
 SCORINGS = ("fisher", "fisher_asr_neuron", "fisher_asr_attn", "fisher_asr")
 
 
+def _shape(t) -> tuple | str:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def check_mask_pair(fn: str, head, neuron, names=("head", "neuron")) -> None:
+    """``head`` ``[L, heads]`` and ``neuron`` ``[L, F]``: 2-D tensors with the same L >= 1."""
+    for name, t in zip(names, (head, neuron)):
+        check_arg(isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[0] >= 1, fn, name,
+                  "a 2-D tensor [L, units]", _shape(t))
+    check_arg(head.shape[0] == neuron.shape[0], fn, names[1],
+              f"[L, F] with the same L={head.shape[0]} as `{names[0]}`", _shape(neuron))
+
+
 def collect_mask_grads(model, loader, device, num_samples: int, sim_dtype=torch.float32):
-    """Per-batch mask gradients ``([S, L, heads], [S, L, F])`` and unit ASRs ``([L, heads], [L, F])``."""
+    """Per-batch mask gradients ``([S, L, heads], [S, L, F])`` and unit ASRs ``([L, heads], [L, F])``
+    from the first batches of ``loader`` that hold ``num_samples`` examples (an int >= 1; at
+    least one batch)."""
+    check_arg(is_int(num_samples) and num_samples >= 1, "collect_mask_grads", "num_samples",
+              "an int >= 1", num_samples)
     bert = model.spiking_bert
     model.eval()
     head_g, neuron_g, seen, tokens = [], [], 0, 0
@@ -51,6 +67,8 @@ def collect_mask_grads(model, loader, device, num_samples: int, sim_dtype=torch.
                 neuron_r[l] += (r["intermediate"] * valid).sum((0, 1)).cpu()
             tokens += int(valid.sum())
             seen += len(batch["labels"])
+    check_arg(bool(head_g), "collect_mask_grads", "loader", "an iterable of at least one batch",
+              "no batches")
     head_size = bert.config.hidden_size // bert.config.num_attention_heads
     return (torch.stack(head_g), torch.stack(neuron_g),
             head_r / (tokens * head_size), neuron_r / tokens)
@@ -62,9 +80,15 @@ def compute_fisher_info(head_grads: torch.Tensor, neuron_grads: torch.Tensor):
 
 
 def score_units(head_fisher, neuron_fisher, head_rate, neuron_rate, scoring: str):
-    """Importance of every head and neuron (Table II's four scorings, Eq. 7-8)."""
+    """Importance of every head and neuron (Table II's four scorings, Eq. 7-8). Each rate has
+    its Fisher's shape (``[L, heads]``, ``[L, F]``; no broadcasting)."""
     if scoring not in SCORINGS:
         raise ValueError(f"`scoring` must be one of {SCORINGS}; got {scoring!r}")
+    check_mask_pair("score_units", head_fisher, neuron_fisher, ("head_fisher", "neuron_fisher"))
+    for name, rate, fisher in (("head_rate", head_rate, head_fisher),
+                               ("neuron_rate", neuron_rate, neuron_fisher)):
+        check_arg(isinstance(rate, torch.Tensor) and rate.shape == fisher.shape, "score_units",
+                  name, f"a tensor of its Fisher's shape {tuple(fisher.shape)}", _shape(rate))
     use_attn = scoring in ("fisher_asr_attn", "fisher_asr")
     use_neuron = scoring in ("fisher_asr_neuron", "fisher_asr")
     return (head_fisher * head_rate if use_attn else head_fisher,
@@ -80,9 +104,11 @@ def unit_costs(head_mask, neuron_mask, layer_timesteps, seq_len, hidden_size, nu
 
 
 def _check_inputs(head_score, neuron_score, head_cost, neuron_cost, budget) -> None:
-    """``budget`` a number in (0, 1]; each cost tensor shaped as its scores, finite and >= 0."""
-    if not (isinstance(budget, Real) and not isinstance(budget, bool) and 0 < budget <= 1):
+    """``budget`` a number in (0, 1]; scores ``[L, heads]`` and ``[L, F]`` with one L; each cost
+    tensor shaped as its scores, finite and >= 0."""
+    if not (is_real(budget) and 0 < budget <= 1):
         raise ValueError(f"`budget` must be in (0, 1] (a fraction of the unpruned ACs); got {budget!r}")
+    check_mask_pair("search_mask", head_score, neuron_score, ("head_score", "neuron_score"))
     for name, score, cost in (("head", head_score, head_cost), ("neuron", neuron_score, neuron_cost)):
         if cost.shape != score.shape:
             raise ValueError(f"`{name}_cost` must have the shape of `{name}_score`, "
@@ -143,7 +169,17 @@ def pruned_fisher_loss(grads: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def rearrange_mask(mask: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Greedy within-layer rearrangement: per layer, keep the number of pruned units, re-choose
-    them one by one to minimise the block-diagonal Fisher loss; keep whichever is better."""
+    them one by one to minimise the block-diagonal Fisher loss; keep whichever is better.
+    ``mask``: 0/1 ``[L, units]``; ``grads``: ``[S, L, units]`` (:func:`collect_mask_grads`)."""
+    check_arg(isinstance(mask, torch.Tensor) and mask.dim() == 2, "rearrange_mask", "mask",
+              "a 2-D 0/1 tensor [L, units]", _shape(mask))
+    bad = mask[(mask != 0) & (mask != 1)]
+    check_arg(bad.numel() == 0, "rearrange_mask", "mask", "0/1 valued",
+              f"{bad.numel()} other value(s), e.g. {bad[:3].tolist()}")
+    check_arg(isinstance(grads, torch.Tensor) and grads.dim() == 3 and grads.shape[0] >= 1
+              and tuple(grads.shape[1:]) == tuple(mask.shape), "rearrange_mask", "grads",
+              f"a tensor [S, L, units] = [S >= 1, {mask.shape[0]}, {mask.shape[1]}] (the mask's "
+              f"L and units)", _shape(grads))
     out = mask.clone()
     for l in range(mask.shape[0]):
         g = grads[:, l].double()                                   # [S, units]

@@ -13,10 +13,10 @@ temporal complexity c, and Eq. 10 maps the c's to timesteps. Two granularities:
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import torch
 
+from ..snn.checks import check_arg as _check, is_int, is_real
 from ..snn.layer import POPULATIONS
 from ..train.loop import model_inputs, to_device
 
@@ -24,11 +24,6 @@ GRANULARITIES = ("sublayer", "layer")
 #: Trace readings of :func:`population_components` as (rate, aggregation) pairs.
 READINGS = {"running/tokens": ("running", "tokens"), "step/tokens": ("step", "tokens"),
             "running/examples": ("running", "examples"), "step/examples": ("step", "examples")}
-
-
-def _check(ok: bool, fn: str, name: str, allowed: str, got) -> None:
-    if not ok:
-        raise ValueError(f"{fn}: `{name}` must be {allowed}; got {got!r}")
 
 
 def running_rate(spikes) -> torch.Tensor:
@@ -51,7 +46,7 @@ def count_components(traces, variance: float = 0.99999) -> int:
     layer whose rates never change) has 1 component by convention, and so does a population
     with no neurons left (``F = 0``: every head or neuron of it pruned), which carries nothing.
     """
-    _check(isinstance(variance, Real) and not isinstance(variance, bool) and 0 < variance <= 1,
+    _check(is_real(variance) and 0 < variance <= 1,
            "count_components", "variance", "in (0, 1]", variance)
     traces = torch.as_tensor(traces).to(torch.float64)
     _check(traces.dim() == 2 and traces.shape[0] >= 2,
@@ -79,12 +74,12 @@ def allocate_timesteps(components, base: float, t_conv: int) -> list[int]:
     Evaluated as ``b^{c^l - max_j c^j}``, a power <= 1 that cannot overflow for c in the
     thousands (it may underflow to 0, giving the floor of 1 timestep).
     """
-    _check(isinstance(base, Real) and math.isfinite(base) and base > 1,
+    _check(is_real(base) and base > 1,
            "allocate_timesteps", "base", "> 1", base)
-    _check(isinstance(t_conv, Integral) and not isinstance(t_conv, bool) and t_conv >= 1,
+    _check(is_int(t_conv) and t_conv >= 1,
            "allocate_timesteps", "t_conv", "an int >= 1", t_conv)
     components = list(components)
-    _check(len(components) >= 1 and all(isinstance(c, Integral) and not isinstance(c, bool)
+    _check(len(components) >= 1 and all(is_int(c)
                                         and c >= 1 for c in components),
            "allocate_timesteps", "components", "a non-empty list of ints >= 1", components)
     top = max(components)
@@ -150,7 +145,8 @@ def collect_population_traces(model, loader, device, sim_dtype=torch.float32,
     ``[t, width]`` trace (divided by its own valid tokens), concatenated along the neuron axis
     into ``[t, examples x width]`` -- the rows stay timesteps, so PCA still counts temporal
     components, but example-to-example differences are no longer averaged away. Returned as
-    ``{"embedding": trace, "layers": [[trace per POPULATIONS]]}`` on the CPU."""
+    ``{"embedding": trace, "layers": [[trace per POPULATIONS]]}`` on the CPU. ``loader`` must
+    yield at least one batch."""
     model.eval()
     sums, parts, tokens = None, [], 0
     with model.spiking_bert.cache_weights():     # weights prepared once (stpcore.snn.prepared)
@@ -169,6 +165,8 @@ def collect_population_traces(model, loader, device, sim_dtype=torch.float32,
                 flat = [tr.sum(1).cpu() for tr in flat]
                 sums = flat if sums is None else [a + b for a, b in zip(sums, flat)]
                 tokens += sim.num_tokens
+    _check(bool(parts) or sums is not None, "collect_population_traces", "loader",
+           "an iterable of at least one batch", "no batches")
     if per_example:
         out = [torch.cat([p[i] for p in parts], dim=1) for i in range(len(parts[0]))]
         out = [tr.reshape(tr.shape[0], -1) for tr in out]      # [t, examples x width]
@@ -210,8 +208,14 @@ def population_components(model, loader, device, variance: float, readings=tuple
 
 
 def mean_latency(layer_timesteps) -> float:
-    """Latency as in Table III: the mean of the timesteps, over the layers for a per-layer
-    list, over the spiking populations (embedding + 6 per layer) for the per-population dict."""
+    """The plain mean of the timesteps given: over the *layers* for a per-layer list ``[t^1..
+    t^L]`` (the tutorial's per-layer reading of Eq. 10), over the spiking populations
+    (embedding + 6 per layer) for the per-population dict.
+
+    Not the latency the records store: that is :func:`stpcore.prune.acs.population_latency`,
+    which always averages over the 1 + 6 L populations (a per-layer list counts every
+    population of layer l at t^l and the embedding at t^1), so for a per-layer list the two
+    differ (``[85, 40, 20, 10]``: 38.75 here, 40.6 there); for the dict they agree."""
     if isinstance(layer_timesteps, dict):
         layer_timesteps = flatten_populations(layer_timesteps)
     steps = [float(t) for t in layer_timesteps]

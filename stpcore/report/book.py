@@ -40,7 +40,7 @@ MATHJAX_STATIC = Path("_build") / "mathjax_static"      # relative to the book d
 #: Modules documented on the API page, in this order.
 API_MODULES = tuple(f"stpcore.{m}" for m in (
     "snn.config snn.lif snn.layer snn.model snn.prepared snn.quant snn.packed snn.kernels "
-    "snn.int_kernels snn.spike_attention snn.bernoulli snn.sequential snn.integer train.data "
+    "snn.int_kernels snn.spike_attention snn.bernoulli snn.sequential snn.integer snn.checks snn.inputs train.data "
     "train.corpus train.teacher train.distill train.loop prune.acs prune.spatial "
     "prune.temporal prune.retrain runs.profiles runs.runner runs.foundation runs.pruning "
     "runs.records runs.seeding runs.checkpoints runs.validate runs.sweep report.paper "

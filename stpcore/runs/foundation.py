@@ -60,11 +60,11 @@ def intermediate_kd(run: Run, student, teacher, loader, epochs: int, **options) 
     ``options``: :func:`fit_options`."""
     p = run.profile
     student.spiking_bert.word_embeddings.weight.requires_grad_(not p.freeze_word_embeddings)
-    ikd = Distiller(teacher, teacher_layer_map(run, teacher), student.config.hidden_size,
-                    "intermediate").to(run.device)
-    return [{"phase": "intermediate_kd", **row} for row in
-            fit(student, loader, epochs=epochs, lr=p.kd_lr, loss_fn=ikd, extra_modules=(ikd.fit,),
-                select_best=False, desc="ikd", **options)]
+    with Distiller(teacher, teacher_layer_map(run, teacher), student.config.hidden_size,
+                   "intermediate").to(run.device) as ikd:
+        return [{"phase": "intermediate_kd", **row} for row in
+                fit(student, loader, epochs=epochs, lr=p.kd_lr, loss_fn=ikd,
+                    extra_modules=(ikd.fit,), select_best=False, desc="ikd", **options)]
 
 
 @stage("general_kd", switch=general_kd_on)
@@ -102,9 +102,12 @@ def distill_stage(run: Run, student, teacher, ikd_epochs: int, second: str, seco
                          "prediction")
     else:
         loss = label_loss
-    hist += [{"phase": second, **row} for row in
-             fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
-                 desc=second, **common)]
+    try:
+        hist += [{"phase": second, **row} for row in
+                 fit(student, kd_loader, epochs=second_epochs, lr=second_lr, loss_fn=loss,
+                     desc=second, **common)]
+    finally:
+        getattr(loss, "close", lambda: None)()
     return hist
 
 

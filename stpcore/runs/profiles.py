@@ -8,14 +8,13 @@ rates, sample counts) is set here, with the public SpikingBERT code's value wher
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from typing import Any, Callable, NamedTuple
 
 from ..train.corpus import GENERAL_SOURCES, general_sources_ok
-from ..train.data import TASKS
+from ..snn.checks import is_int, is_real
+from ..train.data import MAX_MAX_LENGTH, MIN_MAX_LENGTH, TASKS
 
 # Table I of the paper (the paper's learning rate is listed but not used: see `retrain_lr`).
 TABLE_I = {
@@ -134,17 +133,11 @@ class Rule(NamedTuple):
     normalise: Callable[[Any], Any] | None = None
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def int_rule(low: int = 1, optional: bool = False) -> Rule:
-    text = f"an int >= {low}" + (" or None" if optional else "")
-    return Rule(text, lambda v: (optional and v is None) or (_is_int(v) and v >= low))
+def int_rule(low: int = 1, optional: bool = False, high: int | None = None) -> Rule:
+    text = (f"an int >= {low}" if high is None else f"an int in [{low}, {high}]") + (
+        " or None" if optional else "")
+    return Rule(text, lambda v: (optional and v is None) or (
+        is_int(v) and v >= low and (high is None or v <= high)))
 
 
 def float_rule(low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -158,7 +151,7 @@ def float_rule(low: float | None = None, high: float | None = None, low_open: bo
         text = "a finite number"
 
     def ok(v) -> bool:
-        if not _is_real(v):
+        if not is_real(v):
             return False
         if low is not None and (v <= low if low_open else v < low):
             return False
@@ -190,7 +183,7 @@ FIELD_RULES: dict[str, Rule] = {
     "teacher": Rule("a non-empty string (a teacher name, hub id or folder)",
                     lambda v: isinstance(v, str) and v.strip() != ""),
     "student_layers": COUNT,
-    "max_length": int_rule(2),                       # [CLS] and [SEP] at least
+    "max_length": int_rule(MIN_MAX_LENGTH, high=MAX_MAX_LENGTH),   # train.data's range
     "train_limit": LIMIT,
     "eval_limit": LIMIT,
     "heldout_fraction": float_rule(0, 1, low_open=True, high_open=True),
@@ -259,7 +252,7 @@ def _check_student_layers(p: Profile) -> None:
 def _check_max_length(p: Profile) -> None:
     most = MAX_POSITIONS.get(p.teacher)
     if most is not None and p.max_length > most:
-        raise ValueError(f"profile field `max_length` must be an int in [2, {most}] (the teacher "
+        raise ValueError(f"profile field `max_length` must be an int in [{MIN_MAX_LENGTH}, {most}] (the teacher "
                          f"{p.teacher!r} has {most} positions); got {p.max_length!r}")
 
 

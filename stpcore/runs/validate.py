@@ -14,6 +14,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Iterable
 
+from ..snn.checks import MAX_SEED, check_seed  # noqa: F401 (re-exported)
 from ..train.data import TASKS
 from .profiles import PROFILES
 from .records import REPO_ROOT, results_root
@@ -45,16 +46,6 @@ def parse_set_items(items: Iterable[str], flag: str = "--set") -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
-
-
-MAX_SEED = 2 ** 32 - 1          # numpy's global seed (seed_everything) takes no more
-
-
-def check_seed(name: str, value) -> int:
-    """A seed: an int in [0, 2**32 - 1] (bools are not seeds)."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
-        raise ValueError(f"`{name}` must be an int >= 0 (at most 2**32 - 1); got {value!r}")
-    return int(value)
 
 
 def parse_seeds(name: str, text) -> tuple[int, ...]:

@@ -6,29 +6,25 @@ thresholds) is a normal HF checkpoint folder.
 """
 from __future__ import annotations
 
-import math
 import reprlib
 from numbers import Real
 
 from transformers import PretrainedConfig
 
+from .checks import check_arg, is_int, is_positive
+
 
 def _check(ok: bool, name: str, allowed: str, got) -> None:
-    if not ok:
-        raise ValueError(f"SpikingBertConfig: `{name}` must be {allowed}; got {got!r}")
+    check_arg(ok, "SpikingBertConfig", name, allowed, got)
 
 
 #: Spiking populations per encoder layer (``stpcore.snn.layer.POPULATIONS``).
 NUM_POPULATIONS = 6
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_positive(v) -> bool:
-    """A finite real number > 0 (bools and strings are not numbers here)."""
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+#: Architecture sizes, each an int >= 1 (numpy ints are stored as Python ints).
+SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+         "intermediate_size", "max_position_embeddings", "type_vocab_size", "time_chunk")
 
 
 def _check_mask(name: str, mask, rows: int, width: int) -> None:
@@ -52,13 +48,13 @@ def _check_population_timesteps(value, L: int) -> dict:
     allowed = (f'None or {{"embedding": int >= 1, "layers": {L} lists of {NUM_POPULATIONS} '
                f'ints >= 1}} (no bools, floats or strings)')
     ok = isinstance(value, dict) and set(value) == {"embedding", "layers"}
-    ok = ok and _is_int(value["embedding"]) and value["embedding"] >= 1
+    ok = ok and is_int(value["embedding"]) and value["embedding"] >= 1
     rows = value.get("layers") if isinstance(value, dict) else None
     ok = ok and isinstance(rows, (list, tuple)) and len(rows) == L
     ok = ok and all(isinstance(r, (list, tuple)) and len(r) == NUM_POPULATIONS
-                    and all(_is_int(t) and t >= 1 for t in r) for r in rows)
+                    and all(is_int(t) and t >= 1 for t in r) for r in rows)
     _check(ok, "population_timesteps", allowed, value)
-    return {"embedding": value["embedding"], "layers": [list(r) for r in rows]}
+    return {"embedding": int(value["embedding"]), "layers": [[int(t) for t in r] for r in rows]}
 
 
 class SpikingBertConfig(PretrainedConfig):
@@ -86,7 +82,9 @@ class SpikingBertConfig(PretrainedConfig):
       ``[L][intermediate_size]``.
     - ``binary_weights``: encoder linear weights are 1-bit (sign x per-output-channel scale).
     - ``time_chunk``: timesteps simulated together (time folded into the batch); memory is
-      O(time_chunk), results do not depend on it.
+      O(time_chunk). The unrolled executor's results do not depend on it; the sequential
+      executor's do (its Bernoulli draws are taken per block of ``time_chunk`` steps, so a
+      given generator gives other spikes at another chunk size, with the same statistics).
     - ``word_embeddings_source``: the model (the teacher, e.g. ``"all-minilm-l6-v2"``) whose
       pretrained word embeddings this model's are, unchanged; a packed checkpoint
       (:mod:`stpcore.snn.packed`) restores them from there. None: not recorded (a packed
@@ -115,7 +113,8 @@ class SpikingBertConfig(PretrainedConfig):
         self.layer_timesteps = (list(layer_timesteps) if isinstance(layer_timesteps, (list, tuple))
                                 else layer_timesteps)
         self.population_timesteps = population_timesteps
-        if isinstance(threshold, Real) and not isinstance(threshold, bool):
+        number = isinstance(threshold, Real) and not isinstance(threshold, bool)
+        if number and is_int(num_hidden_layers):                    # else validate() names L
             threshold = [float(threshold)] * num_hidden_layers       # one V_th for every layer
         self.threshold = list(threshold) if isinstance(threshold, (list, tuple)) else threshold
         self.leak = leak
@@ -127,31 +126,50 @@ class SpikingBertConfig(PretrainedConfig):
         self.word_embeddings_source = word_embeddings_source
         self.validate()
 
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """``PretrainedConfig.from_dict`` (which ``from_pretrained`` calls, and through it the
+        model's ``from_pretrained``), then :meth:`validate`: HF sets keyword overrides such as
+        ``timesteps=`` after ``__init__``, so they are checked here."""
+        out = super().from_dict(config_dict, **kwargs)
+        (out[0] if isinstance(out, tuple) else out).validate()
+        return out
+
     def validate(self) -> None:
-        """Raise a ValueError naming the first bad hyperparameter."""
-        L = self.num_hidden_layers
-        _check(isinstance(L, int) and L >= 1, "num_hidden_layers", "an int >= 1", L)
-        _check(self.num_attention_heads >= 1 and self.hidden_size % self.num_attention_heads == 0,
-               "hidden_size", f"divisible by num_attention_heads={self.num_attention_heads}",
-               self.hidden_size)
-        _check(_is_int(self.timesteps) and self.timesteps >= 1, "timesteps",
+        """Raise a ValueError naming the first bad hyperparameter (what is allowed, what was
+        given); numpy ints are accepted and stored as Python ints."""
+        for name in SIZES:
+            _check(is_int(getattr(self, name)) and getattr(self, name) >= 1, name,
+                   "an int >= 1", getattr(self, name))
+            setattr(self, name, int(getattr(self, name)))
+        L, heads = self.num_hidden_layers, self.num_attention_heads
+        _check(self.hidden_size % heads == 0, "hidden_size",
+               f"divisible by num_attention_heads={heads}", self.hidden_size)
+        _check(is_int(self.num_labels) and self.num_labels >= 2, "num_labels",
+               "an int >= 2 (classification; the loss is cross-entropy)", self.num_labels)
+        _check(is_positive(self.layer_norm_eps), "layer_norm_eps", "a float > 0",
+               self.layer_norm_eps)
+        for name in ("learnable_threshold", "binary_weights"):
+            _check(isinstance(getattr(self, name), bool), name, "True or False (a bool)",
+                   getattr(self, name))
+        _check(is_int(self.timesteps) and self.timesteps >= 1, "timesteps",
                "an int >= 1 (T_conv)", self.timesteps)
+        self.timesteps = int(self.timesteps)
         if self.layer_timesteps is not None:
             lt = self.layer_timesteps
-            _check(isinstance(lt, list) and len(lt) == L and all(_is_int(t) and t >= 1 for t in lt),
+            _check(isinstance(lt, list) and len(lt) == L and all(is_int(t) and t >= 1 for t in lt),
                    "layer_timesteps", f"None or {L} ints >= 1", lt)
+            self.layer_timesteps = [int(t) for t in lt]
         if self.population_timesteps is not None:
             _check(self.layer_timesteps is None, "population_timesteps",
                    "None when `layer_timesteps` is set (at most one of the two)",
                    self.population_timesteps)
             self.population_timesteps = _check_population_timesteps(self.population_timesteps, L)
         th = self.threshold
-        _check(isinstance(th, list) and len(th) == L and all(map(_is_positive, th)), "threshold",
+        _check(isinstance(th, list) and len(th) == L and all(map(is_positive, th)), "threshold",
                f"a float > 0 or {L} floats > 0", th)
         self.threshold = [float(v) for v in th]
-        _check(_is_positive(self.leak) and self.leak <= 1, "leak", "in (0, 1]", self.leak)
-        _check(isinstance(self.time_chunk, int) and self.time_chunk >= 1, "time_chunk",
-               "an int >= 1", self.time_chunk)
+        _check(is_positive(self.leak) and self.leak <= 1, "leak", "in (0, 1]", self.leak)
         _check(self.word_embeddings_source is None or isinstance(self.word_embeddings_source, str),
                "word_embeddings_source", "None or a model name", self.word_embeddings_source)
         for name, width in (("head_mask", self.num_attention_heads),

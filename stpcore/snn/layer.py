@@ -37,6 +37,18 @@ PRESYNAPTIC = {"key": ("input",), "value": ("input",), "attention": ("input", "k
 #: Simulation dtypes that round currents and spikes to 16 bits and take the fused kernels.
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
+#: Every simulation dtype (the module docstring says what each does).
+SIM_DTYPES = (torch.float32, *LOW_PRECISION, INT_DTYPE, torch.float64)
+
+
+def check_sim_dtype(dtype, name: str = "dtype", fn: str = "simulate") -> None:
+    """Raise a ValueError naming ``name`` unless ``dtype`` is one of :data:`SIM_DTYPES` (another
+    dtype, e.g. int32, would truncate the weights without a word)."""
+    if not isinstance(dtype, torch.dtype) or dtype not in SIM_DTYPES:
+        raise ValueError(f"{fn}: `{name}` must be one of {', '.join(map(str, SIM_DTYPES))}; "
+                         f"got {dtype!r}")
+
+
 #: Kept intermediate neurons are padded to a multiple of this many units (by simulation dtype,
 #: else 8) with units that never fire, so that rows stay 16-byte aligned for the tensor cores:
 #: int8 spikes need 16 (Triton vectorises its int8 loads only then); float dtypes keep 8.
@@ -91,6 +103,20 @@ def _attach(value: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 
 class SpikingEncoderLayer(nn.Module):
+    """One encoder layer of six LIF populations (:data:`POPULATIONS`), each run by Eq. 1-3
+    (``u[t] = gamma u[t-1] + I[t] - V_th s[t-1]``, ``s[t] = H(u[t] - V_th)``) on a current of
+    the *same* step's presynaptic spikes (:data:`PRESYNAPTIC`; "input" is the layer input):
+    Key and Value ``W s_in[t]``; attention, Query ``W s_in[t]`` (real-valued) against Key spikes,
+    probabilities times Value spikes; attention output ``LN(W s_attn[t] + s_in[t])``;
+    intermediate ``W s_ao[t]``; output ``LN(W s_inter[t] + s_ao[t])``.
+
+    Shapes: spikes and currents ``[T, B, N, width]`` (a block of ``T`` = ``time_chunk`` steps,
+    time first), membrane state ``[B, N, width]``, rates ``[B, N, width]``; width D (hidden) or
+    F (intermediate), compact (kept units only) where heads or neurons are pruned.
+    :meth:`simulate_block` runs the six populations over one block in order,
+    :meth:`population_block` one population (the sequential executor), :meth:`equilibrium` the
+    Eq. 4 map on rates."""
+
     def __init__(self, config: SpikingBertConfig):
         super().__init__()
         D, F, b = config.hidden_size, config.intermediate_size, config.binary_weights

@@ -18,6 +18,7 @@ import warnings
 
 import torch
 
+from .checks import check_arg, is_positive, is_real
 from .kernels import SPIKE_DTYPES, check_counts, fused_lif_scan, fused_lif_supports, sum_spikes
 
 _FUSED_CHECKED: dict[str, bool] = {}      # device -> the fused kernel passed its self-check
@@ -59,6 +60,42 @@ def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
     return spikes.sum(0, dtype=torch.float32)
 
 
+def check_threshold(threshold, fn: str, shape=None) -> None:
+    """V_th: a number > 0, or a tensor > 0 broadcastable to ``shape`` (its values are checked
+    off CUDA only: there the check would cost a host synchronisation per call)."""
+    if isinstance(threshold, torch.Tensor):
+        if shape is not None:
+            check_arg(torch.broadcast_shapes(threshold.shape, shape) == tuple(shape), fn,
+                      "threshold", f"a number > 0 or a tensor broadcastable to {tuple(shape)}",
+                      tuple(threshold.shape))
+        if not threshold.is_cuda and threshold.numel():
+            low = float(threshold.detach().min())
+            check_arg(low > 0, fn, "threshold", "> 0 everywhere", f"a minimum of {low}")
+    else:
+        check_arg(is_positive(threshold), fn, "threshold", "a number > 0", threshold)
+
+
+def check_lif_args(current, threshold, leak, state, fn: str = "lif_scan") -> None:
+    """The arguments of :func:`lif_scan`: a current ``[T, B, ...]`` with T >= 1, a threshold
+    > 0 (:func:`check_threshold`), leak gamma in (0, 1], a state ``(u, s)`` each shaped
+    ``current[0]``."""
+    ok = isinstance(current, torch.Tensor) and current.dim() >= 1 and current.shape[0] >= 1
+    check_arg(ok, fn, "current", "a tensor [T, B, ...] with a leading time axis of length >= 1",
+              tuple(current.shape) if isinstance(current, torch.Tensor) else current)
+    try:
+        check_threshold(threshold, fn, current.shape[1:])
+    except RuntimeError as err:         # not broadcastable
+        raise ValueError(f"{fn}: `threshold` must be a number > 0 or a tensor broadcastable to "
+                         f"{tuple(current.shape[1:])}; got {tuple(threshold.shape)}") from err
+    check_arg(is_real(leak) and 0 < leak <= 1, fn, "leak", "gamma in (0, 1]", leak)
+    if state is not None:
+        shapes = [tuple(getattr(v, "shape", ())) for v in state] if isinstance(state, tuple) else None
+        check_arg(shapes is not None and len(shapes) == 2
+                  and all(sh == tuple(current.shape[1:]) for sh in shapes), fn, "state",
+                  f"None or a tuple (u, s) of tensors shaped current[0] {tuple(current.shape[1:])}",
+                  shapes if shapes is not None else state)
+
+
 def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
              state: tuple[torch.Tensor, torch.Tensor] | None = None, spike_dtype=None,
              counts: torch.Tensor | None = None):
@@ -66,8 +103,9 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
 
     Args:
         current: input current ``[T, B, ...]``.
-        threshold: V_th, a float or a tensor broadcastable to ``current[0]``.
+        threshold: V_th > 0, a float or a tensor broadcastable to ``current[0]``.
         leak: gamma in (0, 1].
+        (All checked before any work: :func:`check_lif_args`.)
         state: ``(u, s)`` of the previous step (each ``[B, ...]``) to continue a simulation;
             None starts from rest.
         spike_dtype: dtype of the returned spikes (default: the current's; 0/1 are exact in
@@ -82,8 +120,7 @@ def lif_scan(current: torch.Tensor, threshold, leak: float = 1.0,
         (:func:`stpcore.snn.kernels.fused_lif_scan`: bit-identical spikes in fp32 when leak == 1);
         otherwise :func:`lif_scan_loop`.
     """
-    if current.dim() < 1 or current.shape[0] < 1:
-        raise ValueError("lif_scan: `current` must have a leading time axis of length >= 1")
+    check_lif_args(current, threshold, leak, state)
     if current.is_cuda and fused_lif_supports(current, threshold) and use_fused_lif(current.device):
         return fused_lif_scan(current, threshold, leak, state, spike_dtype=spike_dtype,
                               counts=counts)
@@ -130,6 +167,8 @@ def equilibrium_rate(current: torch.Tensor, threshold) -> torch.Tensor:
     For an integrate-and-fire neuron (gamma = 1) driven by a current whose time average is
     ``I``, the rate converges to this value as T grows (for a constant current the error is below 1/T;
     see the tutorial). It is the map ``f`` whose fixed point Eq. 4 differentiates.
-    For gamma < 1 it is the same approximation the public SpikingBERT uses.
+    For gamma < 1 it is the same approximation the public SpikingBERT uses. ``threshold`` must
+    be > 0 (:func:`check_threshold`).
     """
+    check_threshold(threshold, "equilibrium_rate")
     return torch.clamp(current / threshold, 0.0, 1.0)

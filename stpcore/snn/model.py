@@ -31,12 +31,14 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import SpikingBertConfig
-from .layer import LOW_PRECISION, POPULATIONS, SpikingEncoderLayer, _attach
+from .checks import is_int
+from .inputs import check_forward_args, check_inputs
+from .layer import LOW_PRECISION, POPULATIONS, SpikingEncoderLayer, _attach, check_sim_dtype
 from .lif import equilibrium_rate, lif_scan
 from .packed import packed_weights_file, unpack_state
 from .prepared import WeightCaching, expand_rates, prepare_weights
 from .quant import QuantLinear
-from .sequential import simulate_populations
+from .sequential import simulate_populations, time_blocks, trace_recorder
 
 
 @dataclass
@@ -65,6 +67,14 @@ class Simulation:
 
 @dataclass
 class SpikingOutput:
+    """What :meth:`SpikingBertForSequenceClassification.forward` returns.
+
+    logits ``[B, num_labels]``; loss: cross-entropy against ``labels`` (None without labels);
+    hidden_rates: the embedding's and each layer's output ASRs ``[B, N, D]`` (with gradients
+    after the Eq. 4 pass, else the simulated rates); attentions: each layer's attention
+    probabilities ``[B, heads, N, N]`` (Eq. 4 pass only, else empty); simulation: the
+    :class:`Simulation` the rates were measured by.
+    """
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     hidden_rates: list[torch.Tensor] = field(default_factory=list)   # embedding + each layer output
@@ -93,7 +103,11 @@ class SpikingBertPreTrainedModel(PreTrainedModel):
 
 
 class SpikingBertModel(SpikingBertPreTrainedModel):
-    """Embeddings, L spiking encoder layers, per-layer thresholds and the pruning masks."""
+    """Embeddings, L spiking encoder layers, per-layer thresholds and the pruning masks.
+
+    Word embeddings: ``padding_idx=0`` (BERT's ``[PAD]`` id), so row 0 gets no gradient; with
+    another tokenizer's pad id, token 0 never trains (padding itself never reaches the output:
+    the attention mask removes it). Kept at 0: the recorded models were trained so."""
 
     def __init__(self, config: SpikingBertConfig):
         super().__init__(config)
@@ -115,13 +129,22 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
 
     # ---- configuration -------------------------------------------------------------------
     def set_masks(self, head_mask=None, neuron_mask=None) -> None:
-        """Install 0/1 head ``[L, heads]`` and neuron ``[L, F]`` masks (None = keep all)."""
+        """Install 0/1 head ``[L, heads]`` and neuron ``[L, F]`` masks (None = keep all). Both
+        are checked before either is installed; the error names the mask and the fault."""
+        values = {}
         for name, mask in (("head_mask", head_mask), ("neuron_mask", neuron_mask)):
             buf = getattr(self, name)
             value = torch.ones_like(buf) if mask is None else torch.as_tensor(mask, dtype=buf.dtype)
-            if value.shape != buf.shape or not bool(((value == 0) | (value == 1)).all()):
-                raise ValueError(f"`{name}` must be a 0/1 tensor of shape {tuple(buf.shape)}; "
-                                 f"got shape {tuple(value.shape)}")
+            if value.shape != buf.shape:
+                raise ValueError(f"set_masks: `{name}` must be a 0/1 tensor of shape "
+                                 f"{tuple(buf.shape)}; got shape {tuple(value.shape)}")
+            bad = value[(value != 0) & (value != 1)]
+            if bad.numel():
+                raise ValueError(f"set_masks: `{name}` must hold only 0 and 1; got "
+                                 f"{bad.numel()} other value(s), e.g. {bad[0].item()!r}")
+            values[name] = (mask, value)
+        for name, (mask, value) in values.items():
+            buf = getattr(self, name)
             buf.copy_(value.to(buf.device))
             setattr(self.config, name, None if mask is None else value.int().tolist())
 
@@ -134,14 +157,18 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
                     m.binary = bool(binary)
 
     def set_layer_timesteps(self, layer_timesteps=None) -> None:
-        """Per-layer timesteps ``[t^1..t^L]`` (None = T_conv); clears ``population_timesteps``."""
-        saved = self.config.population_timesteps
+        """Per-layer timesteps ``[t^1..t^L]``, ints >= 1 (None = T_conv); clears
+        ``population_timesteps``. Validated; the config is unchanged on error."""
+        if layer_timesteps is not None and not all(is_int(t) for t in layer_timesteps):
+            raise ValueError(f"set_layer_timesteps: `layer_timesteps` must be None or "
+                             f"{self.config.num_hidden_layers} ints >= 1; got {layer_timesteps!r}")
+        saved = (self.config.layer_timesteps, self.config.population_timesteps)
         self.config.population_timesteps = None
         self.config.layer_timesteps = None if layer_timesteps is None else [int(t) for t in layer_timesteps]
         try:
             self.config.validate()
         except ValueError:
-            self.config.population_timesteps = saved
+            self.config.layer_timesteps, self.config.population_timesteps = saved
             raise
 
     def set_population_timesteps(self, population_timesteps=None) -> None:
@@ -199,6 +226,8 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         :mod:`stpcore.snn.sequential`). Default: unrolled when all populations have the same
         timesteps, else sequential.
         """
+        check_sim_dtype(dtype, "dtype", "simulate")
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
         cfg = self.config
         steps, pop_steps = cfg.per_layer_timesteps, cfg.per_population_timesteps
         executor = executor or ("unrolled" if cfg.uniform_timesteps else "sequential")
@@ -255,10 +284,9 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         states = [{} for _ in range(L)]
         emb_sum = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
         emb_state = {}
-        record = (lambda s: (s.float() * valid).sum(dim=2)) if record_traces else None
+        record = trace_recorder(valid, record_traces)
         emb_tr, traces = [], [{p: [] for p in POPULATIONS} for _ in range(L)]
-        for t0 in range(0, steps, cfg.time_chunk):
-            t = min(cfg.time_chunk, steps - t0)
+        for t in time_blocks(steps, cfg.time_chunk):
             s, emb_state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], cfg.leak,
                                          emb_state.get("s"), spike_dtype=dtype, counts=emb_sum)
             if record:
@@ -294,7 +322,6 @@ class SpikingBertModel(SpikingBertPreTrainedModel):
         return hidden, attentions
 
 
-
 class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
     """SpikingBERT with a pooler and classifier on the last layer's [CLS] ASR."""
 
@@ -310,21 +337,26 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
         """``PreTrainedModel.from_pretrained``; a local folder holding ``packed.safetensors``
         (a shipped 1-bit checkpoint, :mod:`stpcore.snn.packed`) is unpacked first, with the word
         embeddings of its config's ``word_embeddings_source`` (a ``word_embeddings_source=``
-        keyword overrides it). The other keywords (``dtype``, config overrides, ...) work as usual."""
+        keyword overrides it, with or without ``config=``, and is recorded in the loaded config).
+        The other keywords (``dtype``, config overrides, ...) work as usual; config overrides
+        are validated (:meth:`SpikingBertConfig.from_dict`)."""
         packed = packed_weights_file(pretrained_model_name_or_path)
         if packed is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        source = kwargs.pop("word_embeddings_source", None)
         kwargs.setdefault("config", str(packed.parent))
         config = kwargs["config"]
         if not isinstance(config, PretrainedConfig):
             config = cls.config_class.from_pretrained(config)
         with torch.device("meta"):                   # layer shapes only, no memory
             skeleton = cls(config)
-        source = kwargs.get("word_embeddings_source", config.word_embeddings_source)
+        source = source if source is not None else config.word_embeddings_source
         state = unpack_state(packed, skeleton, source)
         loaded = super().from_pretrained(None, *model_args, state_dict=state, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded     # output_loading_info
         model.name_or_path = model.config.name_or_path = str(pretrained_model_name_or_path)
+        model.config.word_embeddings_source = source
+        model.config.validate()
         return loaded
 
     def classify(self, cls_rate: torch.Tensor) -> torch.Tensor:
@@ -332,7 +364,7 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, head_mask=None,
                 neuron_mask=None, executor=None, implicit=None, record_traces=False,
-                sim_dtype=torch.float32, implicit_dtype=torch.float32, **_):
+                sim_dtype=torch.float32, implicit_dtype=torch.float32):
         """Simulate, then (when gradients are on, or ``implicit=True``) run the Eq. 4 pass.
 
         ``head_mask``/``neuron_mask`` override the installed masks in the gradient pass only
@@ -340,7 +372,11 @@ class SpikingBertForSequenceClassification(SpikingBertPreTrainedModel):
         ``implicit_dtype``: float32 (default) or bfloat16/float16, under which the Eq. 4 pass runs
         in autocast (its products, forward and backward, in that dtype). The forward values are
         the simulated rates either way (``stpcore.snn.layer._attach``), so logits and loss
-        are unchanged; only the gradients move."""
+        are unchanged; only the gradients move. ``labels``: class ids ``[B]`` in
+        [0, num_labels). An unknown keyword is a TypeError (nothing in stpcore or HF's loading
+        passes others)."""
+        check_forward_args(self.spiking_bert, input_ids, attention_mask, token_type_ids, labels,
+                           head_mask, neuron_mask, sim_dtype)
         if implicit_dtype not in (torch.float32, *LOW_PRECISION):
             raise ValueError(f"`implicit_dtype` must be torch.float32, torch.bfloat16 or "
                              f"torch.float16; got {implicit_dtype!r}")

@@ -18,9 +18,17 @@ from .layer import POPULATIONS, PRESYNAPTIC, spike_dtype
 from .lif import lif_scan
 
 
-def _blocks(steps: int, chunk: int):
+def time_blocks(steps: int, chunk: int):
+    """The lengths of the blocks ``steps`` timesteps are simulated in: ``chunk`` each, the
+    last one the rest (both executors)."""
     for t0 in range(0, steps, chunk):
         yield min(chunk, steps - t0)
+
+
+def trace_recorder(valid: torch.Tensor, on: bool = True):
+    """None unless ``on``; else the function that turns spikes ``[t, B, N, width]`` into a
+    trace ``[t, B, width]``: summed over each example's valid tokens (``valid [B, N, 1]``)."""
+    return (lambda s: (s.float() * valid).sum(dim=2)) if on else None
 
 
 def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dtype, chunk,
@@ -33,11 +41,11 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
     [t, B, D], "layers": [{population: [t, B, width]}]}``, spikes summed over each example's
     valid tokens at each of the population's steps; else None.
     """
-    record = (lambda s: (s.float() * valid).sum(dim=2)) if record_traces else None
+    record = trace_recorder(valid, record_traces)
     state, trace = {}, []
     spikes_sum = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     t_emb = timesteps["embedding"]
-    for t in _blocks(t_emb, chunk):
+    for t in time_blocks(t_emb, chunk):
         s, state["s"] = lif_scan(x.expand(t, *x.shape), vth[0], leak, state.get("s"),
                                  spike_dtype=dtype, counts=spikes_sum)
         if record:
@@ -49,7 +57,7 @@ def simulate_populations(layers, weights, x, ext, valid, vth, leak, kv_cols, dty
         known, state, layer_traces, counts = {"input": a_in}, {}, {}, {}
         for name, steps in zip(POPULATIONS, timesteps["layers"][l]):
             trace = []
-            for t in _blocks(steps, chunk):
+            for t in time_blocks(steps, chunk):
                 pre = {p: draw_bernoulli(known[p], t, spike_dtype(p, dtype), generator)
                        for p in PRESYNAPTIC[name]}
                 s = layer.population_block(name, pre, weights[l], ext, state, vth[l], leak,

@@ -15,7 +15,8 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 
-from .data import (TASKS, _check_max_length, _check_seed, _is_int, resolve_glue_dir, task_spec,
+from ..snn.checks import check_seed, is_int
+from .data import (TASKS, _check_max_length, resolve_glue_dir, task_spec,
                    tokenize_columns)
 
 # name ("<task>/<split>" of the split a file holds) -> (file under the GLUE folder, text columns)
@@ -63,8 +64,8 @@ def load_general_corpus(tokenizer: Any, max_length: int, sources, exclude_task: 
     text are dropped; ``limit`` then keeps that many, drawn at random with ``seed``.
     """
     _check_max_length(max_length)
-    _check_seed(seed)
-    if limit is not None and (not _is_int(limit) or limit < 1):
+    check_seed("seed", seed)
+    if limit is not None and (not is_int(limit) or limit < 1):
         raise ValueError(f"limit={limit!r} must be None or an int >= 1")
     if not general_sources_ok(sources):
         raise ValueError(f"sources={sources!r} must be a non-empty list of distinct names from "

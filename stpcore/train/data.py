@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader
+
+from ..snn.checks import check_seed, is_int
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_DATASET = "nyu-mll/glue"
@@ -156,9 +158,9 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     the held-out sentences' labels into training. Both parts keep the original row order.
     """
     _check_fraction(fraction)
-    if not _is_int(max_size) or max_size < 1:
+    if not is_int(max_size) or max_size < 1:
         raise ValueError(f"max_size={max_size!r} must be an int >= 1")
-    _check_seed(seed)
+    check_seed("seed", seed)
     n = len(dataset)
     if n < 2:
         raise ValueError(f"dataset has {n} rows; split_heldout needs at least 2")
@@ -195,19 +197,10 @@ def split_heldout(dataset: datasets.Dataset, fraction: float = 0.05, max_size: i
     return dataset.select(keep), dataset.select(np.sort(held))
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, Integral) and not isinstance(v, bool)
-
-
 def _check_fraction(fraction: Any) -> None:
     if (not isinstance(fraction, Real) or isinstance(fraction, bool) or not math.isfinite(fraction)
             or not 0.0 < fraction < 1.0):
         raise ValueError(f"fraction={fraction!r} must be a number in (0, 1)")
-
-
-def _check_seed(seed: Any) -> None:
-    if not _is_int(seed) or not 0 <= seed < 2 ** 32:
-        raise ValueError(f"seed={seed!r} must be an int in [0, 2**32)")
 
 
 def check_columns(dataset: datasets.Dataset, task: str, split: str) -> None:
@@ -247,8 +240,7 @@ def check_labels(dataset: datasets.Dataset, task: str, split: str) -> None:
 
 
 def _check_max_length(max_length: Any) -> None:
-    if (not isinstance(max_length, int) or isinstance(max_length, bool)
-            or not MIN_MAX_LENGTH <= max_length <= MAX_MAX_LENGTH):
+    if not is_int(max_length) or not MIN_MAX_LENGTH <= max_length <= MAX_MAX_LENGTH:
         raise ValueError(f"max_length={max_length!r} must be an int in "
                          f"[{MIN_MAX_LENGTH}, {MAX_MAX_LENGTH}]")
 
@@ -305,7 +297,7 @@ def make_loader(tokenized: datasets.Dataset, batch_size: int, shuffle: bool, see
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
-    if limit is not None and (not _is_int(limit) or limit < 1):
+    if limit is not None and (not is_int(limit) or limit < 1):
         raise ValueError(f"limit={limit!r} must be None or an int >= 1")
     data = tokenized.shuffle(seed=seed) if shuffle else tokenized
     if limit is not None:
@@ -331,7 +323,7 @@ def load_task(task: str, tokenizer: Any, max_length: int = 128,
         raise ValueError(f"heldout_rule={heldout_rule!r} is not supported; allowed: "
                          f"{', '.join(HELDOUT_RULES)}")
     _check_fraction(heldout_fraction)
-    _check_seed(seed)
+    check_seed("seed", seed)
     splits = load_checked(task, glue_dir, source)
     full = splits.pop("train")
     if len(full) < 2:

@@ -27,7 +27,11 @@ class Distiller(nn.Module):
 
     Hidden states: MSE between ``fit(a_l)`` and the mapped teacher hidden state on valid tokens
     (the embedding population imitates the embedding output). Attention: KL divergence between
-    the teacher's and the student's attention distributions (rows of valid queries)."""
+    the teacher's and the student's attention distributions (rows of valid queries).
+
+    A spiking teacher is frozen, so its prepared weights are cached while the Distiller is open
+    (:meth:`stpcore.snn.model.SpikingBertModel.cache_weights`); :meth:`close`, or leaving a
+    ``with Distiller(...) as kd:`` block, restores the teacher's previous caching setting."""
 
     def __init__(self, teacher, layer_map: list[int], student_width: int, mode: str):
         super().__init__()
@@ -36,8 +40,21 @@ class Distiller(nn.Module):
         self.teacher, self.layer_map, self.mode = teacher, layer_map, mode
         width = teacher.config.hidden_size
         self.fit = nn.Linear(student_width, width) if not is_spiking(teacher) else nn.Identity()
-        if is_spiking(teacher):     # frozen: its weights are prepared once (stpcore.snn.prepared)
-            teacher.spiking_bert.cache_weights()
+        self._caching = None        # frozen: its weights are prepared once (stpcore.snn.prepared)
+        if is_spiking(teacher):
+            self._caching = teacher.spiking_bert.cache_weights()
+
+    def close(self) -> None:
+        """Restore the teacher's weight caching as it was before this Distiller (idempotent)."""
+        if self._caching is not None:
+            self._caching.__exit__(None, None, None)
+            self._caching = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @torch.no_grad()
     def teacher_outputs(self, batch, sim_dtype):

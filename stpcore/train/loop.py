@@ -166,21 +166,24 @@ def is_spiking(model) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
+def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int | None = None,
              record_traces: bool = False, costs: Callable | None = None) -> dict:
     """Accuracy (%), per-example ``predictions`` and ``labels`` (loader order) and, for SpikingBERT, the token-weighted population rates
     (``{"embedding": a, "layers": [[a per POPULATIONS]]}``), each layer's output ASR and
     optionally per-layer output traces for PCA. ``costs(model, rates, seq_len) -> dict`` adds
     cost metrics (the pruning package's :func:`stpcore.prune.acs.spiking_costs`: Normalized #C,
-    AC fraction, latency)."""
+    AC fraction, latency), counted at sequence length ``seq_len``, None: the longest (padded)
+    batch of ``loader`` (the pipeline passes the profile's ``max_length``). An empty
+    ``loader`` is a ValueError."""
     model.eval()
-    predictions, labels = [], []
+    predictions, labels, longest = [], [], 0
     spiking = is_spiking(model)
     pop_sum, tokens, traces = None, 0, None
     cache = model.spiking_bert.cache_weights() if spiking else nullcontext()
     with cache:                 # the weights are prepared once (stpcore.snn.prepared)
         for batch in loader:
             batch = to_device(batch, device)
+            longest = max(longest, int(batch["input_ids"].shape[1]))
             if spiking:
                 out = model(**model_inputs(batch), implicit=False, sim_dtype=sim_dtype,
                             record_traces=record_traces)
@@ -197,6 +200,8 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
             predictions += out.logits.argmax(-1).tolist()
             labels += batch["labels"].tolist()
     total = len(labels)
+    if total == 0:
+        raise ValueError("evaluate: `loader` must yield at least one batch of examples; got none")
     correct = sum(int(a == b) for a, b in zip(predictions, labels))
     result = {"accuracy": 100.0 * correct / max(total, 1), "examples": total,
               "predictions": predictions, "labels": labels}
@@ -205,7 +210,7 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
         rates = {"embedding": float(flat[0]), "layers": flat[1:].view(L, len(POPULATIONS)).tolist()}
         result.update({"population_rates": rates, "layer_asr": [r[-1] for r in rates["layers"]]})
         if costs is not None:
-            result.update(costs(model, rates, seq_len))
+            result.update(costs(model, rates, longest if seq_len is None else seq_len))
         if record_traces:
             result["traces"] = [t / tokens for t in traces]    # [t^l, D] mean spikes per step
     return result
@@ -215,7 +220,7 @@ def evaluate(model, loader, device, sim_dtype=torch.float32, seq_len: int = 128,
 def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, device,
         heldout_loader=None, extra_modules: tuple = (), progress: bool = True,
         on_step: Callable | None = None, on_epoch: Callable | None = None,
-        sim_dtype=torch.float32, seq_len: int = 128, select_best: bool = True,
+        sim_dtype=torch.float32, seq_len: int | None = None, select_best: bool = True,
         weight_decay: float = 0.01, extra_lr: float | None = None,
         param_groups: list[dict] | None = None,
         costs: Callable | None = None, report_loader=None, desc: str = "train") -> list[dict]:
@@ -226,10 +231,14 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable, devic
     leave the main groups (e.g. learnable thresholds at their own rate); ``costs`` goes to
     :func:`evaluate`. ``report_loader`` (the dev split) is evaluated after each epoch
     and logged as ``dev_accuracy`` only, to show how well held-out accuracy tracks it; it never
-    chooses anything. A non-finite loss stops training with ``FloatingPointError``.
+    chooses anything. ``seq_len``: the N of ``costs`` (:func:`evaluate`; None: the held-out
+    loader's longest batch). A non-finite loss stops training with ``FloatingPointError``; an
+    empty ``train_loader`` is a ValueError.
     Returns the per-epoch history."""
     if epochs < 1 or lr <= 0:
         raise ValueError(f"`epochs` must be >= 1 and `lr` > 0; got {epochs}, {lr}")
+    if len(train_loader) == 0:
+        raise ValueError("fit: `train_loader` must hold at least one batch; got an empty one")
     special = [{"weight_decay": 0.0, **g, "params": [p for p in g["params"] if p.requires_grad]}
                for g in (param_groups or ())]
     special = [g for g in special if g["params"]]

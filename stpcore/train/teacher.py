@@ -10,6 +10,7 @@ import os
 import torch
 from transformers import AutoModel, AutoTokenizer, BertForSequenceClassification
 
+from ..snn.checks import is_int
 from ..snn.config import SpikingBertConfig
 from ..snn.model import SpikingBertForSequenceClassification
 
@@ -52,7 +53,11 @@ def load_teacher(name: str, num_labels: int) -> BertForSequenceClassification:
 
 
 def student_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
-    """Teacher layer (1-based hidden-state index) that student layer l imitates: uniform spacing."""
+    """Teacher layer (1-based hidden-state index) that student layer l imitates: uniform spacing.
+    Both counts are ints >= 1."""
+    for name, v in (("teacher_layers", teacher_layers), ("student_layers", student_layers)):
+        if not is_int(v) or v < 1:
+            raise ValueError(f"student_layer_map: `{name}` must be an int >= 1; got {v!r}")
     if student_layers > teacher_layers:
         raise ValueError(f"`student_layers` ({student_layers}) must be <= teacher layers "
                          f"({teacher_layers})")
