@@ -372,7 +372,7 @@ def get_record(task: str, stage_name: str, profile: str = "smoke", seed: int = 0
     rerun under the reuse rule of :meth:`Run.record`. Paper profile: the recorded GPU run as it
     is, or None for a stage nobody has run (shown as 'not run'); never computed on the fly.
     ``recompute`` must be a real bool (a string such as "no" would be truthy) and ``seed`` a
-    seed (:func:`~stpcore.runs.validate.check_seed`)."""
+    seed (:func:`~stpcore.snn.checks.check_seed`)."""
     if not BOOL.ok(recompute):
         raise ValueError(f"`recompute` must be {BOOL.allowed}; got {recompute!r}")
     check_seed("seed", seed)
