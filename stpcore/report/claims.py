@@ -162,7 +162,7 @@ def _check_pair(claim: Claim, records: SeededRecords, task: str, seeds, threshol
     out = _row(ci=d, basis=f"paired bootstrap, {d['seeds_b']} vs {d['seeds_a']} seeds", verdict=verdict)
     side = d["low"] - threshold if out["verdict"] == REPRODUCED else threshold - d["high"]
     if out["verdict"] != INCONCLUSIVE and side < FRAGILE_POINTS:
-        out["note"] = f"the interval clears {threshold:+.2f} by only {side:.3f} points: a rerun could move it"
+        out["note"] = f"the interval clears {threshold:+.2f} by only {side:.2g} points: a rerun could move it"
     trivial = [st for st in (claim.stage, claim.other)
                if any(stats.above_majority(r) is False for r in _present(records, task, st, seeds).values())]
     if claim.kind == "keeps" and claim.other in trivial:
