@@ -59,7 +59,7 @@ def bench_dir(root: str | Path | None = None) -> Path:
 BENCH_RESULTS = REPO_ROOT / "bench" / "results"
 
 
-def load_record(path: Path) -> dict | str:
+def read_bench_file(path: Path) -> dict | str:
     """The JSON record at ``path``, or a line saying there is none."""
     return json.loads(path.read_text()) if path.is_file() else f"no record at {path}"
 

@@ -19,8 +19,9 @@ from . import stats
 from .stats import majority_rate, predicted_share
 from .plots import _new_figure, _not_run, _themed
 from .paper import task_label
+from .seeds import _cell
 from .summary import FOUNDATION_STAGES, STAGE_LABELS, paper_reference
-from .tables import NO_METRIC, NOT_RUN, fmt_missing
+from .tables import NO_METRIC, NOT_RUN
 
 SeededRecords = Mapping[tuple[str, str, int], "dict | None"]
 
@@ -35,10 +36,6 @@ PHASE_LABELS = {"prediction": "prediction-layer KD", "labels": "fine-tuning on l
 def _acc(rec: dict | None) -> float | None:
     v = ((rec or {}).get("metrics") or {}).get("dev_accuracy")
     return None if v is None else float(v)
-
-
-def _cell(value, digits: int = 2):
-    return fmt_missing(value, digits, NO_METRIC)
 
 
 # ---------------------------------------------------------------------------- majority class

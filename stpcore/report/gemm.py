@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .benchmarks import BENCH_RESULTS, _g, load_record
+from .benchmarks import BENCH_RESULTS, _g, read_bench_file
 from .tables import NO_METRIC
 
 GEMM_RECORD = BENCH_RESULTS / "gemm_int8_cuda.json"
@@ -34,7 +34,7 @@ def gemm_table(path: str | Path = GEMM_RECORD, alternatives: bool = False) -> pd
     ``bench/gemm_int8.py``'s record, whether stpcore's currents were exact, or a line saying the
     record is missing. The int8 and bf16 products, or with ``alternatives`` those of
     :data:`ALTERNATIVES` (and whether fp8 gave the exact sums)."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return rec + " (run `python bench/gemm_int8.py` on a GPU)"
     columns = {k: v for k, v in GEMM_COLUMNS.items() if (k in ALTERNATIVES) == alternatives}
@@ -48,7 +48,7 @@ def gemm_table(path: str | Path = GEMM_RECORD, alternatives: bool = False) -> pd
 def gemm_reading(path: str | Path = GEMM_RECORD) -> str:
     """The simulator's shapes (``t > 0``) in words: stpcore's product against cuBLAS int8 and
     bf16, and what fusing the LIF scan costs on top of the product."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return rec
     shapes = [r for r in rec["shapes"] if r["t"] and r["K"] % 16 == 0 and r["N"] % 16 == 0]

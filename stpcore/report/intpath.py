@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .benchmarks import (BENCH_RESULTS as RESULTS, INT8, MET, NOT_MET, T_INT, T_INT_DEFAULT,
-                         T_INT_TIE, _g, dtype_table, load_record, record_dtypes)
+                         T_INT_TIE, _g, dtype_table, read_bench_file, record_dtypes)
 from ..runs.profiles import PROFILES
 from .gemm import GEMM_RECORD
 from .tables import NO_METRIC
@@ -29,7 +29,7 @@ def exactness_table(path: str | Path = EXACTNESS_RECORDS["cpu"]) -> pd.DataFrame
     """Per model and simulation dtype: how far its first-layer currents and its rates are from a
     float64 simulation of the same model (``bench/exactness.py``'s record), or a line saying
     the record is missing."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return f"no exactness record at {path} (run `python bench/exactness.py`)"
     return _exactness_frame(rec)
@@ -47,7 +47,7 @@ def exactness_reading(path: str | Path = EXACTNESS_RECORDS["cuda"]) -> str:
     """Issue 12's exactness bar in words: per model, the integer path's share of rates differing
     from float64 and its largest difference as multiples of fp32's (the bar: no more than fp32),
     bf16's share beside them, and whether its currents were exact."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return exactness_table(path)
     table = _exactness_frame(rec)
@@ -140,7 +140,7 @@ PROFILE_RECORD = RESULTS / "profile_sim_cuda.json"
 def profile_ratio(bench: dict, width: str, path: str | Path = PROFILE_RECORD) -> float | None:
     """The dense int8 run's throughput over bf16's in the profile record (wall times), where it
     profiled ``width`` at the bench record's commit; else None."""
-    prof = load_record(Path(path))
+    prof = read_bench_file(Path(path))
     commit = lambda r: r.get("provenance", {}).get("git_commit")
     if isinstance(prof, str) or prof.get("width") != width or commit(prof) != commit(bench):
         return None
@@ -173,7 +173,7 @@ def profile_table(path: str | Path = PROFILE_RECORD) -> pd.DataFrame | str:
     """Milliseconds per kernel group (rows) of each profiled simulation (columns: pruning setting
     and dtype), then the kernels' sum, the wall time and the gap between them (launches and host
     work), from ``bench/profile_sim.py``'s record; or a line saying it is missing."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return rec + " (run `python bench/profile_sim.py --device cuda --size paper` on a GPU)"
     return _profile_frame(rec)
@@ -230,7 +230,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
     1-bit bench record, and the attention at fp32 accuracy, as measured and at the peak of the
     units it runs on), as a multiple of the reference loop, and with the products at the rate of
     the fastest exact product in the GEMM record at ``gemm_path`` (cuBLASLt's fp8)."""
-    rec = load_record(Path(path))
+    rec = read_bench_file(Path(path))
     if isinstance(rec, str):
         return profile_table(path)
     table = _profile_frame(rec)
@@ -275,7 +275,7 @@ def profile_reading(path: str | Path = PROFILE_RECORD, bench: dict | None = None
                  f"the int8 peak but the attention ({_g(i8['attention'])} ms) and every other kernel ({_g(rest)} ms) "
                  f"as measured, {_g(ref * 1e3 / practical)}x. So issue 12's 30x needs nearly every kernel at its "
                  f"device peak.")
-        fp8 = load_record(Path(gemm_path))
+        fp8 = read_bench_file(Path(gemm_path))
         square = None if isinstance(fp8, str) else next(
             (r for r in fp8["shapes"] if not r["t"] and r.get("fp8_exact") and "fp8_scaled_mm" in r), None)
         if square:
