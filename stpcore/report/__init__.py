@@ -2,7 +2,8 @@
 (:mod:`~stpcore.report.tables`), notebook helpers and prose (:mod:`~stpcore.report.notes`),
 summaries (:mod:`~stpcore.report.summary`), intervals (:mod:`~stpcore.report.stats`,
 :mod:`~stpcore.report.seeds`), the verdicts decided from them (the headline's,
-:mod:`~stpcore.report.verdicts`, and every other claim's, :mod:`~stpcore.report.claims`)
+:mod:`~stpcore.report.verdicts`, and every other claim's, :mod:`~stpcore.report.claims`, by the rules
+of :mod:`~stpcore.report.claim_checks`)
 and every pruned model's accuracy against its ACs (:mod:`~stpcore.report.tradeoff`), pruning
 stages rerun with one knob changed beside the default ones (:mod:`~stpcore.report.variants`), the starting
 point over seeds (:mod:`~stpcore.report.foundation`), its distillation gaps

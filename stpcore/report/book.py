@@ -47,7 +47,7 @@ API_MODULES = tuple(f"stpcore.{m}" for m in (
     "report.tables report.notes report.summary report.plots report.benchmarks report.intpath "
     "report.gemm report.book report.rerun report.foundation report.schedules report.gaps "
     "report.granularity report.penalty report.seeds report.spikes report.stats "
-    "report.verdicts report.claims report.tradeoff report.variants").split())
+    "report.verdicts report.claim_checks report.claims report.tradeoff report.variants").split())
 
 
 class BookError(RuntimeError):

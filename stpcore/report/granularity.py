@@ -35,6 +35,26 @@ def latency_divisors(max_divisor: int = 30) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("d (populations averaged)")
 
 
+def latency_divisors_reading(div: pd.DataFrame, layers: int = 4) -> str:
+    """What :func:`latency_divisors` shows: which d fit every latency, the most any other d fits
+    (and which d), how many ``layers`` (a mean over the encoder layers) fits, and how many
+    latencies every d fits (the whole numbers)."""
+    hits, total = div["latencies that are k/d"], int(div["of"].iloc[0])
+    full = [int(d) for d in div.index[hits == total]]
+    rest = hits[hits < total]
+    best = [int(d) for d in rest.index[rest == rest.max()]] if len(rest) else []
+    parts = [f"Of d = {div.index.min()} to {div.index.max()}, "
+             + (f"only d = {', '.join(map(str, full))} fit{'s' * (len(full) == 1)} all {total}"
+                if full else f"no d fits all {total}")]
+    if best:
+        parts.append(f"the next best fit {int(rest.max())} (d = {', '.join(map(str, best))})")
+    if layers in div.index:
+        parts.append(f"d = {layers}, a mean over the {layers} layers, fits {int(hits[layers])}")
+    if 1 in div.index:
+        parts.append(f"every d fits the {int(hits[1])} whole-number latencies")
+    return "; ".join(parts) + "."
+
+
 def latency_sums(d: int = 25) -> pd.DataFrame:
     """Table III's pruned latencies times d: the total timesteps over d populations."""
     return pd.DataFrame([{"task": task_label(t), "row": r, "latency": v,

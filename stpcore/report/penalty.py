@@ -78,24 +78,76 @@ def lambda_sweep_reading(sweep: dict | None, baseline: dict | None, task: str) -
     return " ".join(parts)
 
 
-def travel_table(records: Mapping[str, dict | None]) -> pd.DataFrame:
-    """Per retraining record: penalty steps, mask_lr, the logit travel they allow against
-    ``mask_init``, the penalty scale, and the mask flips counted."""
+def x1_against_retrain(sweep: dict | None, retrain: dict | None, task: str) -> str:
+    """One sentence: the sweep's x1 point (Table I's lambda) is a run of its own, beside the
+    ``spatial_retrain`` record of the same setting: ACs kept, masks flipped and dev accuracy of
+    both, and whether they started from the same post-training model (the upstream digest)."""
+    label = task_label(task)
+    x1 = None if sweep is None else next(
+        (p for p in sweep["metrics"]["points"] if p["multiplier"] == 1.0), None)
+    if x1 is None or retrain is None:
+        return (f"{label}: no x1 point to set beside `spatial_retrain`." if x1 is None else
+                f"{label}: `spatial_retrain` not run, so the x1 point stands alone.")
+    m, seed = retrain["metrics"], retrain["provenance"].get("seed", 0)
+
+    def upstream(r):
+        return (r["provenance"].get("upstream") or {}).get("spatial_fisher_asr", {}).get("checkpoint_sha256")
+    a, b = upstream(sweep), upstream(retrain)
+    start = (f"the same post-training model ({a[:8]})" if a is not None and a == b
+             else "post-training models of different digests" if a and b else "a post-training model")
+    pair = (f"ACs kept {100 * x1['acs_fraction']:.2f} % against {100 * m['acs_fraction']:.2f} %, "
+            f"masks flipped {_flips(x1)} against {_flips(m)}, dev accuracy "
+            f"{x1['dev_accuracy']:.2f} against {m['dev_accuracy']:.2f}")
+    same = (x1["acs_fraction"] == m["acs_fraction"] and _flips(x1) == _flips(m)
+            and x1["dev_accuracy"] == m["dev_accuracy"])
+    tail = ("; they agree" if same else
+            "; in PyTorch's default mode two runs need not agree (the deviations page, "
+            "*A rerun of the same retraining*)")
+    return (f"{label}: the sweep's x1 point is a separate run from the `spatial_retrain` "
+            f"seed-{seed} record, from {start}: {pair}{tail}.")
+
+
+def travel_table(records: Mapping[tuple[str, str], dict | None]) -> pd.DataFrame:
+    """Per retraining record, keyed ``(task, run label)``: penalty steps, mask_lr, the logit
+    travel they allow against ``mask_init`` (the record's ``max_logit_travel``, else computed from
+    its mask_lr and steps), the penalty scale, and the mask flips counted."""
     rows = []
-    for label, rec in records.items():
+    for (task, label), rec in records.items():
         if rec is None:
-            rows.append({"run": label, "masks flipped": "not run"})
+            rows.append({"task": task_label(task), "run": label, "masks flipped": "not run"})
             continue
         m, c = rec["metrics"], rec["config"]
         steps = m.get("penalty_steps")
-        rows.append({"run": label, "mask_lr": c["mask_lr"], "penalty steps": steps,
-                     "max logit travel": None if steps is None else
-                     round(max_logit_travel(c["mask_lr"], steps), 2),
+        travel = m.get("max_logit_travel")
+        if travel is None and steps is not None:
+            travel = max_logit_travel(c["mask_lr"], steps)
+        rows.append({"task": task_label(rec["task"]), "run": label, "mask_lr": c["mask_lr"],
+                     "penalty steps": steps,
+                     "max logit travel": None if travel is None else round(travel, 2),
                      "logit start": RetrainConfig.mask_init, "penalty scale": m.get("penalty_scale"),
                      "masks flipped": _flips(m),
                      "ACs kept (%)": round(100 * m["acs_fraction"], 2),
                      "dev accuracy": round(m["dev_accuracy"], 2)})
-    return pd.DataFrame(rows).set_index("run")
+    return pd.DataFrame(rows).set_index(["task", "run"])
+
+
+def travel_reading(table: pd.DataFrame) -> str:
+    """One clause per (task, mask_lr) of :func:`travel_table`: penalty steps, the travel they
+    allow, and the masks flipped over its runs, so the prose under the table restates it."""
+    done = table[table["masks flipped"] != "not run"].reset_index()
+    if done.empty:
+        return "No retraining record to read."
+    parts = []
+    for (task, lr), g in done.groupby(["task", "mask_lr"], sort=False):
+        steps = sorted(set(g["penalty steps"].dropna().astype(int)))
+        travel = sorted(set(g["max logit travel"].dropna()))
+        flips = [int(f) for f in g["masks flipped"] if f != "n/a"]
+        flipped = ("no count of" if not flips else f"{min(flips)}" if min(flips) == max(flips)
+                   else f"{min(flips)} to {max(flips)}")
+        parts.append(f"{task} at `mask_lr` {lr:g}: {', '.join(map(str, steps)) or 'n/a'} penalty "
+                     f"steps, at most {', '.join(f'{t:g}' for t in travel) or 'n/a'} of travel, "
+                     f"{flipped} masks flipped over {len(g)} run{'s' * (len(g) > 1)}")
+    return "; ".join(parts) + "."
 
 
 @_themed

@@ -69,8 +69,10 @@ def _bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int, level: float, see
         stats[start:stop] = d[idx].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
-    return {"diff": 100.0 * float(d.mean()), "low": 100.0 * float(low), "high": 100.0 * float(high),
-            "n": int(n)}
+    # rounded to 1e-9 points: a bound that is 0 in exact arithmetic must not read as -1e-16
+    # (and -0.0 shown as 0.0)
+    return {"diff": round(100.0 * float(d.mean()), 9) + 0.0, "low": round(100.0 * float(low), 9) + 0.0,
+            "high": round(100.0 * float(high), 9) + 0.0, "n": int(n)}
 
 
 def paired_bootstrap_ci(correct_a: Sequence, correct_b: Sequence, n_boot: int = 10000,
