@@ -283,7 +283,8 @@ def test_provenance_table_shows_notes_in_full_and_times_a_re_evaluation():
         "git_commit": "c650509952", "wall_time_s": 346.7, "dev_accuracy": 81.19, "dtype": "bfloat16"})
     df = notes.provenance_table([old, again])
     assert isinstance(df, notes.FullTextFrame)
-    assert long_note in repr(df) and long_note in df._repr_html_()       # not cut at 50 characters
+    shown = long_note.replace("7" * 40, "7" * 10)                        # the commit by its first 10 digits
+    assert shown in repr(df) and shown in df._repr_html_()               # not cut at 50 characters
     assert type(df[["note"]]) is not notes.FullTextFrame                 # derived frames are plain
     assert df.loc[("sst2", "baseline"), "note"] == (
         "Evaluated again in int8: the wall time is that evaluation's; trained by commit c650509 in "
@@ -326,3 +327,11 @@ def test_figure_legends_explain_their_encodings():
     left = plots.plot_random_mask(two, rnd, masked, tasks=["sst2", "mrpc"]).axes[0]
     markers = {l.get_label(): l.get_marker() for l in left.lines}
     assert markers["SST-2, random mask"] == "o" and markers["MRPC, random mask"] == "s"
+
+
+def test_provenance_note_shortens_full_commits_and_digests():
+    from stpcore.report.notes import provenance_note
+    commit, digest = "735d63a41f0c50086014ca7eb4e5d1e7085a2b3c", "ab" * 32
+    note = provenance_note({"note": f"launched with git_commit {commit}; source {digest}; short 735d63a stays"})
+    assert note == "launched with git_commit 735d63a41f; source abababababab; short 735d63a stays".replace(
+        "abababababab", digest[:10])

@@ -3,6 +3,7 @@ history tables, and the summaries the notebooks print under their tables."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -107,8 +108,10 @@ class FullTextFrame(pd.DataFrame):
 def provenance_note(prov: Mapping) -> str:
     """A record's ``provenance.note``, and for a record evaluated again in another dtype
     (``evaluated_in``, ``evaluated_from``) a sentence saying that its wall time is that
-    evaluation's, and which run trained it (commit, wall time, dev accuracy and dtype)."""
-    note, before = prov.get("note", "") or "", prov.get("evaluated_from")
+    evaluation's, and which run trained it (commit, wall time, dev accuracy and dtype). Full
+    40-digit commits and 64-digit digests in the note are shown by their first 10 digits."""
+    note, before = re.sub(r"\b([0-9a-f]{10})(?:[0-9a-f]{30}|[0-9a-f]{54})\b", r"\1", prov.get("note", "") or ""), \
+        prov.get("evaluated_from")
     if not (prov.get("evaluated_in") and isinstance(before, Mapping)):
         return note
     commit, wall, acc = before.get("git_commit"), before.get("wall_time_s"), before.get("dev_accuracy")
