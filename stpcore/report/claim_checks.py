@@ -20,7 +20,7 @@ from .paper import load_paper_results
 from .seeds import REFERENCE, SeededRecords, _cell, _interval, _metric, _present, _values
 from .summary import ACCURACY_TOLERANCE, ACS_SLACK
 from .tables import NO_METRIC, NOT_RUN
-from .verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, paper_outside
+from .verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, paper_outside, seed_interval
 
 BY_CONSTRUCTION, NOT_TESTED = "by construction", "not tested"
 #: A change smaller than this (% of the value) is no cut, and a quantity moving less over a run does not move.
@@ -180,13 +180,6 @@ def check_gains_more(claim: Claim, records: SeededRecords, task: str, seeds, n_b
                note=f"({names[0]} - {names[1]}) - ({names[2]} - {names[3]})")
 
 
-def _seed_ci(values: list[float], word: str = "seed") -> tuple[dict, str]:
-    ci = stats.mean_ci(values)
-    if ci["n"] == 1:
-        return {**ci, "low": ci["mean"], "high": ci["mean"]}, f"1 {word}: point"
-    return ci, f"t interval, {ci['n']} {word}s"
-
-
 def _history(record: dict | None, arm: str) -> list[dict]:
     return (((record or {}).get("metrics") or {}).get(arm) or {}).get("history") or []
 
@@ -212,7 +205,7 @@ def check_cut(claim: Claim, records: SeededRecords, task: str, seeds) -> dict:
     changes = [100.0 * (x / y - 1.0) for x, y in pairs if x is not None and y]
     if not changes:
         return row()
-    ci, basis = _seed_ci(changes, "run" if claim.stage == "activity_ablation" else "seed")
+    ci, basis = seed_interval(changes, word="run" if claim.stage == "activity_ablation" else "seed")
     verdict = INCONCLUSIVE if still else decide(ci["low"], ci["high"], -MATERIAL_PERCENT, True)
     return row(ci=ci, basis=basis, verdict=verdict,
                note=_join(note, f"% change of {claim.metric} against {claim.other}" if claim.other != "baseline" else ""))
@@ -257,10 +250,7 @@ def check_sweep(claim: Claim, records: SeededRecords, task: str, level: float = 
     n = None if base is None else _metric(base, "dev_examples")
     if x not in points or 1.0 not in points or not n:
         return row()
-    acc, ref = points[x]["dev_accuracy"], points[1.0]["dev_accuracy"]
-    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
-    half = z * (stats.sampling_error(acc, int(n)) ** 2 + stats.sampling_error(ref, int(n)) ** 2) ** 0.5
-    ci = {"diff": acc - ref, "low": acc - ref - half, "high": acc - ref + half}
+    ci = stats.unpaired_binomial_ci(points[1.0]["dev_accuracy"], points[x]["dev_accuracy"], int(n), level)
     keeps = claim.kind == "sweep keeps"
     verdict = decide(ci["low"], ci["high"], -ACCURACY_TOLERANCE, at_most=not keeps)
     notes = [f"{knob} {x:g} against 1.0, one run (seed 0)"]
@@ -279,7 +269,7 @@ def check_c_kept(claim: Claim, records: SeededRecords, task: str, seeds) -> tupl
     values = [100.0 * v / ref for v in _values(_present(records, task, claim.stage, seeds), "normalized_c")] if ref else []
     if not values or paper is None:
         return row(ours=NOT_RUN if not values else _cell(values[0])), paper
-    ci, basis = _seed_ci(values)
+    ci, basis = seed_interval(values)
     return row(ci=ci, basis=basis, verdict=decide(ci["low"], ci["high"], paper + ACS_SLACK, at_most=True),
                note="% of the seed-0 baseline's Normalized #C"), paper
 

@@ -83,10 +83,11 @@ def collect_claim_records(artifacts: Iterable[str], tasks: Iterable[str], seeds:
     """``{(task, stage, seed): record_or_None}`` of every stage the claims of ``artifacts`` read
     (:func:`claim_stages`, by :func:`~stpcore.report.seeds.collect_seeded_for`; ``kwargs``:
     its ``getter``, ``known``, ``known_seed``)."""
-    out: dict = {}
-    for artifact in artifacts:
-        out.update(collect_seeded_for(artifact, list(tasks), seeds, profile, recompute,
-                                      stages=claim_stages(artifact), **kwargs))
+    artifacts, out = list(artifacts), {}
+    for task in tasks:                  # each stage fetched once, though several artifacts read it
+        stages = [st for a in artifacts if a not in SST2_ONLY or task == "sst2" for st in claim_stages(a)]
+        out.update(collect_seeded_for("findings", [task], seeds, profile, recompute,
+                                      stages=tuple(dict.fromkeys(stages)), **kwargs))
     return out
 
 

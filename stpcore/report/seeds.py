@@ -6,7 +6,6 @@ reference of every accuracy change is the **seed-0 baseline** (the pruning stage
 """
 from __future__ import annotations
 
-import statistics
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
@@ -122,10 +121,8 @@ def accuracy_change(records: SeededRecords, task: str, stage: str, seeds: Iterab
     if not n:
         return {"diff": mean - b, "low": None, "high": None, "n": None, "seeds": len(accs),
                 "basis": "point only (no predictions, no example count)"}
-    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
-    half = z * float(np.hypot(stats.sampling_error(b, int(n)), stats.sampling_error(mean, int(n))))
-    return {"diff": mean - b, "low": mean - b - half, "high": mean - b + half, "n": int(n),
-            "seeds": len(accs), "basis": "binomial approx., unpaired (no predictions)"}
+    return {**stats.unpaired_binomial_ci(b, mean, int(n), level), "n": int(n), "seeds": len(accs),
+            "basis": "binomial approx., unpaired (no predictions)"}
 
 
 def seeded_status(records: SeededRecords) -> str:

@@ -250,6 +250,18 @@ def sampling_error(accuracy: float, n: int) -> float:
     return 100.0 * math.sqrt(p * (1.0 - p) / n)
 
 
+def unpaired_binomial_ci(accuracy_a: float, accuracy_b: float, n: int, level: float = 0.95) -> dict:
+    """``accuracy_b - accuracy_a`` (points) of two accuracies measured on ``n`` examples each, with
+    the binomial interval that ignores any pairing: +- z * the root sum of squares of the two
+    :func:`sampling_error` (wider than a paired interval: conservative). Returns ``{"diff",
+    "low", "high"}``."""
+    _check_level(level)
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    half = z * float(np.hypot(sampling_error(accuracy_a, n), sampling_error(accuracy_b, n)))
+    diff = accuracy_b - accuracy_a
+    return {"diff": diff, "low": diff - half, "high": diff + half}
+
+
 def majority_rate(record: dict | None) -> tuple[str, float] | None:
     """``(label, percent)`` of the most common label of ``metrics.dev_labels`` (None if absent)."""
     labels = ((record or {}).get("metrics") or {}).get("dev_labels")

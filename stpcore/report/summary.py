@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from ..runs.profiles import binary_dtype_name
 from .paper import load_paper_results
 from . import stats
 from .notes import paper_value
@@ -70,13 +71,12 @@ def foundation_table(records: Mapping[tuple[str, str], dict | None],
 def record_dtype(record: dict | None) -> str:
     """The dtype a record's dev metrics were simulated in: ``provenance.evaluated_in`` for a
     record evaluated again (:func:`stpcore.runs.runner.Run.evaluated_as_now`), else its
-    configuration's 1-bit dtype (``binary_sim_dtype``, where it names one) or ``sim_dtype``."""
+    configuration's 1-bit dtype (:func:`stpcore.runs.profiles.binary_dtype_name`)."""
     if record is None:
         return NOT_RUN
     cfg = record.get("config") or {}
-    binary = cfg.get("binary_sim_dtype")
     return ((record.get("provenance") or {}).get("evaluated_in")
-            or (binary if binary not in (None, "same") else cfg.get("sim_dtype")) or NO_METRIC)
+            or (binary_dtype_name(cfg) if "sim_dtype" in cfg else None) or NO_METRIC)
 
 
 def precision_table(records: Mapping[tuple[str, str], dict | None],

@@ -54,12 +54,14 @@ def decide(low: float | None, high: float | None, threshold: float, at_most: boo
     return REPRODUCED if low >= threshold else NOT_REPRODUCED if high < threshold else INCONCLUSIVE
 
 
-def _seed_interval(values: list[float], level: float) -> tuple[dict, str]:
+def seed_interval(values: list[float], level: float = 0.95, word: str = "seed") -> tuple[dict, str]:
+    """Student t interval of the mean of ``values`` (one per ``word``: seed, run) and its basis;
+    with one value the point, as a zero-width interval (basis "1 seed: point")."""
     ci = stats.mean_ci(values, level)
     if ci["n"] == 1:
         ci = {**ci, "low": ci["mean"], "high": ci["mean"]}
-        return ci, "1 seed: point"
-    return ci, f"t interval, {ci['n']} seeds"
+        return ci, f"1 {word}: point"
+    return ci, f"t interval, {ci['n']} {word}s"
 
 
 CLAIMS = ("accuracy kept", "ACs kept", "latency kept")
@@ -105,7 +107,7 @@ def check_claim(records_by_seed: SeededRecords, task: str, stage: str, claim: st
     if not values:
         out["ours"] = NOT_RUN if not pruned or base is None else NO_METRIC
         return out
-    ci, basis = _seed_interval(values, level)
+    ci, basis = seed_interval(values, level)
     out.update(ours=_cell(ci["mean"]), interval=_interval(ci) if ci["n"] > 1 else "n/a (1 seed)", basis=basis,
                verdict=decide(ci["low"], ci["high"], threshold, at_most=True), low=ci["low"], high=ci["high"])
     return out
